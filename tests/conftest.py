@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import sys
+
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/tiny.py
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "emotion"
 if not SHARED_DATA.is_dir():  # CI clones elsewhere, with shared/ beside the clone
@@ -20,5 +24,29 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "test.jsonl").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"shared data not found at {SHARED_DATA}")
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3(tmp_path_factory, shared_data) -> Path:
+    from tiny import make_gemma3
+
+    return make_gemma3(tmp_path_factory.mktemp("tiny-gemma3"), shared_data / "train.jsonl")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma4(tmp_path_factory, shared_data) -> Path:
+    from tiny import make_gemma4
+
+    return make_gemma4(tmp_path_factory.mktemp("tiny-gemma4"), shared_data / "train.jsonl")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma4_mm(tmp_path_factory, shared_data) -> Path:
+    """A multimodal Gemma 4 checkpoint whose vision tower uses Gemma4ClippableLinear."""
+    from tiny import make_gemma4
+
+    return make_gemma4(tmp_path_factory.mktemp("tiny-gemma4-mm"), shared_data / "train.jsonl", multimodal=True)

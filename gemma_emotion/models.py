@@ -1,0 +1,335 @@
+"""Model specs → a loaded model and tokenizer, with device, dtype, 4-bit and LoRA adapters.
+
+A model spec is what the user names: `embedded`, a Hub id, a local checkpoint folder or a `.gguf` file.
+Gemma 4 checkpoints are multimodal; we load only the text decoder, and refuse any load that leaves
+weights at their random initialisation (the trap described in gemma-notes.md). One loaded model serves
+base and fine-tuned predictions: the adapter is switched off and on, never copied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from gemma_emotion import paths
+
+log = logging.getLogger(__name__)
+
+ADAPTER_NAME = "finetuned"
+# Gemma 4 multimodal checkpoints keep the text decoder under this prefix.
+GEMMA4_TEXT_KEY_MAPPING = {r"^model\.language_model\.": "model."}
+END_OF_TURN_TOKENS = ("<end_of_turn>", "<turn|>")
+LORA_TARGET_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+Progress = Callable[[str, float], None]
+
+
+class ModelLoadError(RuntimeError):
+    """A model or adapter that cannot be loaded; the message is meant for the user as is."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved model spec: `kind` is embedded, folder, gguf or hub."""
+
+    kind: str
+    ref: str
+
+    @property
+    def name(self) -> str:
+        return "embedded" if self.kind == "embedded" else self.ref
+
+
+def resolve_spec(spec: str | None) -> ModelSpec:
+    spec = (spec or paths.default_model()).strip()
+    if spec == "embedded":
+        return ModelSpec("embedded", spec)
+    path = Path(spec).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"model file not found: {spec}")
+        return ModelSpec("gguf", str(path))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{spec}: this folder has no config.json, so it is not a model checkpoint")
+        return ModelSpec("folder", str(path))
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelLoadError(f"model folder not found: {spec}")
+    return ModelSpec("hub", spec)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    device: str | None = None  # "cuda", "cpu", ...; None picks CUDA when present
+    dtype: str | None = None  # "bfloat16", "float32", ...; None: bf16 on CUDA, fp32 elsewhere
+    load_in_4bit: bool = False  # NF4 through bitsandbytes, CUDA only
+    adapter: str | None = None  # a LoRA adapter folder to put on top
+    attn_implementation: str = "sdpa"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference or training, and what it was loaded from."""
+
+    model: torch.nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    spec: ModelSpec
+    device: torch.device
+    dtype: torch.dtype
+    load_in_4bit: bool = False
+    adapter: str | None = None
+    stop_token_ids: list[int] = field(default_factory=list)
+
+    @property
+    def has_adapter(self) -> bool:
+        return self.adapter is not None
+
+    @property
+    def family(self) -> str:
+        return getattr(self.model.config, "model_type", "unknown")
+
+    @contextlib.contextmanager
+    def adapter_disabled(self) -> Iterator[None]:
+        """Within the block the model predicts as the base model; a no-op without an adapter."""
+        if self.adapter is None:
+            yield
+            return
+        with self.model.disable_adapter():
+            yield
+
+    def use(self, adapter: bool) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext() if adapter else self.adapter_disabled()
+
+    def attach_adapter(self, adapter_dir: str | os.PathLike) -> None:
+        """Put a LoRA adapter on the model, replacing the one already there."""
+        from peft import PeftModel
+
+        adapter_dir = str(adapter_dir)
+        check_adapter(adapter_dir, self.spec)
+        if isinstance(self.model, PeftModel):
+            self.detach_adapter()
+        try:
+            self.model = PeftModel.from_pretrained(self.model, adapter_dir, adapter_name=ADAPTER_NAME, is_trainable=False)
+        except (ValueError, RuntimeError, KeyError, OSError) as exc:
+            raise ModelLoadError(f"adapter {adapter_dir} does not fit model {self.spec.name}: {exc}") from exc
+        self.model.eval()
+        self.adapter = adapter_dir
+
+    def detach_adapter(self) -> None:
+        """Remove the adapter and give back the plain base model."""
+        if self.adapter is None:
+            return
+        self.model = self.model.unload()
+        self.adapter = None
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
+    if dtype:
+        try:
+            return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        except AttributeError as exc:
+            raise ModelLoadError(f"unknown dtype {dtype!r}") from exc
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def load_model(spec: str | None = None, options: LoadOptions | None = None, progress: Progress | None = None) -> LoadedModel:
+    """Load a model spec for classification or training; see LoadOptions for the knobs."""
+    options = options or LoadOptions()
+    resolved = resolve_spec(spec)
+    device = pick_device(options.device)
+    dtype = pick_dtype(device, options.dtype)
+    if options.load_in_4bit and device.type != "cuda":
+        raise ModelLoadError("--load-in-4bit needs a CUDA GPU (bitsandbytes NF4); none was found")
+    source, gguf_file = _checkpoint_source(resolved, progress)
+    if progress:
+        progress(f"loading {resolved.name}", 0.5)
+
+    try:
+        config = AutoConfig.from_pretrained(source, gguf_file=gguf_file) if gguf_file else AutoConfig.from_pretrained(source)
+    except OSError as exc:
+        raise ModelLoadError(_hub_error(resolved, exc)) from exc
+    kwargs: dict = {"dtype": dtype, "attn_implementation": options.attn_implementation}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    if options.load_in_4bit:
+        kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+        kwargs["device_map"] = {"": device.index or 0}
+    model_cls, extra = _text_only_class(config)
+    kwargs.update(extra)
+    try:
+        # The text-only load skips tower weights on purpose; their "unexpected key" report is noise.
+        with _quiet_transformers():
+            model, info = model_cls.from_pretrained(source, output_loading_info=True, **kwargs)
+    except OSError as exc:
+        raise ModelLoadError(_hub_error(resolved, exc)) from exc
+    _refuse_random_weights(model, info, resolved)
+    if not options.load_in_4bit:
+        model.to(device)
+    model.eval()
+    model.config.use_cache = True
+
+    tokenizer = load_tokenizer(source, gguf_file)
+    loaded = LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        spec=resolved,
+        device=device,
+        dtype=dtype,
+        load_in_4bit=options.load_in_4bit,
+        stop_token_ids=stop_token_ids(tokenizer),
+    )
+    if options.adapter:
+        loaded.attach_adapter(options.adapter)
+    if progress:
+        progress(f"loaded {resolved.name}", 1.0)
+    return loaded
+
+
+def _checkpoint_source(spec: ModelSpec, progress: Progress | None) -> tuple[str, str | None]:
+    """The folder (or Hub id) to load from, and a GGUF file name when loading a GGUF directly."""
+    if spec.kind == "embedded":
+        from gemma_emotion.embedded import EmbeddedModelError, ensure_embedded_checkpoint
+
+        try:
+            return str(ensure_embedded_checkpoint(progress)), None
+        except EmbeddedModelError as exc:
+            raise ModelLoadError(str(exc)) from exc
+    if spec.kind == "gguf":
+        path = Path(spec.ref)
+        return str(path.parent), path.name
+    return spec.ref, None
+
+
+def _text_only_class(config: transformers.PretrainedConfig) -> tuple[type, dict]:
+    """The class that loads just the language model, and the kwargs it needs."""
+    if getattr(config, "model_type", "") == "gemma4":
+        # Multimodal Gemma 4: Gemma4ForCausalLM reads the decoder's keys only when they are renamed.
+        return transformers.Gemma4ForCausalLM, {"key_mapping": GEMMA4_TEXT_KEY_MAPPING}
+    if getattr(config, "model_type", "") == "gemma3" and hasattr(config, "text_config"):
+        return transformers.Gemma3ForCausalLM, {"key_mapping": GEMMA4_TEXT_KEY_MAPPING}
+    return AutoModelForCausalLM, {}
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    level = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(level)
+
+
+def _refuse_random_weights(model: torch.nn.Module, info: dict, spec: ModelSpec) -> None:
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    missing = [k for k in info.get("missing_keys", []) if k not in tied and not k.endswith("lm_head.weight")]
+    if missing:
+        shown = ", ".join(sorted(missing)[:5])
+        raise ModelLoadError(
+            f"{spec.name}: {len(missing)} weights were not found in the checkpoint (e.g. {shown}); "
+            "refusing to run a partly random model"
+        )
+
+
+def _hub_error(spec: ModelSpec, exc: Exception) -> str:
+    if spec.kind == "hub":
+        return (
+            f"could not load model '{spec.ref}' from the Hugging Face Hub: it does not exist, is gated "
+            f"(set HF_TOKEN), or the Hub cannot be reached ({type(exc).__name__})"
+        )
+    return f"could not load model {spec.ref}: {exc}"
+
+
+def load_tokenizer(source: str, gguf_file: str | None = None) -> PreTrainedTokenizerBase:
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    if tokenizer.chat_template is None:
+        from gemma_emotion.embedded import GEMMA3_CHAT_TEMPLATE
+
+        tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """eos plus the end-of-turn token of the chat format, so generation stops after one answer."""
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    vocab = tokenizer.get_vocab()
+    ids += [vocab[t] for t in END_OF_TURN_TOKENS if t in vocab]
+    return sorted(set(ids))
+
+
+def lora_target_modules(model: torch.nn.Module) -> list[str]:
+    """Full names of the decoder's linear projections: no vision/audio tower, no per-layer embeddings.
+
+    Built from the loaded model rather than a constant because the path differs between a text-only
+    and a multimodal load, and because a plain name list also matches Gemma4ClippableLinear in towers.
+    """
+    targets = []
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) and type(module).__name__ != "Linear4bit":
+            continue
+        if name.rsplit(".", 1)[-1] not in LORA_TARGET_NAMES:
+            continue
+        if any(part in name for part in ("vision", "audio", "embed_", "multi_modal")):
+            continue
+        targets.append(name)
+    if not targets:
+        raise ModelLoadError("found no decoder projections (q_proj … down_proj) to put LoRA on")
+    return targets
+
+
+def check_adapter(adapter_dir: str, spec: ModelSpec) -> None:
+    """A clear error for a folder that is no adapter; a warning when it names another base model."""
+    import json
+
+    cfg = Path(adapter_dir) / "adapter_config.json"
+    if not cfg.is_file():
+        raise ModelLoadError(f"{adapter_dir}: no adapter_config.json here, so this is not a LoRA adapter")
+    try:
+        base = json.loads(cfg.read_text()).get("base_model_name_or_path")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{cfg}: not valid JSON ({exc})") from exc
+    if base and spec.kind == "hub" and base != spec.ref:
+        log.warning("adapter %s was trained on %s, not %s", adapter_dir, base, spec.ref)
+
+
+def shipped_adapter() -> Path | None:
+    """The adapter trained by this project for the embedded model, committed under assets/."""
+    path = paths.ASSETS / "adapter"
+    return path if (path / "adapter_config.json").is_file() else None
+
+
+def resolve_adapter(model: str | None, adapter: str | None, *, no_adapter: bool = False) -> str | None:
+    """The adapter to use: the one named, else the shipped one when the model is `embedded`."""
+    if no_adapter:
+        return None
+    if adapter:
+        return adapter
+    if resolve_spec(model).kind == "embedded":
+        shipped = shipped_adapter()
+        return str(shipped) if shipped else None
+    return None
