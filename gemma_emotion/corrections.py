@@ -1,0 +1,882 @@
+"""The corrections store, the review queue and the exports of corrected labels.
+
+A correction is one human-fixed label for one text. This module owns where corrections live (a SQLite
+database, `corrections.db`, in the runs directory), how they are edited and undone (an append-only event
+log from which the current view is derived), which examples are worth reviewing (pure functions over
+evaluation predictions), and how corrections leave the app again (JSONL / CSV files, the Hub, or extra
+training rows for a run). No model and no UI code here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import errno
+import hashlib
+import io
+import json
+import math
+import os
+import sqlite3
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gemma_emotion import paths
+from gemma_emotion.labels import INVALID, LABEL_TO_ID, LABELS, label_id, parse_answer, to_prompt_completion
+
+DB_NAME = "corrections.db"
+FORMATS: tuple[str, ...] = ("emotion-jsonl", "chat-jsonl", "csv")
+CSV_COLUMNS: tuple[str, ...] = (
+    "text", "label", "label_id", "predicted", "gold", "source", "source_ref",
+    "model", "adapter", "annotator", "created_at", "updated_at", "n_edits",
+)  # fmt: skip
+HUB_FILENAME = "train.jsonl"
+DEFAULT_SOURCE = "live"  # a correction typed in the app, not picked from a report
+_SCHEMA_VERSION = 1
+# OWASP CSV injection: a spreadsheet treats a cell starting with one of these as a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_META_FIELDS = ("predicted", "gold", "source", "source_ref", "model", "adapter", "annotator", "probabilities")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('set', 'remove', 'undo')),
+    key TEXT,
+    text TEXT,
+    label TEXT,
+    predicted TEXT,
+    gold TEXT,
+    source TEXT,
+    source_ref TEXT,
+    model TEXT,
+    adapter TEXT,
+    annotator TEXT,
+    probabilities TEXT,
+    reverts INTEGER REFERENCES events(id)
+);
+CREATE INDEX IF NOT EXISTS events_key ON events(key);
+CREATE UNIQUE INDEX IF NOT EXISTS events_reverts ON events(reverts) WHERE reverts IS NOT NULL;
+CREATE TABLE IF NOT EXISTS corrections (
+    key TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    label TEXT NOT NULL,
+    predicted TEXT,
+    gold TEXT,
+    source TEXT,
+    source_ref TEXT,
+    model TEXT,
+    adapter TEXT,
+    annotator TEXT,
+    probabilities TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    n_edits INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS corrections_order ON corrections(created_at, text);
+"""
+
+
+class CorrectionsError(Exception):
+    """A corrections operation that cannot be done; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Correction:
+    """The current label of one text. `n_edits` counts label changes after the text was first corrected."""
+
+    text: str
+    label: str
+    predicted: str | None
+    gold: str | None
+    source: str | None
+    source_ref: str | None
+    model: str | None
+    adapter: str | None
+    annotator: str | None
+    created_at: str
+    updated_at: str
+    n_edits: int
+    probabilities: dict[str, float] | None = None
+
+    @property
+    def label_id(self) -> int:
+        return LABEL_TO_ID[self.label]
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One entry of the append-only log: a label set, a removal, or an undo of an earlier entry."""
+
+    id: int
+    at: str
+    action: str
+    text: str | None
+    label: str | None
+    predicted: str | None
+    gold: str | None
+    source: str | None
+    source_ref: str | None
+    model: str | None
+    adapter: str | None
+    annotator: str | None
+    probabilities: dict[str, float] | None
+    reverts: int | None
+    undone: bool
+
+
+@dataclass(frozen=True)
+class Undone:
+    """What undo_last reverted (`event`) and the correction now current for that text (None: none left)."""
+
+    event: HistoryEvent
+    current: Correction | None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _key(text: str) -> str:
+    # Texts may be megabytes long; index a digest rather than the text itself.
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _clean_text(text: Any) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, not {type(text).__name__}")
+    cleaned = text.strip()
+    if not cleaned:
+        raise ValueError("text is empty")
+    try:
+        cleaned.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"text is not valid Unicode ({e.reason} at position {e.start})") from None
+    return cleaned
+
+
+def _label_name(value: Any, what: str = "label") -> str:
+    try:
+        return LABELS[label_id(value)]
+    except ValueError:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(LABELS)}") from None
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _clean_probabilities(probabilities: Mapping[str, Any] | None) -> dict[str, float] | None:
+    if probabilities is None:
+        return None
+    out: dict[str, float] = {}
+    for name, p in probabilities.items():
+        out[_label_name(name, "probability label")] = float(p)
+    return out
+
+
+class CorrectionStore:
+    """Corrections in `<folder>/corrections.db` (SQLite, WAL).
+
+    Every write is one `BEGIN IMMEDIATE` transaction that appends to `events` and rewrites the affected
+    row of `corrections` (the current view, one row per text, derived from the live events). Connections
+    are opened per operation, so one store object can be shared by any number of threads; processes
+    coordinate through SQLite's locks and the busy timeout.
+
+    synchronous=FULL: a commit is fsynced before add() returns, so neither a killed process nor a power
+    cut loses an acknowledged correction. Corrections arrive at human speed, so the fsync costs nothing
+    that matters (NORMAL would be safe against a killed process but not against a power cut).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        create: bool = True,
+        busy_timeout: float = 30.0,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        p = Path(path)
+        # A path naming the .db file itself is accepted too, for callers that keep it elsewhere.
+        self.path = p if p.suffix == ".db" else p / DB_NAME
+        self.busy_timeout = busy_timeout
+        self._clock = clock
+        if not self.path.exists():
+            if not create:
+                raise FileNotFoundError(f"no corrections database at {self.path}")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._init_db()
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: transactions are opened explicitly, so each write is exactly one of them.
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            # IMMEDIATE takes the write lock up front: two writers never deadlock upgrading a read lock.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def _init_db(self) -> None:
+        conn = self._connect()
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise CorrectionsError(f"{self.path}: could not switch the database to WAL mode ({mode})")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > _SCHEMA_VERSION:
+                    raise CorrectionsError(
+                        f"{self.path} was written by a newer gemma-emotion (schema {version}); upgrade it"
+                    )
+                # executescript() would COMMIT first; run the DDL one statement at a time in this transaction.
+                for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as e:
+            raise CorrectionsError(f"cannot open the corrections database {self.path}: {e}") from e
+        finally:
+            conn.close()
+
+    def _now(self) -> str:
+        now = self._clock()
+        if now.tzinfo is None:
+            raise ValueError("the store's clock must return timezone-aware datetimes")
+        # Fixed width, UTC: the strings sort in time order, which export ordering relies on.
+        return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    @staticmethod
+    def _live_events(conn: sqlite3.Connection, key: str) -> list[sqlite3.Row]:
+        return conn.execute(
+            "SELECT * FROM events e WHERE e.key = ? AND e.action IN ('set', 'remove') "
+            "AND NOT EXISTS (SELECT 1 FROM events u WHERE u.reverts = e.id) ORDER BY e.id",
+            (key,),
+        ).fetchall()
+
+    def _rebuild(self, conn: sqlite3.Connection, key: str) -> None:
+        """Recompute the current row of one text from its live events: the latest label wins."""
+        state: dict[str, Any] | None = None
+        for ev in self._live_events(conn, key):
+            if ev["action"] == "remove":
+                state = None
+                continue
+            if state is None:
+                state = {"text": ev["text"], "created_at": ev["at"], "n_edits": 0}
+                state.update({f: None for f in _META_FIELDS})
+            elif ev["label"] != state["label"]:
+                state["n_edits"] += 1
+            state["label"] = ev["label"]
+            state["updated_at"] = ev["at"]
+            # An edit that does not repeat the metadata (say, from a list of corrections) keeps the old one.
+            for f in _META_FIELDS:
+                if ev[f] is not None:
+                    state[f] = ev[f]
+        if state is None:
+            conn.execute("DELETE FROM corrections WHERE key = ?", (key,))
+            return
+        state["source"] = state["source"] or DEFAULT_SOURCE
+        cols = ("key", "text", "label", *_META_FIELDS, "created_at", "updated_at", "n_edits")
+        values = [key, *(state[c] for c in cols[1:])]
+        conn.execute(
+            f"INSERT OR REPLACE INTO corrections ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            values,
+        )
+
+    @staticmethod
+    def _to_correction(row: sqlite3.Row) -> Correction:
+        probs = row["probabilities"]
+        return Correction(
+            text=row["text"],
+            label=row["label"],
+            predicted=row["predicted"],
+            gold=row["gold"],
+            source=row["source"],
+            source_ref=row["source_ref"],
+            model=row["model"],
+            adapter=row["adapter"],
+            annotator=row["annotator"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            n_edits=row["n_edits"],
+            probabilities=None if probs is None else json.loads(probs),
+        )
+
+    @staticmethod
+    def _to_event(row: sqlite3.Row, undone: bool) -> HistoryEvent:
+        probs = row["probabilities"]
+        return HistoryEvent(
+            id=row["id"],
+            at=row["at"],
+            action=row["action"],
+            text=row["text"],
+            label=row["label"],
+            predicted=row["predicted"],
+            gold=row["gold"],
+            source=row["source"],
+            source_ref=row["source_ref"],
+            model=row["model"],
+            adapter=row["adapter"],
+            annotator=row["annotator"],
+            probabilities=None if probs is None else json.loads(probs),
+            reverts=row["reverts"],
+            undone=undone,
+        )
+
+    def _get(self, conn: sqlite3.Connection, key: str) -> Correction | None:
+        row = conn.execute("SELECT * FROM corrections WHERE key = ?", (key,)).fetchone()
+        return None if row is None else self._to_correction(row)
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    def add(
+        self,
+        text: str,
+        label: str | int,
+        *,
+        predicted: str | None = None,
+        gold: str | int | None = None,
+        source: str | None = None,
+        source_ref: str | None = None,
+        model: str | None = None,
+        adapter: str | None = None,
+        annotator: str | None = None,
+        probabilities: Mapping[str, float] | None = None,
+    ) -> Correction:
+        """Set the label of `text` (surrounding whitespace stripped); returns the text's current correction.
+
+        Adding a text that is already corrected is an edit: the latest label wins and the history keeps both.
+        Metadata the edit leaves out (None) is kept from earlier; `source` is "live" unless some event says
+        otherwise, so editing an evaluation mistake keeps its source and source_ref together.
+        """
+        text = _clean_text(text)
+        name = _label_name(label)
+        gold_name = None if gold is None or gold == "" else _label_name(gold, "gold label")
+        probs = _clean_probabilities(probabilities)
+        key = _key(text)
+        row = (
+            self._now(), "set", key, text, name, _opt_str(predicted), gold_name, _opt_str(source),
+            _opt_str(source_ref), _opt_str(model), _opt_str(adapter), _opt_str(annotator),
+            None if probs is None else json.dumps(probs, sort_keys=True),
+        )  # fmt: skip
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO events (at, action, key, text, label, predicted, gold, source, source_ref, "
+                "model, adapter, annotator, probabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            self._rebuild(conn, key)
+            current = self._get(conn, key)
+        assert current is not None
+        return current
+
+    def remove(self, text: str, *, annotator: str | None = None) -> bool:
+        """Drop the correction of `text` (history kept, undo brings it back); False if there was none."""
+        text = _clean_text(text)
+        key = _key(text)
+        with self._write() as conn:
+            if self._get(conn, key) is None:
+                return False
+            conn.execute(
+                "INSERT INTO events (at, action, key, text, annotator) VALUES (?, 'remove', ?, ?, ?)",
+                (self._now(), key, text, _opt_str(annotator)),
+            )
+            self._rebuild(conn, key)
+        return True
+
+    def undo_last(self, annotator: str | None = None) -> Undone | None:
+        """Revert the latest live set/remove (of `annotator` if given); None when there is nothing to undo.
+
+        The undo is itself appended to the log; the text's current row is rebuilt without the reverted
+        event, so the previous label comes back, or the correction disappears if it was the first.
+        """
+        query = (
+            "SELECT * FROM events e WHERE e.action IN ('set', 'remove') "
+            "AND NOT EXISTS (SELECT 1 FROM events u WHERE u.reverts = e.id)"
+        )
+        params: tuple[Any, ...] = ()
+        if annotator is not None:
+            query += " AND e.annotator = ?"
+            params = (annotator,)
+        with self._write() as conn:
+            target = conn.execute(query + " ORDER BY e.id DESC LIMIT 1", params).fetchone()
+            if target is None:
+                return None
+            conn.execute(
+                "INSERT INTO events (at, action, key, text, annotator, reverts) "
+                "VALUES (?, 'undo', ?, ?, ?, ?)",
+                (self._now(), target["key"], target["text"], _opt_str(annotator), target["id"]),
+            )
+            self._rebuild(conn, target["key"])
+            current = self._get(conn, target["key"])
+        return Undone(event=self._to_event(target, undone=True), current=current)
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    def current(self) -> list[Correction]:
+        """Every current correction, oldest first (first creation time, then text): the export order."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT * FROM corrections ORDER BY created_at, text").fetchall()
+        return [self._to_correction(r) for r in rows]
+
+    def get(self, text: str) -> Correction | None:
+        with self._read() as conn:
+            return self._get(conn, _key(_clean_text(text)))
+
+    def lookup(self, texts: Iterable[str]) -> dict[str, Correction]:
+        """The current corrections of those texts that have one, keyed by the text as given."""
+        wanted: dict[str, list[str]] = {}
+        for t in texts:
+            if isinstance(t, str) and t.strip():
+                wanted.setdefault(_key(t.strip()), []).append(t)
+        out: dict[str, Correction] = {}
+        keys = list(wanted)
+        with self._read() as conn:
+            for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+                chunk = keys[i : i + 500]
+                rows = conn.execute(
+                    f"SELECT * FROM corrections WHERE key IN ({', '.join('?' * len(chunk))})", chunk
+                ).fetchall()
+                for r in rows:
+                    for original in wanted[r["key"]]:
+                        out[original] = self._to_correction(r)
+        return out
+
+    def history(self, text: str) -> list[HistoryEvent]:
+        """Every logged event of one text, oldest first, undos included; `undone` marks reverted ones."""
+        key = _key(_clean_text(text))
+        with self._read() as conn:
+            rows = conn.execute("SELECT * FROM events WHERE key = ? ORDER BY id", (key,)).fetchall()
+        reverted = {r["reverts"] for r in rows if r["reverts"] is not None}
+        return [self._to_event(r, undone=r["id"] in reverted) for r in rows]
+
+    def count(self) -> int:
+        with self._read() as conn:
+            return conn.execute("SELECT COUNT(*) FROM corrections").fetchone()[0]
+
+    def counts_by_label(self) -> dict[str, int]:
+        """Current corrections per label, every label present, in LABELS order."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT label, COUNT(*) AS n FROM corrections GROUP BY label").fetchall()
+        found = {r["label"]: r["n"] for r in rows}
+        return {name: found.get(name, 0) for name in LABELS}
+
+    def integrity_check(self) -> str:
+        """SQLite's own verdict on the file: 'ok' when it is sound."""
+        with self._read() as conn:
+            return "; ".join(r[0] for r in conn.execute("PRAGMA integrity_check").fetchall())
+
+
+# -- review queue ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One example offered for review. `confidence` is the highest label probability (None: unknown)."""
+
+    text: str
+    gold: str | None
+    predicted: str
+    probabilities: dict[str, float] = field(default_factory=dict)
+    confidence: float | None = None
+    source: str = "evaluation"
+    source_ref: str | None = None
+    raw: str | None = None
+    valid: bool = True
+    corrected: str | None = None  # the label a correction already gives this text
+
+    @property
+    def is_mistake(self) -> bool:
+        return not self.valid or (self.gold is not None and self.predicted != self.gold)
+
+
+def _parse_bool(value: Any) -> bool | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return bool(value)
+    s = str(value).strip().lower()
+    if s in ("true", "1", "yes", "y", "t"):
+        return True
+    if s in ("false", "0", "no", "n", "f"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _parse_float(value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    x = float(value)
+    return None if math.isnan(x) else x
+
+
+def _row_probabilities(row: Mapping[str, Any]) -> dict[str, float]:
+    probs: dict[str, float] = {}
+    nested = row.get("probabilities")
+    if isinstance(nested, Mapping):
+        for name, p in nested.items():
+            x = _parse_float(p)
+            if x is not None:
+                probs[_label_name(name, "probability label")] = x
+    for name in LABELS:
+        x = _parse_float(row.get(f"prob_{name}"))
+        if x is not None:
+            probs[name] = x
+    return probs
+
+
+def _item_from_row(row: Mapping[str, Any], index: int, source: str, source_ref: str | None) -> ReviewItem:
+    try:
+        text = row["text"]
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("empty text")
+        gold_raw = row.get("gold")
+        gold = None if gold_raw is None or gold_raw == "" else _label_name(gold_raw, "gold label")
+        probs = _row_probabilities(row)
+        raw = _opt_str(row.get("raw"))
+        predicted = row.get("predicted")
+        if predicted is None or predicted == "":
+            if raw is not None:
+                predicted = parse_answer(raw).predicted
+            elif probs:
+                predicted = max(probs, key=probs.__getitem__)
+            else:
+                predicted = INVALID
+        predicted = str(predicted).strip().lower()
+        valid = _parse_bool(row.get("valid"))
+        if valid is None:
+            valid = predicted in LABEL_TO_ID
+    except (KeyError, ValueError, TypeError) as e:
+        raise ValueError(f"prediction row {index}: {e}") from None
+    ref = _opt_str(row.get("source_ref"))
+    if ref is None:
+        ref = f"{source_ref}#{index}" if source_ref else str(index)
+    return ReviewItem(
+        text=text,
+        gold=gold,
+        predicted=predicted,
+        probabilities=probs,
+        confidence=max(probs.values()) if probs else None,
+        source=source,
+        source_ref=ref,
+        raw=raw,
+        valid=valid,
+    )
+
+
+def queue_from_predictions(
+    rows: Iterable[Mapping[str, Any]],
+    only_mistakes: bool = True,
+    *,
+    source: str = "evaluation",
+    source_ref: str | None = None,
+) -> list[ReviewItem]:
+    """Review items from an evaluation's per-example predictions, in their order.
+
+    Rows are dicts as an evaluation writes them (text, gold, predicted, raw, valid, prob_<label>); values
+    may be strings, as csv.DictReader returns them. With only_mistakes, keeps wrong and invalid answers.
+    Each item's source_ref is `<source_ref>#<row index>` (or the row's own source_ref).
+    """
+    items = [_item_from_row(r, i, source, source_ref) for i, r in enumerate(rows)]
+    return [it for it in items if it.is_mistake] if only_mistakes else items
+
+
+def queue_from_unlabeled(
+    rows: Iterable[Mapping[str, Any]], *, source: str = "unlabeled", source_ref: str | None = None
+) -> list[ReviewItem]:
+    """Review items for texts without a gold label, least confident first (unknown confidence first)."""
+    items = [_item_from_row(r, i, source, source_ref) for i, r in enumerate(rows)]
+    return sorted(items, key=lambda it: -1.0 if it.confidence is None else it.confidence)
+
+
+def _as_set(value: str | Iterable[str] | None) -> set[str] | None:
+    if value is None:
+        return None
+    return {value} if isinstance(value, str) else set(value)
+
+
+def filter_queue(
+    items: Iterable[ReviewItem],
+    gold: str | Iterable[str] | None = None,
+    predicted: str | Iterable[str] | None = None,
+    max_confidence: float | None = None,
+    source: str | Iterable[str] | None = None,
+    *,
+    uncorrected_only: bool = False,
+) -> list[ReviewItem]:
+    """The items that pass every given filter (each a value or a collection of accepted values).
+
+    max_confidence keeps items at or below it; items of unknown confidence are kept, since nothing says
+    the model was sure of them.
+    """
+    golds, preds, sources = _as_set(gold), _as_set(predicted), _as_set(source)
+    out = []
+    for it in items:
+        if golds is not None and it.gold not in golds:
+            continue
+        if preds is not None and it.predicted not in preds:
+            continue
+        if sources is not None and it.source not in sources:
+            continue
+        if max_confidence is not None and it.confidence is not None and it.confidence > max_confidence:
+            continue
+        if uncorrected_only and it.corrected is not None:
+            continue
+        out.append(it)
+    return out
+
+
+def mark_corrected(items: Sequence[ReviewItem], store: CorrectionStore) -> list[ReviewItem]:
+    """Copies of the items with `corrected` set to the label the store already gives their text."""
+    found = store.lookup(it.text for it in items)
+    return [
+        dataclasses.replace(it, corrected=found[it.text].label if it.text in found else None) for it in items
+    ]
+
+
+# -- exports --------------------------------------------------------------------------------------------
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _csv_line(cells: Sequence[Any]) -> str:
+    # The csv module quotes a field only for the characters of its lineterminator: with "\n" a bare "\r"
+    # inside a cell would go out unquoted and split the row. Write with "\r\n", then end the line with "\n".
+    buf = io.StringIO(newline="")
+    csv.writer(buf, lineterminator="\r\n").writerow(cells)
+    return buf.getvalue()[:-2] + "\n"
+
+
+def _jsonl(records: Iterable[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def render(corrections: CorrectionStore | Sequence[Correction], fmt: str) -> str:
+    """The export text of the current corrections in one of FORMATS, in the store's deterministic order."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    rows = corrections.current() if isinstance(corrections, CorrectionStore) else list(corrections)
+    if fmt == "emotion-jsonl":
+        return _jsonl({"text": c.text, "label": c.label_id} for c in rows)
+    if fmt == "chat-jsonl":
+        return _jsonl(to_prompt_completion(c.text, c.label) for c in rows)
+    lines = [_csv_line(CSV_COLUMNS)]
+    for c in rows:
+        values = {**dataclasses.asdict(c), "label_id": c.label_id}
+        lines.append(_csv_line([_csv_cell(values[col]) for col in CSV_COLUMNS]))
+    return "".join(lines)
+
+
+def _describe_os_error(e: OSError) -> str:
+    if e.errno == errno.ENOSPC:
+        return "no space left on the device"
+    return e.strerror or str(e)
+
+
+def atomic_write(out_path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `out_path` so that the final name holds either the old file or the whole new one.
+
+    A temp file in the same folder is written, fsynced and renamed over the target; on failure it is
+    removed and CorrectionsError says why (a full disk included).
+    """
+    out = Path(out_path)
+    if out.is_dir():
+        raise CorrectionsError(f"cannot write {out}: it is a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as e:
+        raise CorrectionsError(f"cannot write {out}: {_describe_os_error(e)}") from e
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fchmod(fd, 0o644)  # mkstemp makes it 0600; an export is meant to be shared
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, out)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise CorrectionsError(f"cannot write {out}: {_describe_os_error(e)}") from e
+    try:
+        # Make the rename itself durable; not every platform/filesystem can fsync a folder.
+        dir_fd = os.open(out.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return out
+
+
+def export(store: CorrectionStore, fmt: str, out_path: str | os.PathLike) -> Path:
+    """Write the current corrections to `out_path` in `fmt` (UTF-8, `\\n` newlines), atomically."""
+    return atomic_write(out_path, render(store, fmt).encode("utf-8"))
+
+
+def push_to_hub(
+    store: CorrectionStore,
+    repo_id: str,
+    token: str | None = None,
+    private: bool = True,
+    *,
+    path_in_repo: str = HUB_FILENAME,
+) -> str:
+    """Upload the emotion-jsonl export to a Hub dataset repo (created if missing); returns the commit URL.
+
+    The token comes from the argument or HF_TOKEN, never from anywhere else, and is never shown: errors
+    from the Hub are re-raised with it masked.
+    """
+    from huggingface_hub import HfApi  # imported here: only this path needs it
+
+    token = token or os.environ.get("HF_TOKEN")
+    if not token:
+        raise CorrectionsError("no Hugging Face token: set HF_TOKEN to push corrections to the Hub")
+    if not repo_id or repo_id.count("/") > 1 or repo_id.strip() != repo_id:
+        raise CorrectionsError(f"not a Hub repo id: {repo_id!r} (expected 'name' or 'owner/name')")
+    data = render(store, "emotion-jsonl").encode("utf-8")
+    if not data:
+        raise CorrectionsError("there are no corrections to push")
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        info = api.upload_file(
+            path_or_fileobj=data,
+            path_in_repo=path_in_repo,
+            repo_id=repo_id,
+            repo_type="dataset",
+            commit_message=f"Upload {store.count()} corrections from gemma-emotion",
+        )
+    except Exception as e:  # noqa: BLE001  # the Hub client raises many types; the user needs one clear line
+        message = str(e).replace(token, "***")
+        raise CorrectionsError(f"push to {repo_id} failed: {type(e).__name__}: {message}") from None
+    return str(getattr(info, "commit_url", None) or f"https://huggingface.co/datasets/{repo_id}")
+
+
+# -- training hook --------------------------------------------------------------------------------------
+
+
+def training_examples(store: CorrectionStore) -> list[dict[str, Any]]:
+    """The current corrections as dair-ai/emotion rows ({"text", "label": int}) for a run's extra data."""
+    return [{"text": c.text, "label": c.label_id} for c in store.current()]
+
+
+def oversample(rows: Sequence[dict[str, Any]], factor: int) -> list[dict[str, Any]]:
+    """`factor` copies of the rows (new dicts, so callers may mutate them); the trainer shuffles."""
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"oversample factor must be a whole number >= 1, not {factor!r}")
+    return [dict(r) for _ in range(factor) for r in rows]
+
+
+# -- CLI ------------------------------------------------------------------------------------------------
+
+
+def _store_from_args(args: argparse.Namespace) -> CorrectionStore:
+    return CorrectionStore(paths.runs_dir(getattr(args, "runs_dir", None)), create=False)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """`export`: write the corrections to --out (or stdout) and/or push them to the Hub."""
+    try:
+        store = _store_from_args(args)
+        fmt = getattr(args, "format", "emotion-jsonl")
+        out = getattr(args, "out", None)
+        repo = getattr(args, "push_to_hub", None)
+        if out and out != "-":
+            path = export(store, fmt, out)
+            print(f"wrote {store.count()} corrections to {path}", file=sys.stderr)
+        elif not repo:
+            sys.stdout.buffer.write(render(store, fmt).encode("utf-8"))
+            sys.stdout.flush()
+        if repo:
+            url = push_to_hub(store, repo, private=not getattr(args, "public", False))
+            print(f"pushed {store.count()} corrections to {url}", file=sys.stderr)
+    except BrokenPipeError:
+        # `export | head`: the reader left; not an error of ours. Point stdout at devnull so the
+        # interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (CorrectionsError, ValueError, OSError, sqlite3.Error) as e:
+        return _fail(str(e))
+    return 0
+
+
+def cmd_corrections(args: argparse.Namespace) -> int:
+    """`corrections`: the number of current corrections per label."""
+    try:
+        counts = _store_from_args(args).counts_by_label()
+    except (CorrectionsError, ValueError, OSError, sqlite3.Error) as e:
+        return _fail(str(e))
+    width = max(len(name) for name in (*LABELS, "total"))
+    for name, n in counts.items():
+        print(f"{name:<{width}}  {n}")
+    print(f"{'total':<{width}}  {sum(counts.values())}")
+    return 0
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `export` and `corrections` commands; each sets `func` to a handler returning an exit code."""
+    # SUPPRESS: a --runs-dir on the main parser is not overwritten by this subparser's default.
+    p = subparsers.add_parser("export", help="export the corrections (JSONL, chat JSONL, CSV) or push them")
+    p.add_argument("--format", choices=FORMATS, default="emotion-jsonl", help="export format")
+    p.add_argument("--out", help="output file (default: stdout)")
+    p.add_argument("--runs-dir", default=argparse.SUPPRESS, help="runs directory holding corrections.db")
+    p.add_argument("--push-to-hub", metavar="REPO", help="also upload the emotion-jsonl export as a dataset")
+    p.add_argument("--public", action="store_true", help="create the Hub dataset public (default private)")
+    p.set_defaults(func=cmd_export)
+    c = subparsers.add_parser("corrections", help="count the corrections by label")
+    c.add_argument("--runs-dir", default=argparse.SUPPRESS, help="runs directory holding corrections.db")
+    c.set_defaults(func=cmd_corrections)
