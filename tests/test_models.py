@@ -1,0 +1,210 @@
+"""Model loading (the Gemma 4 text-only trap included), classification in both modes, adapters, CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gemma_emotion.classify import Classifier
+from gemma_emotion.labels import LABELS
+from gemma_emotion.models import (
+    LoadOptions,
+    ModelLoadError,
+    load_model,
+    lora_target_modules,
+    resolve_spec,
+)
+
+TEXTS = ["i feel so happy today", "i am angry at the world and everyone in it", "i feel scared", "i miss her"]
+
+
+def _checkpoint_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        tensors.update(load_file(f))
+    return tensors
+
+
+def test_gemma4_multimodal_loads_text_only_with_the_checkpoints_weights(tiny_gemma4_mm):
+    lm = load_model(str(tiny_gemma4_mm))
+    assert type(lm.model).__name__ == "Gemma4ForCausalLM"
+    assert not any("vision" in n or "audio" in n for n, _ in lm.model.named_parameters())
+    saved = _checkpoint_tensors(tiny_gemma4_mm)
+    loaded = lm.model.state_dict()
+    compared = 0
+    for key, value in saved.items():
+        if not key.startswith("model.language_model."):
+            continue
+        mine = loaded[key.replace("model.language_model.", "model.", 1)]
+        assert torch.equal(mine, value.to(mine.dtype)), key
+        compared += 1
+    assert compared == len([k for k in loaded if not k.startswith("lm_head")])
+
+
+def test_the_random_weights_trap_is_real_and_refused(tiny_gemma4_mm, monkeypatch):
+    """A naive Gemma4ForCausalLM load of a multimodal checkpoint leaves weights random; ours refuses it."""
+    from transformers import Gemma4ForCausalLM
+
+    naive = Gemma4ForCausalLM.from_pretrained(tiny_gemma4_mm)
+    saved = _checkpoint_tensors(tiny_gemma4_mm)
+    emb = saved["model.language_model.embed_tokens.weight"]
+    assert not torch.equal(naive.model.embed_tokens.weight.detach(), emb)  # the trap: random init
+
+    import gemma_emotion.models as models
+
+    monkeypatch.setattr(models, "GEMMA4_TEXT_KEY_MAPPING", {r"^nothing$": "x"})
+    with pytest.raises(ModelLoadError, match="not found in the checkpoint"):
+        load_model(str(tiny_gemma4_mm))
+
+
+def test_lora_targets_skip_the_clippable_tower(tiny_gemma4_mm):
+    from transformers import AutoConfig, Gemma4ForConditionalGeneration
+
+    full = Gemma4ForConditionalGeneration.from_pretrained(tiny_gemma4_mm, config=AutoConfig.from_pretrained(tiny_gemma4_mm))
+    targets = lora_target_modules(full)
+    assert targets and all("language_model" in t for t in targets)
+    assert not any("vision" in t for t in targets)
+    # KV-shared layers have no k_proj/v_proj of their own: 4 layers, 2 shared → 2 k_proj
+    assert sum(t.endswith("k_proj") for t in targets) == 2
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gemma3", "tiny_gemma4"])
+def test_score_mode_matches_an_uncached_forward(fixture, request):
+    lm = load_model(str(request.getfixturevalue(fixture)))
+    clf = Classifier(lm)
+    preds = clf.predict(TEXTS, "score", batch_size=3)
+    for text, pred in zip(TEXTS, preds):
+        assert pred.valid and pred.label in LABELS
+        assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+        with torch.no_grad():
+            logits = lm.model(input_ids=torch.tensor([clf.prompt_ids(text)])).logits[0, -1]
+        ref = torch.softmax(logits[clf._label_ids], -1)
+        for i, name in enumerate(LABELS):
+            assert pred.probabilities[name] == pytest.approx(ref[i].item(), abs=1e-4)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gemma3", "tiny_gemma4"])
+def test_batched_generate_equals_one_at_a_time(fixture, request):
+    lm = load_model(str(request.getfixturevalue(fixture)))
+    clf = Classifier(lm)
+    batched = clf.predict(TEXTS, "generate", batch_size=4)
+    single = [clf.predict([t], "generate", batch_size=1)[0] for t in TEXTS]
+    assert [p.raw for p in batched] == [p.raw for p in single]
+    for p in batched:  # a random model rambles: its answers are invalid, and said so
+        assert p.valid == (p.label in LABELS) and (p.valid or p.label == "invalid")
+
+
+def _random_adapter(model_dir: Path, out: Path) -> Path:
+    from peft import LoraConfig, get_peft_model
+
+    lm = load_model(str(model_dir))
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=lora_target_modules(lm.model), init_lora_weights=False)
+    peft_model = get_peft_model(lm.model, cfg)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    peft_model.save_pretrained(out)
+    return out
+
+
+def test_adapter_switches_off_and_on_in_one_model(tiny_gemma3, tmp_path):
+    adapter = _random_adapter(tiny_gemma3, tmp_path / "adapter")
+    base_only = Classifier(load_model(str(tiny_gemma3))).predict(TEXTS)
+    lm = load_model(str(tiny_gemma3), LoadOptions(adapter=str(adapter)))
+    clf = Classifier(lm)
+    off = clf.predict(TEXTS, adapter=False)
+    on = clf.predict(TEXTS, adapter=True)
+    for a, b in zip(base_only, off):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
+    assert any(a.probabilities != pytest.approx(b.probabilities, abs=1e-3) for a, b in zip(off, on))
+    assert clf.predict(TEXTS, adapter=False)[0].probabilities == pytest.approx(off[0].probabilities, abs=1e-6)
+
+
+def test_adapter_for_another_model_is_refused(tiny_gemma3, tiny_gemma4, tmp_path):
+    adapter = _random_adapter(tiny_gemma4, tmp_path / "g4-adapter")
+    with pytest.raises(ModelLoadError, match="does not fit"):
+        load_model(str(tiny_gemma3), LoadOptions(adapter=str(adapter)))
+    with pytest.raises(ModelLoadError, match="not a LoRA adapter"):
+        load_model(str(tiny_gemma3), LoadOptions(adapter=str(tmp_path)))
+
+
+def test_model_specs(tmp_path):
+    assert resolve_spec("embedded").kind == "embedded"
+    assert resolve_spec("google/gemma-4-E4B-it").kind == "hub"
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        resolve_spec(str(tmp_path))
+    with pytest.raises(ModelLoadError, match="not found"):
+        resolve_spec(str(tmp_path / "x.gguf"))
+    with pytest.raises(ModelLoadError, match="needs a CUDA GPU"):
+        load_model("google/gemma-4-E4B-it", LoadOptions(device="cpu", load_in_4bit=True))
+
+
+def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "gemma_emotion", *args], capture_output=True, text=True,
+                          env=env, timeout=300)  # fmt: skip
+
+
+def test_cli_classify_json(tiny_gemma4):
+    out = _cli("classify", "i feel so happy today", "--model", str(tiny_gemma4), "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert set(result) >= {"label", "valid", "probabilities", "raw", "latency_ms"}
+    assert result["label"] in LABELS and result["valid"] is True
+    assert set(result["probabilities"]) == set(LABELS)
+    gen = json.loads(_cli("classify", "i feel so happy", "--model", str(tiny_gemma4), "--json", "--mode", "generate").stdout)
+    assert gen["probabilities"] is None and isinstance(gen["raw"], str)
+
+
+@pytest.mark.parametrize("mode", ["score", "generate"])
+def test_cli_eval_writes_a_report(tiny_gemma3, shared_data, tmp_path, mode):
+    out = _cli("eval", "--model", str(tiny_gemma3), "--data", str(shared_data), "--limit", "24",
+               "--mode", mode, "--out", str(tmp_path / "r"))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    for key in ("accuracy", "macro_f1", "per_class", "invalid", "n", "confusion", "mode", "model", "adapter"):
+        assert key in metrics
+    assert metrics["n"] == 24 and metrics["mode"] == mode
+    assert sum(map(sum, metrics["confusion"])) == 24
+    rows = (tmp_path / "r" / "predictions.csv").read_text().splitlines()
+    assert len(rows) >= 25 and rows[0].startswith("text,gold,predicted")
+    assert "accuracy" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["classify", "hi", "--model", "no-such-org/no-such-model"], "could not load model 'no-such-org/no-such-model'"),
+        (["eval", "--data", "/nonexistent/folder/x.jsonl"], "no such file or folder"),
+        (["classify", "   "], "empty text"),
+    ],
+)
+def test_cli_errors_are_one_clear_line(args, message):
+    out = _cli(*args)
+    assert out.returncode != 0
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_malformed_file(tmp_path, tiny_gemma3):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine", "label": 1}\n{"text": "x", "label": "happy"}\n')
+    out = _cli("eval", "--model", str(tiny_gemma3), "--data", str(bad))
+    assert out.returncode != 0 and "bad.jsonl, line 2" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_every_command_has_help():
+    from gemma_emotion.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert {"classify", "eval"} <= set(sub.choices)
+    for name, p in sub.choices.items():
+        assert p.format_help().startswith("usage:"), name
