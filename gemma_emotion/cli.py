@@ -28,10 +28,16 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help=f"embedded, a Hub id, a checkpoint folder or a .gguf file "
                    f"(default: ${paths.ENV_MODEL} or embedded)")  # fmt: skip
     p.add_argument("--adapter", default=None, help="a LoRA adapter folder (a run's adapter/) to put on top")
-    p.add_argument("--no-adapter", action="store_true", help="use the bare model even if an adapter is shipped")
+    p.add_argument(
+        "--no-adapter", action="store_true", help="use the bare model even if an adapter is shipped"
+    )
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when present)")
-    p.add_argument("--dtype", default=None, help="bfloat16, float32, ... (default: bf16 on CUDA, fp32 on CPU)")
-    p.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 weights through bitsandbytes (CUDA)")
+    p.add_argument(
+        "--dtype", default=None, help="bfloat16, float32, ... (default: bf16 on CUDA, fp32 on CPU)"
+    )
+    p.add_argument(
+        "--load-in-4bit", action="store_true", help="4-bit NF4 weights through bitsandbytes (CUDA)"
+    )
 
 
 def add_data_args(p: argparse.ArgumentParser, split: str = "test") -> None:
@@ -48,7 +54,9 @@ def load_for_cli(args: argparse.Namespace):
     from gemma_emotion.models import LoadOptions, load_model, resolve_adapter
 
     adapter = resolve_adapter(args.model, args.adapter, no_adapter=getattr(args, "no_adapter", False))
-    options = LoadOptions(device=args.device, dtype=args.dtype, load_in_4bit=args.load_in_4bit, adapter=adapter)
+    options = LoadOptions(
+        device=args.device, dtype=args.dtype, load_in_4bit=args.load_in_4bit, adapter=adapter
+    )
     return load_model(args.model, options, progress=_stderr_progress)
 
 
@@ -135,8 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("classify", help="label one text", description="Label one text (use - to read stdin).")
     p.add_argument("text")
-    p.add_argument("--mode", choices=("score", "generate"), default="score",
-                   help="score: six probabilities from one forward pass; generate: the model writes the label")  # fmt: skip
+    p.add_argument(
+        "--mode",
+        choices=("score", "generate"),
+        default="score",
+        help="score: six probabilities from one forward pass; generate: the model writes the label",
+    )
     p.add_argument("--thinking", action="store_true", help="Gemma 4 thinking mode (off by default)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_model_args(p)
@@ -177,7 +189,9 @@ def _is_user_error(exc: Exception) -> bool:
     from gemma_emotion.data import DataError
     from gemma_emotion.models import ModelLoadError
 
-    return isinstance(exc, (UserError, DataError, ModelLoadError, FileNotFoundError, PermissionError, ValueError))
+    return isinstance(
+        exc, (UserError, DataError, ModelLoadError, FileNotFoundError, PermissionError, ValueError)
+    )
 
 
 def _quiet_libraries() -> None:
@@ -187,4 +201,3 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
     for name in ("transformers", "datasets", "peft", "bitsandbytes", "huggingface_hub", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
-

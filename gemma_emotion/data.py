@@ -74,7 +74,9 @@ def load_split(
     return sample(ds, limit, stratify=stratify, seed=seed)
 
 
-def sample(ds: datasets.Dataset, limit: int | None, *, stratify: bool = False, seed: int = 0) -> datasets.Dataset:
+def sample(
+    ds: datasets.Dataset, limit: int | None, *, stratify: bool = False, seed: int = 0
+) -> datasets.Dataset:
     """A seeded subset of `limit` rows, in the original order; stratified on the label when asked."""
     if limit is None or limit >= len(ds):
         return ds

@@ -49,7 +49,9 @@ class Report:
         return self.metrics["invalid"]
 
 
-def compute_metrics(gold: Sequence[int], predicted: Sequence[str], lenient: Sequence[str | None] | None = None) -> dict:
+def compute_metrics(
+    gold: Sequence[int], predicted: Sequence[str], lenient: Sequence[str | None] | None = None
+) -> dict:
     """Accuracy, macro-F1, per-class P/R/F1/support and the confusion matrix (gold × six + invalid)."""
     if len(gold) != len(predicted):
         raise ValueError("gold and predicted differ in length")

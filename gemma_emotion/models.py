@@ -117,7 +117,9 @@ class LoadedModel:
         if isinstance(self.model, PeftModel):
             self.detach_adapter()
         try:
-            self.model = PeftModel.from_pretrained(self.model, adapter_dir, adapter_name=ADAPTER_NAME, is_trainable=False)
+            self.model = PeftModel.from_pretrained(
+                self.model, adapter_dir, adapter_name=ADAPTER_NAME, is_trainable=False
+            )
         except (ValueError, RuntimeError, KeyError, OSError) as exc:
             raise ModelLoadError(f"adapter {adapter_dir} does not fit model {self.spec.name}: {exc}") from exc
         self.model.eval()
@@ -148,7 +150,9 @@ def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
     return torch.float32
 
 
-def load_model(spec: str | None = None, options: LoadOptions | None = None, progress: Progress | None = None) -> LoadedModel:
+def load_model(
+    spec: str | None = None, options: LoadOptions | None = None, progress: Progress | None = None
+) -> LoadedModel:
     """Load a model spec for classification or training; see LoadOptions for the knobs."""
     options = options or LoadOptions()
     resolved = resolve_spec(spec)
@@ -161,7 +165,11 @@ def load_model(spec: str | None = None, options: LoadOptions | None = None, prog
         progress(f"loading {resolved.name}", 0.5)
 
     try:
-        config = AutoConfig.from_pretrained(source, gguf_file=gguf_file) if gguf_file else AutoConfig.from_pretrained(source)
+        config = (
+            AutoConfig.from_pretrained(source, gguf_file=gguf_file)
+            if gguf_file
+            else AutoConfig.from_pretrained(source)
+        )
     except OSError as exc:
         raise ModelLoadError(_hub_error(resolved, exc)) from exc
     kwargs: dict = {"dtype": dtype, "attn_implementation": options.attn_implementation}

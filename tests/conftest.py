@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,9 @@ if not SHARED_DATA.is_dir():  # CI clones elsewhere, with shared/ beside the clo
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "embedded: loads the real embedded Gemma 3 270M (slow, needs the GGUF)")
+    config.addinivalue_line(
+        "markers", "embedded: loads the real embedded Gemma 3 270M (slow, needs the GGUF)"
+    )
     config.addinivalue_line("markers", "browser: drives a real headless Chromium")
 
 
@@ -49,4 +50,6 @@ def tiny_gemma4_mm(tmp_path_factory, shared_data) -> Path:
     """A multimodal Gemma 4 checkpoint whose vision tower uses Gemma4ClippableLinear."""
     from tiny import make_gemma4
 
-    return make_gemma4(tmp_path_factory.mktemp("tiny-gemma4-mm"), shared_data / "train.jsonl", multimodal=True)
+    return make_gemma4(
+        tmp_path_factory.mktemp("tiny-gemma4-mm"), shared_data / "train.jsonl", multimodal=True
+    )

@@ -12,7 +12,14 @@ def test_shared_folder_loads_like_the_hub_dataset(shared_data):
     ds = load_split(shared_data, "test")
     assert len(ds) == 2000
     assert ds.column_names == ["text", "label"]
-    assert label_counts(ds) == {"sadness": 581, "joy": 695, "love": 159, "anger": 275, "fear": 224, "surprise": 66}
+    assert label_counts(ds) == {
+        "sadness": 581,
+        "joy": 695,
+        "love": 159,
+        "anger": 275,
+        "fear": 224,
+        "surprise": 66,
+    }
 
 
 def test_sampling_is_seeded_and_stratified(shared_data):
@@ -55,7 +62,11 @@ def test_unlabelled_file_when_labels_are_optional(tmp_path):
 @pytest.mark.parametrize(
     "name,content,message",
     [
-        ("bad.jsonl", '{"text": "ok", "label": 1}\n{"text": "x", "label": 9}\n', r"bad.jsonl, line 2: label 9 is outside"),
+        (
+            "bad.jsonl",
+            '{"text": "ok", "label": 1}\n{"text": "x", "label": 9}\n',
+            r"bad.jsonl, line 2: label 9 is outside",
+        ),
         ("bad.jsonl", '{"text": "ok", "label": 1}\n{"text": "  ", "label": 1}\n', r"line 2: empty text"),
         ("bad.jsonl", '{"text": "ok", "label": 1}\n{"txt": "a", "label": 1}\n', r"line 2: 'text' is missing"),
         ("bad.jsonl", '{"text": "ok", "label": 1}\n{"text": "ok"\n', r"line 2: not valid JSON"),

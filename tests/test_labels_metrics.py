@@ -2,7 +2,7 @@
 
 import pytest
 
-from gemma_emotion.evaluate import compare_reports, compute_metrics, Report
+from gemma_emotion.evaluate import Report, compare_reports, compute_metrics
 from gemma_emotion.labels import LABELS, build_messages, label_id, parse_answer, to_prompt_completion
 
 
@@ -47,7 +47,10 @@ def test_label_id_rejects_the_rest(value):
 def test_prompt_completion_record():
     rec = to_prompt_completion("i feel great", 1)
     assert rec["prompt"] == build_messages("i feel great")
-    assert rec["prompt"][0]["role"] == "system" and "sadness, joy, love, anger, fear, surprise" in rec["prompt"][0]["content"]
+    assert (
+        rec["prompt"][0]["role"] == "system"
+        and "sadness, joy, love, anger, fear, surprise" in rec["prompt"][0]["content"]
+    )
     assert rec["completion"] == [{"role": "assistant", "content": "joy"}]
     with pytest.raises(ValueError):
         to_prompt_completion("x", "happy")
@@ -62,7 +65,8 @@ def test_metrics_by_hand():
     assert m["n"] == 6
     assert m["accuracy"] == pytest.approx(3 / 6)
     assert m["invalid"] == 1
-    # sadness: tp1 fp1 fn1 → P .5 R .5 F .5 ; joy: tp1 fp1 fn1 → .5 ; love: 1 ; anger: 0 ; fear/surprise: 0 (no support)
+    # sadness: tp1 fp1 fn1 → P .5 R .5 F .5; joy: tp1 fp1 fn1 → .5; love: 1; anger: 0
+    # fear/surprise: 0 (no support)
     assert m["per_class"]["sadness"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
     assert m["per_class"]["joy"]["f1"] == pytest.approx(0.5)
     assert m["per_class"]["love"]["f1"] == pytest.approx(1.0)

@@ -64,7 +64,9 @@ def test_the_random_weights_trap_is_real_and_refused(tiny_gemma4_mm, monkeypatch
 def test_lora_targets_skip_the_clippable_tower(tiny_gemma4_mm):
     from transformers import AutoConfig, Gemma4ForConditionalGeneration
 
-    full = Gemma4ForConditionalGeneration.from_pretrained(tiny_gemma4_mm, config=AutoConfig.from_pretrained(tiny_gemma4_mm))
+    full = Gemma4ForConditionalGeneration.from_pretrained(
+        tiny_gemma4_mm, config=AutoConfig.from_pretrained(tiny_gemma4_mm)
+    )
     targets = lora_target_modules(full)
     assert targets and all("language_model" in t for t in targets)
     assert not any("vision" in t for t in targets)
@@ -159,7 +161,11 @@ def test_cli_classify_json(tiny_gemma4):
     assert set(result) >= {"label", "valid", "probabilities", "raw", "latency_ms"}
     assert result["label"] in LABELS and result["valid"] is True
     assert set(result["probabilities"]) == set(LABELS)
-    gen = json.loads(_cli("classify", "i feel so happy", "--model", str(tiny_gemma4), "--json", "--mode", "generate").stdout)
+    gen = json.loads(
+        _cli(
+            "classify", "i feel so happy", "--model", str(tiny_gemma4), "--json", "--mode", "generate"
+        ).stdout
+    )
     assert gen["probabilities"] is None and isinstance(gen["raw"], str)
 
 
@@ -181,7 +187,10 @@ def test_cli_eval_writes_a_report(tiny_gemma3, shared_data, tmp_path, mode):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["classify", "hi", "--model", "no-such-org/no-such-model"], "could not load model 'no-such-org/no-such-model'"),
+        (
+            ["classify", "hi", "--model", "no-such-org/no-such-model"],
+            "could not load model 'no-such-org/no-such-model'",
+        ),
         (["eval", "--data", "/nonexistent/folder/x.jsonl"], "no such file or folder"),
         (["classify", "   "], "empty text"),
     ],

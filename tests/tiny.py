@@ -35,7 +35,9 @@ def _words(data_file: Path | None) -> list[str]:
     return list(dict.fromkeys(words))
 
 
-def build_tokenizer(specials: list[str], chat_template: str, data_file: Path | None) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    specials: list[str], chat_template: str, data_file: Path | None
+) -> PreTrainedTokenizerFast:
     vocab = {tok: i for i, tok in enumerate(specials)}
     for word in _words(data_file):
         if len(vocab) >= VOCAB:
