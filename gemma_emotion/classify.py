@@ -27,6 +27,7 @@ MODES = ("score", "generate")
 MAX_TEXT_TOKENS = 256  # longer texts are cut: the dataset's longest is ~90 tokens
 MAX_NEW_TOKENS = 12
 _MARK = "\u2063TEXT\u2063"  # a placeholder that no tokenizer merges with its neighbours
+_PROBES = ("i feel fine", "Hello, World! 123", "émoji 😀 text", "\u05e9\u05dc\u05d5\u05dd (rtl)", "a\nb")
 
 BatchProgress = Callable[[int, int], None]
 
@@ -72,10 +73,20 @@ class Classifier:
     system_prompt: str = SYSTEM_PROMPT
     enable_thinking: bool = False
     _prefix_ids: list[int] = field(init=False, default_factory=list)
+    _tail_ids: list[int] = field(init=False, default_factory=list)
     _label_ids: list[int] = field(init=False, default_factory=list)
+    _fast_encode: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
-        self._prefix_ids = self._render_prefix()
+        tok = self.lm.tokenizer
+        head, tail = self._render(_MARK).split(_MARK)
+        self._prefix_ids = tok(head, add_special_tokens=False)["input_ids"]
+        self._tail_ids = tok(tail, add_special_tokens=False)["input_ids"]
+        # Rendering the template per text is slow; splicing the text's ids between the fixed head and
+        # tail is exact when the tokenizer never merges across those borders, which we check here.
+        self._fast_encode = all(
+            self._encode_many([p], fast=True)[0].ids == self._encode_slow(p) for p in _PROBES
+        )
         self._label_ids = self._first_label_tokens()
 
     # -- public ---------------------------------------------------------------------------------
@@ -97,7 +108,7 @@ class Classifier:
         if not texts:
             return []
         batch_size = batch_size or default_batch_size(self.lm, mode)
-        encoded = [self._encode(t) for t in texts]
+        encoded = self._encode_many(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i].ids))
         results: list[Prediction | None] = [None] * len(texts)
         done = 0
@@ -126,7 +137,7 @@ class Classifier:
 
     def prompt_ids(self, text: str) -> list[int]:
         """The token ids the model sees for one text (the same the trainer tokenises)."""
-        return self._encode(text).ids
+        return self._encode_many([text])[0].ids
 
     # -- prompt ---------------------------------------------------------------------------------
     def _render(self, text: str) -> str:
@@ -137,19 +148,30 @@ class Classifier:
             enable_thinking=self.enable_thinking,
         )
 
-    def _render_prefix(self) -> list[int]:
-        rendered = self._render(_MARK)
-        prefix = rendered[: rendered.index(_MARK)]
-        return self.lm.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    def _encode_slow(self, text: str) -> list[int]:
+        return self.lm.tokenizer(self._render(text.strip()), add_special_tokens=False)["input_ids"]
 
-    def _encode(self, text: str) -> _Encoded:
+    def _encode_many(self, texts: Sequence[str], fast: bool | None = None) -> list[_Encoded]:
         tok = self.lm.tokenizer
-        text_ids = tok(text, add_special_tokens=False)["input_ids"]
-        truncated = len(text_ids) > MAX_TEXT_TOKENS
-        if truncated:
-            text = tok.decode(text_ids[:MAX_TEXT_TOKENS])
-        ids = tok(self._render(text), add_special_tokens=False)["input_ids"]
-        return _Encoded(ids, truncated)
+        fast = self._fast_encode if fast is None else fast
+        # A megabyte of text is cut before tokenising: only MAX_TEXT_TOKENS tokens are kept anyway.
+        max_chars = MAX_TEXT_TOKENS * 16
+        stripped = [t.strip() for t in texts]
+        cut = [len(t) > max_chars for t in stripped]
+        stripped = [t[:max_chars] for t in stripped]
+        text_ids = tok(stripped, add_special_tokens=False)["input_ids"] if stripped else []
+        out = []
+        for text, ids, was_cut in zip(stripped, text_ids, cut):
+            truncated = was_cut or len(ids) > MAX_TEXT_TOKENS
+            if len(ids) > MAX_TEXT_TOKENS:
+                ids = ids[:MAX_TEXT_TOKENS]
+                text = tok.decode(ids)
+            if fast:
+                full = self._prefix_ids + ids + self._tail_ids
+            else:
+                full = self._encode_slow(text)
+            out.append(_Encoded(full, truncated))
+        return out
 
     def _first_label_tokens(self) -> list[int]:
         """The first token of each label as the model would write it after the turn opens."""

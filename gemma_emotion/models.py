@@ -242,11 +242,15 @@ def _text_only_class(config: transformers.PretrainedConfig) -> tuple[type, dict]
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
     level = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     try:
         yield
     finally:
         transformers.logging.set_verbosity(level)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
 
 
 def _refuse_random_weights(model: torch.nn.Module, info: dict, spec: ModelSpec) -> None:
