@@ -1,0 +1,560 @@
+"""The run registry and the runner: run folders on disk, their status, and one training process at a time.
+
+A run folder `runs/<name>/` holds `run.json` (config, status, timestamps, metrics; rewritten atomically on
+every change), `log.jsonl` (one record per logging step, appended by the training process), `adapter/`,
+`reports/{base,finetuned}/` and `process.log` (what the training process printed).
+
+Training runs in a subprocess (`python -m gemma_emotion train --run-dir DIR`), so a crash or an
+out-of-memory error never takes the app down. The process is found again from `run.json` (status
+"running" + a live pid) after the app restarts; a "running" run whose process is gone reads as failed.
+Also the `runs`, `merge` and `push` commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gemma_emotion import paths
+from gemma_emotion.files import atomic_write_json
+
+if TYPE_CHECKING:
+    from gemma_emotion.evaluate import Report
+    from gemma_emotion.train import TrainConfig
+
+RUN_FILE = "run.json"
+LOG_FILE = "log.jsonl"
+STOP_FILE = "STOP"
+ADAPTER_DIR = "adapter"
+REPORTS_DIR = "reports"
+PROCESS_LOG = "process.log"
+LOCK_FILE = ".runner.lock"
+STATUSES = ("running", "completed", "stopped", "failed")
+ENDED_UNEXPECTEDLY = "the training process ended without finishing (killed or crashed)"
+# A run written by a runner that died before it could record the child's pid counts as running this long.
+_PID_GRACE_S = 60.0
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def check_name(name: str) -> str:
+    """A run name is one folder name: letters, digits, dot, dash, underscore (no paths, no `..`)."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise ValueError(
+            f"run name {name!r} is not allowed: use letters, digits, '.', '-' and '_' "
+            "(at most 100 characters)"
+        )
+    return name
+
+
+class RunNotFound(KeyError):
+    """No run of that name; str() is the message (KeyError would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "run not found"
+
+
+class RunnerBusy(RuntimeError):
+    """A second training was asked for while one is running."""
+
+
+# -- processes ----------------------------------------------------------------------------------------
+def process_start_time(pid: int) -> float | None:
+    """When the process started (seconds since the epoch), to tell it from a later one with the same pid."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None
+
+
+def process_alive(pid: int | None, started: float | None = None) -> bool:
+    """Whether `pid` is a live process (not a zombie) and, when `started` is known, the same one."""
+    import psutil
+
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - started) < 2.0
+    except (psutil.Error, OSError):
+        return False
+
+
+# -- run.json -----------------------------------------------------------------------------------------
+class RunFile:
+    """The writer's view of one run.json: keeps the record in memory and replaces the file on each update."""
+
+    def __init__(self, run_dir: str | os.PathLike, record: dict | None = None):
+        self.dir = Path(run_dir)
+        self.path = self.dir / RUN_FILE
+        self.record: dict = (
+            record if record is not None else json.loads(self.path.read_text(encoding="utf-8"))
+        )
+
+    def update(self, **fields: Any) -> dict:
+        self.record.update(fields)
+        self.record["updated_at"] = utc_now()
+        atomic_write_json(self.path, self.record)
+        return self.record
+
+
+@dataclass
+class RunInfo:
+    """One run as read from its folder. `status` already accounts for a training process that died."""
+
+    name: str
+    path: Path
+    status: str  # "running" | "completed" | "stopped" | "failed"
+    config: dict
+    created_at: str
+    updated_at: str
+    finished_at: str | None
+    metrics: dict | None
+    error: str | None
+    adapter_dir: Path | None
+    n_train: int | None
+    n_corrections: int
+    pid: int | None
+    phase: str | None = None
+    notes: list[str] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG_FILE
+
+    @property
+    def model(self) -> str:
+        return str(self.config.get("model", "?"))
+
+    @classmethod
+    def from_record(cls, run_dir: Path, record: dict) -> RunInfo:
+        status = record.get("status", "failed")
+        error = record.get("error")
+        if status == "running" and not _looks_alive(record):
+            status, error = "failed", error or ENDED_UNEXPECTEDLY
+        adapter = run_dir / ADAPTER_DIR
+        return cls(
+            name=run_dir.name,
+            path=run_dir,
+            status=status if status in STATUSES else "failed",
+            config=record.get("config") or {},
+            created_at=record.get("created_at", ""),
+            updated_at=record.get("updated_at", ""),
+            finished_at=record.get("finished_at"),
+            metrics=record.get("metrics"),
+            error=error,
+            adapter_dir=adapter if (adapter / "adapter_config.json").is_file() else None,
+            n_train=record.get("n_train"),
+            n_corrections=int(record.get("n_corrections") or 0),
+            pid=record.get("pid"),
+            phase=record.get("phase"),
+            notes=record.get("notes"),
+        )
+
+
+def _looks_alive(record: dict) -> bool:
+    pid = record.get("pid")
+    if pid is None:  # the runner writes the pid right after starting the process
+        try:
+            updated = datetime.fromisoformat(record.get("updated_at", ""))
+        except ValueError:
+            return False
+        return (datetime.now(timezone.utc) - updated).total_seconds() < _PID_GRACE_S
+    return process_alive(pid, record.get("pid_started"))
+
+
+# -- the registry -------------------------------------------------------------------------------------
+class RunRegistry:
+    """The run folders of one runs directory."""
+
+    def __init__(self, runs_dir: str | os.PathLike):
+        self.root = Path(runs_dir)
+
+    def path(self, name: str) -> Path:
+        return self.root / check_name(name)
+
+    def list(self) -> list[RunInfo]:
+        """All runs, newest first; folders without run.json are not runs and are skipped."""
+        if not self.root.is_dir():
+            return []
+        runs = [self._read(p) for p in self.root.iterdir() if (p / RUN_FILE).is_file()]
+        return sorted(runs, key=lambda r: (r.created_at, r.name), reverse=True)
+
+    def get(self, name: str) -> RunInfo:
+        path = self.path(name)
+        if not (path / RUN_FILE).is_file():
+            raise RunNotFound(f"no run named {name!r} in {self.root}")
+        return self._read(path)
+
+    def _read(self, run_dir: Path) -> RunInfo:
+        try:
+            record = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:  # a hand-edited or foreign file must not break the listing
+            record = {"status": "failed", "error": f"{RUN_FILE} is unreadable: {exc}"}
+        return RunInfo.from_record(run_dir, record)
+
+    def log(self, name: str, since: int = 0) -> list[dict]:
+        """The log.jsonl records from line `since` on (0-based); a line still being written is left out."""
+        return self.read_log(name, since)[0]
+
+    def read_log(self, name: str, since: int = 0) -> tuple[list[dict], int]:
+        """Records from line `since`, and the line number to continue from next time."""
+        path = self.path(name) / LOG_FILE
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            return [], since
+        lines = data.split(b"\n")[:-1]  # the part after the last newline is incomplete
+        records = []
+        for line in lines[since:]:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records, max(since, len(lines))
+
+    def reports(self, name: str) -> dict[str, Report]:
+        """{"base": Report, "finetuned": Report} (and any other report folder of the run) once written."""
+        from gemma_emotion.evaluate import METRICS_FILE, load_report
+
+        folder = self.path(name) / REPORTS_DIR
+        if not folder.is_dir():
+            return {}
+        found = {p.name: load_report(p) for p in sorted(folder.iterdir()) if (p / METRICS_FILE).is_file()}
+        order = {"base": 0, "finetuned": 1}
+        return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], 2), kv[0])))
+
+    def create(self, config: TrainConfig, pid: int | None = None) -> RunFile:
+        """A new run folder with run.json (status "running"); the name is the config's or a fresh one."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if config.name:
+            run_dir = self.path(config.name)
+            try:
+                run_dir.mkdir()
+            except FileExistsError:
+                raise ValueError(f"a run named {config.name!r} already exists in {self.root}") from None
+        else:
+            run_dir = self._fresh_dir(config.model)
+        now = utc_now()
+        record = {
+            "name": run_dir.name,
+            "status": "running",
+            "phase": "starting",
+            "config": config.to_dict(),
+            "model": config.model,
+            "created_at": now,
+            "updated_at": now,
+            "finished_at": None,
+            "pid": pid,
+            "pid_started": process_start_time(pid) if pid else None,
+            "metrics": None,
+            "error": None,
+            "n_train": None,
+            "n_corrections": 0,
+        }
+        run = RunFile(run_dir, record)
+        run.update()
+        return run
+
+    def _fresh_dir(self, model: str) -> Path:
+        stem = datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + _slug(model)
+        for i in range(1, 1000):
+            candidate = self.root / (stem if i == 1 else f"{stem}-{i}")
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                continue
+        raise RuntimeError(f"could not find a free run name for {stem} in {self.root}")
+
+
+def _slug(model: str) -> str:
+    base = Path(str(model).rstrip("/")).name or "model"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-.")[:40] or "model"
+
+
+# -- the runner ---------------------------------------------------------------------------------------
+class Runner:
+    """Owns at most one training process per runs directory (across app processes, through a lock file)."""
+
+    def __init__(self, runs_dir: str | os.PathLike, *, python: str = sys.executable):
+        self.registry = RunRegistry(runs_dir)
+        self.python = python
+        self._proc: subprocess.Popen | None = None
+        self._name: str | None = None
+
+    def start(self, config: TrainConfig) -> RunInfo:
+        """Start training `config` in a subprocess; RunnerBusy when a run is already training."""
+        config.validate()
+        with self._lock():
+            run = self._claim(config, pid=None)
+            env = dict(os.environ)
+            # The child must import this package even when the app was started from another folder.
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(paths.REPO_ROOT), env.get("PYTHONPATH")) if p)
+            env.setdefault("TOKENIZERS_PARALLELISM", "false")
+            with open(run.dir / PROCESS_LOG, "ab") as out:
+                # A new session: Ctrl-C in the app's terminal does not reach the training; stop() does.
+                proc = subprocess.Popen(
+                    [self.python, "-m", "gemma_emotion", "train", "--run-dir", str(run.dir)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+            run.update(pid=proc.pid, pid_started=process_start_time(proc.pid))
+            self._proc, self._name = proc, run.dir.name
+        return self.registry.get(run.dir.name)
+
+    def claim(self, config: TrainConfig, pid: int | None) -> RunFile:
+        """Create the run folder of a training that process `pid` runs itself (the foreground command);
+        RunnerBusy when another run is training in this runs directory."""
+        with self._lock():
+            return self._claim(config, pid)
+
+    def _claim(self, config: TrainConfig, pid: int | None) -> RunFile:
+        current = self.active()
+        if current is not None:
+            raise RunnerBusy(f"a run is already training: {current.name}")
+        return self.registry.create(config, pid=pid)
+
+    def active(self) -> RunInfo | None:
+        """The run now training (started by this runner, another app process, or the CLI), else None."""
+        if self._proc is not None and self._proc.poll() is not None:
+            self._proc = None  # reaped: a finished child must not linger as a zombie
+        for info in self.registry.list():
+            if info.status == "running":
+                return info
+        return None
+
+    def stop(self, timeout: float = 30) -> RunInfo | None:
+        """Ask the running training to stop (STOP file + SIGTERM) and wait; the adapter so far is saved."""
+        info = self.active()
+        if info is None:
+            return None
+        (info.path / STOP_FILE).touch()
+        if info.pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(info.pid, signal.SIGTERM)
+        run_json = RunFile(info.path)
+        started = run_json.record.get("pid_started")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is not None:
+                self._proc.poll()
+            if not process_alive(info.pid, started) and info.pid:
+                break
+            if info.pid is None and self.registry.get(info.name).status != "running":
+                break
+            time.sleep(0.1)
+        else:
+            if info.pid:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(info.pid, signal.SIGKILL)
+                if self._proc is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self._proc.wait(5)
+            run_json = RunFile(info.path)
+            run_json.update(
+                status="stopped",
+                phase="done",
+                finished_at=utc_now(),
+                error=f"the training did not stop within {timeout:g} s and was killed; "
+                "the adapter may be missing",
+            )
+        if self._proc is not None and self._proc.poll() is not None:
+            self._proc = None
+        return self.registry.get(info.name)
+
+    def follow(self, name: str, poll: float = 0.5) -> Iterator[dict]:
+        """Yield log records as the training appends them, until the run has ended and all are read."""
+        since = 0
+        while True:
+            records, since = self.registry.read_log(name, since)
+            yield from records
+            if records:
+                continue
+            if self.registry.get(name).status != "running":
+                records, since = self.registry.read_log(name, since)
+                yield from records
+                return
+            if self._proc is not None:
+                self._proc.poll()
+            time.sleep(poll)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.registry.root.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: the in-process check is all there is
+            yield
+            return
+        with open(self.registry.root / LOCK_FILE, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# -- merge and push -----------------------------------------------------------------------------------
+def adapter_base_model(adapter_dir: str | os.PathLike) -> str | None:
+    """The model an adapter was trained on: its run's config, else adapter_config.json."""
+    adapter_dir = Path(adapter_dir)
+    run_json = adapter_dir.parent / RUN_FILE
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return json.loads(run_json.read_text(encoding="utf-8"))["config"]["model"]
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+    return None
+
+
+def merge_adapter(
+    adapter_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    model: str | None = None,
+    dtype: str = "bfloat16",
+) -> Path:
+    """Write the base model with the adapter merged into its weights (plus the tokenizer) to `out_dir`."""
+    import torch
+
+    from gemma_emotion.models import LoadOptions, load_model
+
+    model = model or adapter_base_model(adapter_dir)
+    # Merge in fp32 on the CPU, then cast once: merging into bf16 weights rounds twice.
+    lm = load_model(model, LoadOptions(device="cpu", dtype="float32", adapter=str(adapter_dir)))
+    merged = lm.model.merge_and_unload()
+    merged.to(getattr(torch, dtype))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out)
+    lm.tokenizer.save_pretrained(out)
+    return out
+
+
+def push_folder(folder: str | os.PathLike, repo: str, *, private: bool = True, kind: str = "adapter") -> str:
+    """Upload a folder to a Hub model repo with HF_TOKEN from the environment; returns the repo URL."""
+    from huggingface_hub import HfApi
+
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        raise PermissionError("set HF_TOKEN in the environment to push to the Hugging Face Hub")
+    folder = Path(folder)
+    marker = "adapter_config.json" if kind == "adapter" else "config.json"
+    if not (folder / marker).is_file():
+        raise FileNotFoundError(f"{folder}: no {marker} here, so this is not a {kind} folder")
+    api = HfApi(token=token)
+    try:
+        url = api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
+        api.upload_folder(
+            folder_path=str(folder), repo_id=repo, repo_type="model", commit_message=f"Upload {kind}"
+        )
+    except Exception as exc:  # noqa: BLE001 - the Hub raises many types; none may echo the token
+        message = str(exc).replace(token, "***")
+        raise RuntimeError(f"push to {repo} failed: {type(exc).__name__}: {message}") from None
+    return str(url)
+
+
+# -- CLI ----------------------------------------------------------------------------------------------
+def _fmt_pct(value: Any) -> str:
+    return f"{value * 100:.1f}%" if isinstance(value, (int, float)) else "-"
+
+
+def format_runs(runs: list[RunInfo]) -> str:
+    """One line per run: name, status, rows, loss, accuracy before → after."""
+    if not runs:
+        return "no runs"
+    header = f"{'name':<40} {'status':<10} {'rows':>6} {'loss':>7}  {'accuracy base → finetuned':<26} created"
+    lines = [header]
+    for r in runs:
+        m = r.metrics or {}
+        loss = m.get("train_loss")
+        acc = f"{_fmt_pct(m.get('base_accuracy'))} → {_fmt_pct(m.get('finetuned_accuracy'))}"
+        lines.append(
+            f"{r.name:<40} {r.status:<10} {r.n_train if r.n_train is not None else '-':>6} "
+            f"{f'{loss:.4f}' if isinstance(loss, (int, float)) else '-':>7}  {acc:<26} {r.created_at}"
+        )
+        if r.error and r.status in ("failed", "stopped"):
+            lines.append(f"    {r.error}")
+    return "\n".join(lines)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = RunRegistry(paths.runs_dir(getattr(args, "runs_dir", None))).list()
+    if args.json:
+        print(json.dumps([_info_json(r) for r in runs], indent=2, ensure_ascii=False))
+    else:
+        print(format_runs(runs))
+    return 0
+
+
+def _info_json(info: RunInfo) -> dict:
+    out = dict(info.__dict__)
+    out["path"] = str(info.path)
+    out["adapter_dir"] = str(info.adapter_dir) if info.adapter_dir else None
+    return out
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    out = merge_adapter(args.adapter, args.out, model=args.model, dtype=args.dtype)
+    print(f"merged model written to {out}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    folder, kind = (args.adapter, "adapter") if args.adapter else (args.merged, "merged model")
+    url = push_folder(folder, args.repo, private=not args.public, kind=kind)
+    print(f"pushed {kind} {folder} to {url}")
+    return 0
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add `runs`, `merge` and `push`; each sets `func` to a handler returning an exit code."""
+    p = subparsers.add_parser("runs", help="list training runs with status and metrics")
+    p.add_argument(
+        "--runs-dir", default=argparse.SUPPRESS, help=f"runs directory (default: ${paths.ENV_RUNS} or ./runs)"
+    )
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
+    p.set_defaults(func=cmd_runs)
+
+    p = subparsers.add_parser("merge", help="write the base model with a LoRA adapter merged in")
+    p.add_argument("--adapter", required=True, help="a LoRA adapter folder (a run's adapter/)")
+    p.add_argument("--out", required=True, help="folder for the merged checkpoint")
+    p.add_argument("--model", default=None, help="base model spec (default: the one the adapter's run used)")
+    p.add_argument("--dtype", default="bfloat16", help="dtype of the saved weights (default bfloat16)")
+    p.set_defaults(func=cmd_merge)
+
+    p = subparsers.add_parser(
+        "push", help="upload an adapter or a merged model to the Hugging Face Hub (HF_TOKEN)"
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--adapter", help="a LoRA adapter folder")
+    src.add_argument("--merged", help="a merged model folder (from `merge`)")
+    p.add_argument("--repo", required=True, help="Hub model repo, e.g. you/gemma-emotion-lora")
+    p.add_argument("--public", action="store_true", help="create the repo public (default private)")
+    p.set_defaults(func=cmd_push)

@@ -1,0 +1,1059 @@
+"""A training run: config → data → TRL SFTTrainer with a PEFT LoRA adapter → log.jsonl, adapter, reports.
+
+Owns the run's config (`TrainConfig`), the device plan (batch size, accumulation, 4-bit, precision), the
+training records, the callback that streams the loss to `log.jsonl` and honours a stop request, and the
+evaluation of base vs fine-tuned afterwards (one loaded model, adapter switched off and on).
+`run_training(run_dir)` is the body of the training process that `runs.Runner` starts; `train(config)`
+runs one in the foreground (the `train` command). The run folder layout belongs to `runs`.
+
+Heavy libraries (torch, transformers, TRL, PEFT) are imported inside functions: the CLI imports this
+module to register its command, and that must stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import gc
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gemma_emotion import paths
+from gemma_emotion.labels import LABELS, to_prompt_completion
+from gemma_emotion.runs import (
+    ADAPTER_DIR,
+    LOG_FILE,
+    REPORTS_DIR,
+    RunFile,
+    RunInfo,
+    Runner,
+    RunRegistry,
+    check_name,
+    process_start_time,
+    utc_now,
+)
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import PreTrainedTokenizerBase, TrainerCallback
+
+    from gemma_emotion.classify import Classifier
+    from gemma_emotion.evaluate import Report
+    from gemma_emotion.models import LoadedModel
+
+ENV_FAULT = "GEMMA_EMOTION_FAULT"  # test hook: "oom_at_step:N" raises an out-of-memory error after step N
+CPU_BATCH = 8
+TARGET_EFFECTIVE_BATCH = 16  # the published recipe's batch; GPU plans accumulate up to it
+MAX_GPU_BATCH = 32
+WARMUP_FRACTION = 0.03
+VERIFY_EXAMPLES = 8  # training examples whose tokens are checked against the classifier's at start
+TRACEBACK_LINES = 20
+
+
+# -- config -------------------------------------------------------------------------------------------
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; stored in run.json and read back by the training process."""
+
+    model: str = "embedded"  # model spec, as for load_model
+    data: str = field(default_factory=paths.default_data)  # Hub id / folder / file
+    train_size: int | None = None  # None = all rows; else a stratified seeded sample
+    epochs: float = 1.0
+    learning_rate: float = 2e-4
+    batch_size: int | None = None  # None = fit the device
+    grad_accum: int | None = None
+    max_length: int = 256
+    seed: int = 0
+    eval_steps: int | None = None  # evaluate on a validation slice every N steps (None = off)
+    eval_size: int = 200
+    test_size: int | None = 500  # test rows evaluated after training (None = all, 0 = no evaluation)
+    load_in_4bit: bool | None = None  # None = auto (4-bit on small CUDA cards for big models), never on CPU
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    name: str | None = None  # run name; default: timestamp + model
+    use_corrections: bool = False  # add the corrections store's examples to the training data
+    corrections_oversample: int = 1
+    eval_generate: bool = False  # also evaluate in generate mode after training (slow on a CPU)
+
+    def validate(self) -> None:
+        """ValueError with a message for the user when a setting makes no sense."""
+
+        def whole(name: str, value: Any, low: int, allow_none: bool = False) -> None:
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+
+        def number(name: str, value: Any) -> float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            return float(value)
+
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError("model is empty: name a model (embedded, a Hub id, a folder or a .gguf file)")
+        if not isinstance(self.data, str) or not self.data.strip():
+            raise ValueError("data is empty: name a dataset (Hub id, folder or file)")
+        if not 0 < number("epochs", self.epochs) <= 1000:
+            raise ValueError(f"epochs must be more than 0 (and at most 1000), got {self.epochs!r}")
+        if not 0 < number("learning rate", self.learning_rate) < 1:
+            raise ValueError(f"learning rate must be between 0 and 1 (e.g. 2e-4), got {self.learning_rate!r}")
+        whole("train size", self.train_size, 1, allow_none=True)
+        whole("batch size", self.batch_size, 1, allow_none=True)
+        whole("gradient accumulation", self.grad_accum, 1, allow_none=True)
+        whole("max length", self.max_length, 16)
+        whole("seed", self.seed, 0)
+        whole("eval steps", self.eval_steps, 1, allow_none=True)
+        whole("eval size", self.eval_size, 1)
+        whole("test size", self.test_size, 0, allow_none=True)
+        whole("LoRA r", self.lora_r, 1)
+        if not number("LoRA alpha", self.lora_alpha) > 0:
+            raise ValueError(f"LoRA alpha must be positive, got {self.lora_alpha!r}")
+        if not 0 <= number("LoRA dropout", self.lora_dropout) < 1:
+            raise ValueError(f"LoRA dropout must be in [0, 1), got {self.lora_dropout!r}")
+        whole("corrections oversample", self.corrections_oversample, 1)
+        if self.load_in_4bit not in (None, True, False):
+            raise ValueError(f"load_in_4bit must be true, false or unset, got {self.load_in_4bit!r}")
+        if self.load_in_4bit:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError("4-bit (QLoRA) training needs a CUDA GPU; none was found")
+        if self.name is not None:
+            check_name(self.name)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """The config from run.json; keys this version does not know are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+# -- device plan --------------------------------------------------------------------------------------
+@dataclass
+class TrainPlan:
+    """How a config runs on this device: what the `None` settings became, and why."""
+
+    device: str
+    batch_size: int
+    grad_accum: int
+    load_in_4bit: bool
+    bf16: bool
+    fp16: bool
+    gradient_checkpointing: bool
+    optim: str
+    notes: list[str] = field(default_factory=list)
+
+
+def choose_4bit(
+    config: TrainConfig, device_type: str, gpu_memory_gb: float | None, n_params: int | None
+) -> tuple[bool, str | None]:
+    """4-bit when asked, or (auto) on a CUDA card under 20 GB whose bf16 weights would fill 40 % of it."""
+    if config.load_in_4bit is not None:
+        return bool(config.load_in_4bit), None
+    if device_type != "cuda" or not gpu_memory_gb or gpu_memory_gb >= 20 or not n_params:
+        return False, None
+    if n_params * 2 / 1e9 > 0.4 * gpu_memory_gb:
+        return True, f"4-bit (QLoRA): {n_params / 1e9:.1f} B parameters on a {gpu_memory_gb:.0f} GB card"
+    return False, None
+
+
+def plan_training(
+    config: TrainConfig,
+    *,
+    device_type: str,
+    load_in_4bit: bool = False,
+    free_memory_gb: float | None = None,
+    hidden_size: int | None = None,
+    num_layers: int | None = None,
+    bf16_supported: bool = True,
+) -> TrainPlan:
+    """Batch size, accumulation, precision and optimizer for the device; explicit settings win."""
+    notes: list[str] = []
+    if device_type != "cuda":
+        batch = config.batch_size or CPU_BATCH
+        accum = config.grad_accum or 1
+        return TrainPlan(device_type, batch, accum, False, False, False, False, "adamw_torch", notes)
+
+    checkpointing = load_in_4bit
+    batch = config.batch_size
+    if batch is None:
+        batch = _fit_batch(config, free_memory_gb, hidden_size, num_layers, checkpointing)
+        if batch < 4 and not checkpointing:
+            checkpointing = True
+            batch = _fit_batch(config, free_memory_gb, hidden_size, num_layers, checkpointing)
+            notes.append("gradient checkpointing: activations would not fit otherwise")
+        accum = config.grad_accum or max(1, TARGET_EFFECTIVE_BATCH // batch)
+        notes.append(f"batch {batch} x accumulation {accum} fitted to {free_memory_gb or 0:.0f} GB free")
+    else:
+        accum = config.grad_accum or 1
+    bf16 = bf16_supported
+    if not bf16:
+        notes.append("this GPU has no bfloat16: fp16 mixed precision")
+    optim = "paged_adamw_8bit" if load_in_4bit else "adamw_torch_fused"
+    return TrainPlan("cuda", batch, accum, load_in_4bit, bf16, not bf16, checkpointing, optim, notes)
+
+
+def _fit_batch(
+    config: TrainConfig, free_gb: float | None, hidden: int | None, layers: int | None, checkpointing: bool
+) -> int:
+    if not free_gb or not hidden or not layers:
+        return 8
+    tokens = min(config.max_length, 160)  # emotion texts plus the prompt are ~50-150 tokens
+    # bf16 activations kept for the backward pass: ~120 bytes per hidden unit per layer and token (attention,
+    # MLP intermediates, norms), measured loosely on Gemma 4 E4B; checkpointing keeps one layer's worth.
+    per_token = hidden * (120 + 4 * layers) if checkpointing else hidden * layers * 120
+    budget = free_gb * 0.85e9 - 1.5e9
+    fit = int(budget // (per_token * tokens)) if budget > 0 else 1
+    batch = 1
+    while batch * 2 <= min(fit, MAX_GPU_BATCH):
+        batch *= 2
+    return batch
+
+
+def estimate_parameters(model: str) -> int | None:
+    """Parameters of the text decoder a model spec loads, without loading it (None when unknown)."""
+    from gemma_emotion.models import resolve_spec
+
+    try:
+        spec = resolve_spec(model)
+    except Exception:  # noqa: BLE001 - the load itself will report a bad spec properly
+        return None
+    if spec.kind == "folder":
+        from safetensors import safe_open
+
+        total = 0
+        for file in Path(spec.ref).glob("*.safetensors"):
+            with safe_open(str(file), "pt") as fh:
+                for key in fh.keys():
+                    if not any(part in key for part in ("vision", "audio")):
+                        total += math.prod(fh.get_slice(key).get_shape())
+        return total or None
+    if spec.kind == "hub":
+        try:
+            from huggingface_hub import get_safetensors_metadata
+
+            meta = get_safetensors_metadata(spec.ref, token=os.environ.get("HF_TOKEN"))
+            return sum(meta.parameter_count.values())
+        except Exception:  # noqa: BLE001 - offline or gated: no auto 4-bit, nothing worse
+            return None
+    return None  # embedded / gguf: small models, never auto 4-bit
+
+
+# -- data ---------------------------------------------------------------------------------------------
+@dataclass
+class TrainData:
+    """The rows of one run: training (with corrections), validation slice, test slice."""
+
+    train: datasets.Dataset
+    validation: datasets.Dataset | None
+    test: datasets.Dataset | None
+    n_corrections: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare_data(config: TrainConfig, runs_dir: str | os.PathLike) -> TrainData:
+    """Load and sample the splits, and fold in the corrections when the config asks for them."""
+    import datasets
+
+    from gemma_emotion.data import DataError, load_split, resolve_source, sample
+
+    notes: list[str] = []
+    full = load_split(config.data, "train")
+    validation = test = None
+    try:
+        same_file = resolve_source(config.data, "train") == resolve_source(config.data, "test")
+    except DataError:
+        same_file = False
+    if same_file or _is_single_file(config.data):
+        # One file for all splits: hold part of it out, or the test would score the training rows.
+        held = max(1, min(len(full) // 10, 2000))
+        order = sample(full, held, stratify=True, seed=config.seed + 1)
+        held_texts = set(order["text"])
+        full = full.filter(lambda row: row["text"] not in held_texts)
+        validation = test = order
+        notes.append(f"{config.data} is one file: {held} rows held out for evaluation")
+    else:
+        validation = _optional_split(config.data, "validation")
+        test = _optional_split(config.data, "test")
+        if test is None and validation is not None:
+            test = validation
+            notes.append("no test split: the validation split is used for the final evaluation")
+    if config.train_size is not None and config.train_size > len(full):
+        notes.append(f"train size {config.train_size} is more than the {len(full)} rows there are: using all")
+    train = sample(full, config.train_size, stratify=True, seed=config.seed)
+
+    n_corrections = 0
+    if config.use_corrections:
+        rows = _correction_rows(runs_dir, notes)
+        n_corrections = len(rows)
+        if rows:
+            from gemma_emotion.corrections import oversample
+
+            corrected = {r["text"] for r in rows}
+            before = len(train)
+            train = train.filter(lambda row: row["text"] not in corrected)
+            if before - len(train):
+                notes.append(f"{before - len(train)} training rows replaced by their correction")
+            extra = datasets.Dataset.from_list(oversample(rows, config.corrections_oversample))
+            train = datasets.concatenate_datasets([train, extra.cast(train.features)])
+            if test is not None:
+                # A corrected text trained on must not be scored as unseen.
+                n_test = len(test)
+                test = test.filter(lambda row: row["text"] not in corrected)
+                if n_test - len(test):
+                    notes.append(f"{n_test - len(test)} test rows left out: they are corrections trained on")
+    if len(train) == 0:
+        raise ValueError("no training rows")
+
+    if validation is not None and config.eval_steps:
+        validation = sample(validation, config.eval_size, stratify=True, seed=config.seed)
+    if test is not None:
+        test = (
+            sample(test, config.test_size, stratify=True, seed=config.seed) if config.test_size != 0 else None
+        )
+    return TrainData(train, validation, test, n_corrections, notes)
+
+
+def _is_single_file(source: str) -> bool:
+    return Path(source).expanduser().is_file()
+
+
+def _optional_split(source: str, split: str) -> datasets.Dataset | None:
+    from gemma_emotion.data import DataError, load_split, resolve_source
+
+    try:
+        resolve_source(source, split)
+    except DataError:
+        return None
+    return load_split(source, split)
+
+
+def _correction_rows(runs_dir: str | os.PathLike, notes: list[str]) -> list[dict]:
+    from gemma_emotion.corrections import CorrectionStore, training_examples
+
+    try:
+        store = CorrectionStore(runs_dir, create=False)
+    except FileNotFoundError:
+        notes.append(f"no corrections database in {runs_dir}: trained without corrections")
+        return []
+    return training_examples(store)
+
+
+# -- records and tokens -------------------------------------------------------------------------------
+def fit_text(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_tokens: int) -> list[str]:
+    """Texts cut the way the classifier cuts them (strip, then at most `max_tokens` tokens)."""
+    from gemma_emotion.classify import MAX_TEXT_TOKENS
+
+    stripped = [t.strip()[: MAX_TEXT_TOKENS * 16] for t in texts]
+    ids = tokenizer(stripped, add_special_tokens=False)["input_ids"] if stripped else []
+    return [tokenizer.decode(i[:max_tokens]) if len(i) > max_tokens else t for t, i in zip(stripped, ids)]
+
+
+def prompt_overhead(tokenizer: PreTrainedTokenizerBase) -> int:
+    """Tokens of a training sequence that are not the text: template, system prompt, longest answer."""
+    longest = 0
+    for label in LABELS:
+        record = to_prompt_completion("x", label)
+        ids = tokenizer.apply_chat_template(record["prompt"] + record["completion"], tokenize=True)
+        ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+        longest = max(longest, len(ids) - 1)
+    return longest
+
+
+def text_budget(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> int:
+    """Text tokens that fit max_length, so the answer is never cut off."""
+    from gemma_emotion.classify import MAX_TEXT_TOKENS
+
+    overhead = prompt_overhead(tokenizer)
+    budget = min(MAX_TEXT_TOKENS, config.max_length - overhead)
+    if budget < 4:
+        raise ValueError(
+            f"max length {config.max_length} is too short: the prompt and answer alone take {overhead} tokens"
+        )
+    return budget
+
+
+def training_records(texts: list[str], labels: list[int]) -> datasets.Dataset:
+    """Prompt/completion chat records: only the answer and its end-of-turn token are trained."""
+    import datasets
+
+    rows = []
+    for text, label in zip(texts, labels):
+        record = to_prompt_completion(text, label)
+        # The classifier renders prompts with thinking off; the trainer must render the same tokens.
+        record["chat_template_kwargs"] = {"enable_thinking": False}
+        rows.append(record)
+    return datasets.Dataset.from_list(rows)
+
+
+class TokenisationError(RuntimeError):
+    """Training would see other tokens than inference does."""
+
+
+def verify_tokenisation(
+    processed: datasets.Dataset,
+    texts: list[str],
+    labels: list[int],
+    classifier: Classifier,
+    n: int = VERIFY_EXAMPLES,
+) -> None:
+    """The trainer's tokens for the first `n` examples: prompt == Classifier.prompt_ids(text), and the
+    trained part is exactly the label followed by the end-of-turn token (plus whitespace)."""
+    from gemma_emotion.models import END_OF_TURN_TOKENS
+
+    tok = classifier.lm.tokenizer
+    vocab = tok.get_vocab()
+    eot = {vocab[t] for t in END_OF_TURN_TOKENS if t in vocab}
+    if len(processed) != len(texts):
+        raise TokenisationError(
+            f"the trainer kept {len(processed)} of {len(texts)} examples: some were cut before their answer"
+        )
+    for i in range(min(n, len(texts))):
+        ids, targets = processed[i]["input_ids"], processed[i]["labels"]
+        start = next((k for k, t in enumerate(targets) if t != -100), len(targets))
+        prompt, completion = ids[:start], ids[start:]
+        if prompt != classifier.prompt_ids(texts[i]):
+            raise TokenisationError(
+                f"example {i}: the trainer's prompt tokens differ from the classifier's for {texts[i]!r}"
+            )
+        if list(targets[start:]) != list(completion):
+            raise TokenisationError(f"example {i}: the trained tokens are not the completion")
+        end = next((k for k, t in enumerate(completion) if t in eot), None)
+        if end is None:
+            raise TokenisationError(f"example {i}: the completion has no end-of-turn token ({completion})")
+        answer, rest = tok.decode(completion[:end]).strip(), tok.decode(completion[end + 1 :]).strip()
+        if answer != LABELS[labels[i]] or rest:
+            raise TokenisationError(
+                f"example {i}: trained on {tok.decode(completion)!r}, "
+                f"expected {LABELS[labels[i]]!r} + end of turn"
+            )
+
+
+# -- stopping -----------------------------------------------------------------------------------------
+class StopRequested(BaseException):  # noqa: N818 - a control signal like KeyboardInterrupt, not an error
+    """Raised where a stop cannot wait for the end of a training step (loading, evaluating).
+
+    A BaseException so that library code catching `Exception` does not swallow it."""
+
+
+class StopSignal:
+    """A stop request: the run folder's STOP file, SIGTERM, or Ctrl-C (a second Ctrl-C interrupts hard).
+
+    While training, a request only sets a flag that the callback reads after each step, so the adapter
+    is saved whole; in the other phases it raises StopRequested at once.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike | None = None):
+        self.file = Path(run_dir) / "STOP" if run_dir else None
+        self._event = threading.Event()
+        self._interruptible = True
+
+    def request(self) -> None:
+        self._event.set()
+
+    def requested(self) -> bool:
+        if not self._event.is_set() and self.file is not None and self.file.exists():
+            self._event.set()
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self.requested():
+            raise StopRequested()
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Within the block a signal only sets the flag."""
+        self._interruptible = False
+        try:
+            yield
+        finally:
+            self._interruptible = True
+
+    @contextlib.contextmanager
+    def handling(self, *signums: int) -> Iterator[None]:
+        """Route these signals to the stop request (main thread only; elsewhere a no-op)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.signal(s, self._handle) for s in signums}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self._event.is_set():
+            raise KeyboardInterrupt
+        self.request()
+        if signum == signal.SIGINT:
+            print("\nstopping after this step (Ctrl-C again to abort)", file=sys.stderr, flush=True)
+        if self._interruptible:
+            raise StopRequested()
+
+
+def parse_fault(value: str | None) -> int | None:
+    """The step of a simulated out-of-memory error from GEMMA_EMOTION_FAULT=oom_at_step:N."""
+    if not value:
+        return None
+    kind, _, step = value.partition(":")
+    if kind != "oom_at_step" or not step.isdigit():
+        raise ValueError(f"{ENV_FAULT}={value!r}: expected oom_at_step:N")
+    return int(step)
+
+
+# -- the callback -------------------------------------------------------------------------------------
+def make_callback(
+    log_path: Path,
+    stop: StopSignal,
+    examples_per_step: int,
+    *,
+    eval_accuracy: Callable[[], float] | None = None,
+    fault_step: int | None = None,
+    progress_bar: bool = False,
+) -> TrainerCallback:
+    """A TrainerCallback that appends one JSON line per logging step and stops when asked."""
+    import torch
+    from transformers import TrainerCallback
+
+    class RunCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.started = time.time()
+            self.stopped = False
+            self.last_loss: float | None = None
+            self.tokens: int | None = None
+            self.bar = None
+
+        def _write(self, record: dict) -> None:
+            # One write per line in append mode: a reader sees whole lines or an unterminated tail.
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                fh.flush()
+
+        def _base(self, state: Any) -> dict:
+            elapsed = max(time.time() - self.started, 1e-9)
+            step = state.global_step
+            record = {"step": step, "epoch": round(state.epoch or 0.0, 4), "max_steps": state.max_steps}
+            if step:
+                record["examples_per_s"] = round(step * examples_per_step / elapsed, 3)
+                record["eta_s"] = round((state.max_steps - step) * elapsed / step, 1)
+            record["elapsed_s"] = round(elapsed, 2)
+            record["time"] = round(time.time(), 3)
+            return record
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = time.time()
+            if progress_bar:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=state.max_steps, desc="training", unit="step", file=sys.stderr)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+            if fault_step is not None and state.global_step >= fault_step:
+                raise torch.OutOfMemoryError(
+                    f"CUDA out of memory at step {state.global_step} (simulated by {ENV_FAULT})"
+                )
+            if stop.requested():
+                control.should_training_stop = True
+                self.stopped = True
+            return control
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "num_tokens" in logs:
+                self.tokens = int(logs["num_tokens"])
+            if "loss" not in logs:  # eval results go out with their accuracy in on_evaluate
+                return
+            record = self._base(state)
+            record["kind"] = "train"
+            for key in ("loss", "learning_rate", "grad_norm", "mean_token_accuracy"):
+                if logs.get(key) is not None:
+                    record[key] = float(logs[key])
+            self.last_loss = record["loss"]
+            self._write(record)
+            if self.bar is not None:
+                self.bar.set_postfix(loss=f"{record['loss']:.4f}")
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            record = self._base(state)
+            record["kind"] = "eval"
+            if metrics and metrics.get("eval_loss") is not None:
+                record["eval_loss"] = float(metrics["eval_loss"])
+            if eval_accuracy is not None:
+                record["eval_accuracy"] = eval_accuracy()
+            self._write(record)
+            if stop.requested():
+                control.should_training_stop = True
+                self.stopped = True
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+
+    return RunCallback()
+
+
+# -- the trainer --------------------------------------------------------------------------------------
+def lora_config(model: Any, config: TrainConfig) -> Any:
+    """LoRA on the decoder's linear projections only (full names: no tower, nothing in modules_to_save)."""
+    from peft import LoraConfig
+
+    from gemma_emotion.models import lora_target_modules
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=lora_target_modules(model),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def total_steps(n_train: int, plan: TrainPlan, epochs: float) -> int:
+    per_epoch = max(1, math.ceil(n_train / plan.batch_size) // plan.grad_accum)
+    return max(1, math.ceil(per_epoch * epochs))
+
+
+def build_trainer(
+    lm: LoadedModel,
+    train: datasets.Dataset,
+    config: TrainConfig,
+    plan: TrainPlan,
+    output_dir: str | os.PathLike,
+    *,
+    validation: datasets.Dataset | None = None,
+    callbacks: list | None = None,
+) -> Any:
+    """An SFTTrainer for prompt/completion records of `train`; LoRA is put on `lm.model` by the trainer."""
+    from transformers import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    steps = total_steps(len(train), plan, config.epochs)
+    args = SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=plan.batch_size,
+        per_device_eval_batch_size=plan.batch_size,
+        gradient_accumulation_steps=plan.grad_accum,
+        lr_scheduler_type="cosine",
+        # transformers 5 has no warmup_ratio; an int keeps the meaning plain.
+        warmup_steps=int(round(WARMUP_FRACTION * steps)),
+        max_length=config.max_length,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=plan.bf16,
+        fp16=plan.fp16,
+        use_cpu=plan.device != "cuda",
+        optim=plan.optim,
+        gradient_checkpointing=plan.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if plan.gradient_checkpointing else None,
+        # Every step for small runs, about 200 points for large ones.
+        logging_steps=max(1, steps // 200),
+        logging_first_step=True,
+        eval_strategy="steps" if validation is not None and config.eval_steps else "no",
+        eval_steps=config.eval_steps,
+        prediction_loss_only=True,  # otherwise eval makes TRL run a second forward pass for full logits
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        # Batches of similar length waste little on padding; the order stays seeded.
+        train_sampling_strategy="group_by_length",
+        dataset_num_proc=None,
+    )
+    trainer = SFTTrainer(
+        model=lm.model,
+        args=args,
+        train_dataset=training_records(train["text"], train["label"]),
+        eval_dataset=training_records(validation["text"], validation["label"])
+        if validation is not None
+        else None,
+        processing_class=lm.tokenizer,
+        peft_config=lora_config(lm.model, config),
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict; log.jsonl holds them
+    return trainer
+
+
+def _score_accuracy(classifier: Classifier, ds: datasets.Dataset, batch_size: int) -> float:
+    """Label accuracy on `ds` in score mode, with the model in eval mode for the duration."""
+    model = classifier.lm.model
+    was_training = model.training
+    model.eval()
+    classifier.invalidate_cache()  # the weights moved since the last call
+    try:
+        preds = classifier.predict(ds["text"], "score", batch_size=batch_size)
+    finally:
+        classifier.invalidate_cache()
+        if was_training:
+            model.train()
+    return round(sum(p.label == LABELS[g] for p, g in zip(preds, ds["label"])) / max(1, len(preds)), 4)
+
+
+# -- one run ------------------------------------------------------------------------------------------
+def describe_error(exc: BaseException) -> str:
+    """One line for the user; an out-of-memory error says what to change."""
+    import torch
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text.lower():
+        return (
+            f"out of memory: {text[:300]}. Try a smaller batch size (with more gradient accumulation), "
+            "4-bit loading, or a shorter max length"
+        )
+    return f"{type(exc).__name__}: {text[:500]}"
+
+
+def run_training(
+    run_dir: str | os.PathLike, *, progress_bar: bool = False, stop: StopSignal | None = None
+) -> RunInfo:
+    """Train the run folder's config in this process and record everything in the folder.
+
+    Never raises for a failed run (the failure is in run.json); KeyboardInterrupt is recorded, then re-raised.
+    """
+    run_dir = Path(run_dir)
+    run = RunFile(run_dir)
+    stop = stop or StopSignal(run_dir)
+    run.update(
+        status="running", phase="loading", pid=os.getpid(), pid_started=process_start_time(os.getpid())
+    )
+    try:
+        config = TrainConfig.from_dict(run.record.get("config") or {})
+        config.validate()
+        with _quiet_datasets():
+            _train_and_evaluate(config, run, stop, progress_bar)
+    except StopRequested:
+        run.update(status="stopped", phase="done", finished_at=utc_now())
+    except KeyboardInterrupt:
+        run.update(status="stopped", phase="done", finished_at=utc_now(), error="interrupted")
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure ends up in run.json, whatever its type
+        if stop.requested() and not isinstance(exc, (ValueError, TokenisationError)):
+            run.update(status="stopped", phase="done", finished_at=utc_now())
+        else:
+            tail = traceback.format_exception(exc)
+            run.update(
+                status="failed",
+                phase="done",
+                finished_at=utc_now(),
+                error=describe_error(exc),
+                traceback="".join(tail).splitlines()[-TRACEBACK_LINES:],
+            )
+    return RunRegistry(run_dir.parent).get(run_dir.name)
+
+
+def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, progress_bar: bool) -> None:
+    import torch
+
+    from gemma_emotion.classify import Classifier
+    from gemma_emotion.data import fingerprint, label_counts
+    from gemma_emotion.models import LoadOptions, load_model, pick_device
+
+    fault_step = parse_fault(os.environ.get(ENV_FAULT))
+    device = pick_device()
+    data = prepare_data(config, run.dir.parent)
+    stop.check()
+
+    gpu_gb = torch.cuda.get_device_properties(device).total_memory / 1e9 if device.type == "cuda" else None
+    n_params = (
+        estimate_parameters(config.model) if config.load_in_4bit is None and gpu_gb and gpu_gb < 20 else None
+    )
+    four_bit, note = choose_4bit(config, device.type, gpu_gb, n_params)
+    lm = load_model(config.model, LoadOptions(load_in_4bit=four_bit))
+    stop.check()
+    text_cfg = lm.model.config.get_text_config()
+    plan = plan_training(
+        config,
+        device_type=lm.device.type,
+        load_in_4bit=four_bit,
+        free_memory_gb=torch.cuda.mem_get_info(lm.device)[0] / 1e9 if lm.device.type == "cuda" else None,
+        hidden_size=getattr(text_cfg, "hidden_size", None),
+        num_layers=getattr(text_cfg, "num_hidden_layers", None),
+        bf16_supported=lm.device.type == "cuda" and torch.cuda.is_bf16_supported(),
+    )
+    if note:
+        plan.notes.insert(0, note)
+
+    budget = text_budget(config, lm.tokenizer)
+    train = data.train.map(lambda b: {"text": fit_text(b["text"], lm.tokenizer, budget)}, batched=True)
+    validation = data.validation if config.eval_steps else None
+    run.update(
+        model_resolved=lm.spec.name,
+        n_train=len(train),
+        n_corrections=data.n_corrections,
+        data_fingerprint=fingerprint(train),
+        label_counts=label_counts(train),
+        notes=data.notes + plan.notes,
+        plan=dataclasses.asdict(plan),
+        total_steps=total_steps(len(train), plan, config.epochs),
+    )
+
+    classifier = Classifier(lm)
+    eval_batch = plan.batch_size * 4
+    callback = make_callback(
+        run.dir / LOG_FILE,
+        stop,
+        plan.batch_size * plan.grad_accum,
+        eval_accuracy=(lambda: _score_accuracy(classifier, validation, eval_batch))
+        if validation is not None
+        else None,
+        fault_step=fault_step,
+        progress_bar=progress_bar,
+    )
+    trainer = build_trainer(
+        lm, train, config, plan, run.dir / "trainer", validation=validation, callbacks=[callback]
+    )
+    verify_tokenisation(trainer.train_dataset, train["text"], train["label"], classifier)
+    lm.model, lm.adapter = trainer.model, "training"  # the classifier now sees the adapter being trained
+    stop.check()
+
+    run.update(phase="training")
+    with stop.deferred():
+        result = trainer.train()
+    adapter_dir = _save_adapter(trainer.model, run.dir)
+    metrics = {
+        "train_loss": round(result.training_loss, 6),
+        "final_loss": callback.last_loss,
+        "steps": trainer.state.global_step,
+        "epochs": round(trainer.state.epoch or 0.0, 4),
+        "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
+        "train_examples_per_s": round(result.metrics.get("train_samples_per_second", 0.0), 3),
+        "train_tokens": callback.tokens,
+    }
+    if callback.stopped or stop.requested():
+        run.update(status="stopped", phase="done", finished_at=utc_now(), metrics=metrics)
+        return
+
+    # Free the optimizer state before evaluating; the model itself stays loaded for both passes.
+    model = trainer.model
+    trainer.optimizer = trainer.lr_scheduler = None
+    del trainer
+    gc.collect()
+    if lm.device.type == "cuda":
+        torch.cuda.empty_cache()
+    lm.model, lm.adapter = model, str(adapter_dir)
+    model.eval()
+    run.update(phase="evaluating", metrics=metrics)
+    if data.test is not None:
+        metrics.update(_evaluate_both(lm, data.test, run, config, progress_bar))
+    run.update(status="completed", phase="done", finished_at=utc_now(), metrics=metrics)
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    # TRL maps the dataset four times; four progress bars per run say nothing the training bar does not.
+    from datasets.utils import logging as ds_logging
+
+    enabled = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            ds_logging.enable_progress_bar()
+
+
+def _save_adapter(model: Any, run_dir: Path) -> Path:
+    """Save the LoRA adapter; written beside and renamed, so a crash never leaves half an adapter."""
+    final = run_dir / ADAPTER_DIR
+    tmp = run_dir / (ADAPTER_DIR + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
+def _evaluate_both(
+    lm: LoadedModel, test: datasets.Dataset, run: RunFile, config: TrainConfig, progress_bar: bool
+) -> dict:
+    """Base and fine-tuned on the same test rows with the same loaded model; reports written."""
+    from gemma_emotion.classify import Classifier
+    from gemma_emotion.data import fingerprint
+    from gemma_emotion.evaluate import evaluate, write_report
+
+    classifier = Classifier(lm)
+    meta = {"data": config.data, "split": "test", "test_fingerprint": fingerprint(test), "run": run.dir.name}
+    modes = ("score", "generate") if config.eval_generate else ("score",)
+    summary: dict = {"n_test": len(test)}
+    for mode in modes:
+        for which, adapter in (("base", False), ("finetuned", True)):
+            bar = _bar(progress_bar, len(test), f"eval {which} ({mode})")
+            report = evaluate(
+                classifier, test["text"], test["label"], mode=mode, adapter=adapter,
+                progress=(lambda done, total, b=bar: b.update(done - b.n)) if bar else None, meta=meta,
+            )  # fmt: skip
+            if bar:
+                bar.close()
+            key = which if mode == "score" else f"{which}_generate"
+            write_report(report, run.dir / REPORTS_DIR / key)
+            m = report.metrics
+            summary[key] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "invalid": m["invalid"]}
+            for name in ("accuracy", "macro_f1", "invalid"):
+                summary[f"{key}_{name}"] = m[name]
+    return summary
+
+
+def _bar(enabled: bool, total: int, desc: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ex", file=sys.stderr)
+
+
+def train(
+    config: TrainConfig, runs_dir: str | os.PathLike | None = None, *, progress_bar: bool = False
+) -> RunInfo:
+    """Run one training in this process (the foreground `train` command); Ctrl-C / SIGTERM stop it cleanly."""
+    config.validate()
+    run = Runner(paths.runs_dir(runs_dir)).claim(config, pid=os.getpid())
+    stop = StopSignal(run.dir)
+    with stop.handling(signal.SIGINT, signal.SIGTERM):
+        return run_training(run.dir, progress_bar=progress_bar, stop=stop)
+
+
+# -- CLI ----------------------------------------------------------------------------------------------
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    given = {
+        "model": args.model or paths.default_model(),
+        "data": args.data or paths.default_data(),
+        "train_size": args.train_size,
+        "epochs": args.epochs,
+        "learning_rate": args.lr,
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        "max_length": args.max_length,
+        "seed": args.seed,
+        "eval_steps": args.eval_steps,
+        "eval_size": args.eval_size,
+        "test_size": args.test_size,
+        "load_in_4bit": True if args.load_in_4bit else None,
+        "name": args.name,
+        "use_corrections": args.use_corrections,
+        "corrections_oversample": args.oversample,
+        "eval_generate": args.eval_generate,
+    }
+    defaults = TrainConfig()
+    # A flag left out keeps the dataclass default (None is a real value for some fields).
+    kwargs = {k: v for k, v in given.items() if v is not None or getattr(defaults, k) is None}
+    if args.test_size is None:
+        kwargs.pop("test_size", None)
+    return TrainConfig(**kwargs)
+
+
+def format_comparison(reports: dict[str, Report]) -> str:
+    """The before/after table printed at the end of `train`."""
+    from gemma_emotion.evaluate import compare_reports
+
+    if "base" not in reports or "finetuned" not in reports:
+        return ""
+    table = compare_reports(reports["base"], reports["finetuned"])
+    lines = [f"{'':<10}{'base':>10}{'finetuned':>11}{'change':>9}"]
+    for key, row in table["metrics"].items():
+        if key == "invalid":
+            lines.append(f"{key:<10}{row['base']:>10}{row['finetuned']:>11}{row['delta']:>+9}")
+        else:
+            lines.append(f"{key:<10}{row['base']:>10.4f}{row['finetuned']:>11.4f}{row['delta']:>+9.4f}")
+    lines.append("f1 per label")
+    for name, row in table["per_class_f1"].items():
+        lines.append(
+            f"  {name:<8}{row['base']:>10.3f}{row['finetuned']:>11.3f}{row['finetuned'] - row['base']:>+9.3f}"
+        )
+    if table["changed_predictions"] is not None:
+        lines.append(f"{table['changed_predictions']} of {reports['base'].metrics['n']} predictions changed")
+    return "\n".join(lines)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.run_dir:  # the worker started by Runner.start
+        stop = StopSignal(args.run_dir)
+        with stop.handling(signal.SIGTERM, signal.SIGINT):
+            info = run_training(args.run_dir, stop=stop)
+        return {"completed": 0, "stopped": 0}.get(info.status, 1)
+
+    from gemma_emotion.cli import UserError
+    from gemma_emotion.runs import RunnerBusy
+
+    config = config_from_args(args)
+    try:
+        info = train(config, getattr(args, "runs_dir", None), progress_bar=True)
+    except RunnerBusy as exc:
+        raise UserError(str(exc)) from None
+    print(f"run {info.name}: {info.status}  ({info.path})")
+    for note in info.notes or []:
+        print(f"  note: {note}")
+    if info.error:
+        print(f"  {info.error}", file=sys.stderr)
+    if info.adapter_dir:
+        print(f"adapter: {info.adapter_dir}")
+    table = format_comparison(RunRegistry(info.path.parent).reports(info.name))
+    if table:
+        print(table)
+    return {"completed": 0, "stopped": 130}.get(info.status, 1)
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add `train`: a LoRA run in the foreground with a progress bar and the before/after table."""
+    d = TrainConfig()
+    p = subparsers.add_parser(
+        "train", help="fine-tune a LoRA adapter (a run in runs/)",
+        description="Fine-tune with LoRA/QLoRA (TRL + PEFT), then evaluate base vs fine-tuned. "
+        "Ctrl-C stops after the current step and keeps the adapter trained so far.",
+    )  # fmt: skip
+    p.add_argument("--model", default=None, help=f"model spec (default: ${paths.ENV_MODEL} or embedded)")
+    p.add_argument(
+        "--data", default=None, help=f"Hub id, folder or file (default: ${paths.ENV_DATA} or dair-ai/emotion)"
+    )
+    p.add_argument("--train-size", type=int, default=None, help="train on N rows, a stratified seeded sample")
+    p.add_argument("--epochs", type=float, default=None, help=f"default {d.epochs:g}")
+    p.add_argument("--lr", type=float, default=None, help=f"learning rate (default {d.learning_rate:g})")
+    p.add_argument("--batch-size", type=int, default=None, help="default: fit the device (8 on a CPU)")
+    p.add_argument("--grad-accum", type=int, default=None, help="gradient accumulation steps (default: fit)")
+    p.add_argument(
+        "--max-length", type=int, default=None, help=f"tokens per example (default {d.max_length})"
+    )
+    p.add_argument("--seed", type=int, default=None, help=f"default {d.seed}")
+    p.add_argument(
+        "--eval-steps", type=int, default=None, help="evaluate on a validation slice every N steps"
+    )
+    p.add_argument(
+        "--eval-size",
+        type=int,
+        default=None,
+        help=f"validation rows for --eval-steps (default {d.eval_size})",
+    )
+    p.add_argument("--test-size", type=int, default=None,
+                   help=f"test rows evaluated after training (default {d.test_size}; 0: none)")  # fmt: skip
+    p.add_argument(
+        "--eval-generate", action="store_true", help="also evaluate in generate mode (slow on a CPU)"
+    )
+    p.add_argument("--load-in-4bit", action="store_true", help="QLoRA: 4-bit NF4 base weights (CUDA)")
+    p.add_argument(
+        "--runs-dir", default=argparse.SUPPRESS, help=f"runs directory (default: ${paths.ENV_RUNS} or ./runs)"
+    )
+    p.add_argument("--name", default=None, help="run name (default: timestamp + model)")
+    p.add_argument("--use-corrections", action="store_true", help="add the corrections store's examples")
+    p.add_argument("--oversample", type=int, default=None, help="copies of each correction (default 1)")
+    p.add_argument("--run-dir", default=None, help=argparse.SUPPRESS)  # the worker: train this prepared run
+    p.set_defaults(func=cmd_train)
