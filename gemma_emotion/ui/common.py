@@ -1,0 +1,117 @@
+"""Helpers every tab shares: user-facing errors, download files, safe text, uploaded tables.
+
+Errors a user can cause (bad input, a malformed file, a model that does not load) become one clear
+message: `gr.Error` for API callers, a `gr.Warning` toast plus a message field in the page. Anything else
+is reported by type and text rather than crashing the request handler.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import html
+import io
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import gradio as gr
+
+from gemma_emotion.data import DataError, load_split
+from gemma_emotion.files import spreadsheet_safe
+from gemma_emotion.models import ModelLoadError
+from gemma_emotion.settings import Settings
+from gemma_emotion.ui.state import UserError
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+USER_ERRORS = (UserError, DataError, ModelLoadError, ValueError, KeyError, FileNotFoundError, PermissionError)
+UPLOAD_TYPES = [".csv", ".tsv", ".jsonl", ".json", ".parquet"]
+
+
+def message_of(exc: BaseException) -> str:
+    """The message to show for an exception: its text for user errors, type and text otherwise."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    if isinstance(exc, USER_ERRORS):
+        return str(exc) or type(exc).__name__
+    return f"unexpected error ({type(exc).__name__}): {exc}"
+
+
+def api_endpoint(fn: F) -> F:
+    """For gr.api functions: user errors reach the client as gr.Error with the message, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, USER_ERRORS):
+                log.exception("%s failed", fn.__name__)
+            raise gr.Error(message_of(exc), print_exception=False) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def warn(exc: BaseException) -> str:
+    """Show a toast for the exception and return the text for the page's message field."""
+    text = message_of(exc)
+    if not isinstance(exc, USER_ERRORS):
+        log.exception("request failed", exc_info=exc)
+    gr.Warning(text)
+    return f"⚠️ {text}"
+
+
+def md(text: Any) -> str:
+    """User or dataset text made safe to put inside Markdown/HTML."""
+    return html.escape(str(text), quote=True)
+
+
+def download(name: str, content: str) -> str:
+    """Write `content` to a fresh temporary folder and return the path for a gr.File output.
+
+    A copy rather than the report's own file, so the storage folder (and the corrections database in it)
+    never has to be served.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="gemma-emotion-"))
+    path = folder / name
+    path.write_text(content, encoding="utf-8")
+    return str(path)
+
+
+def csv_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def json_text(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def read_upload(path: str | None, settings: Settings) -> tuple[list[str], list[int]]:
+    """Texts (and labels, -1 where none) of an uploaded CSV/JSONL/Parquet file; UserError when unusable."""
+    if not path:
+        raise UserError("upload a CSV, JSONL or Parquet file with a 'text' column first")
+    file = Path(path)
+    if file.suffix.lower() not in UPLOAD_TYPES:
+        raise UserError(f"{file.name}: use a .csv, .tsv, .jsonl, .json or .parquet file")
+    if file.stat().st_size > settings.max_upload_mb * 1024 * 1024:
+        raise UserError(f"{file.name} is larger than {settings.max_upload_mb} MB")
+    try:
+        ds = load_split(file, require_labels=False)
+    except DataError as exc:
+        # The message names gradio's temporary path; the user knows the file by its name.
+        raise UserError(str(exc).replace(str(file), file.name)) from exc
+    texts, labels = list(ds["text"]), list(ds["label"])
+    limit = settings.clamp_eval_rows(len(texts))
+    note_rows = limit if limit is not None else len(texts)
+    return texts[:note_rows], labels[:note_rows]

@@ -1,0 +1,247 @@
+"""The Compare tab and the `compare` / `compare_batch` / `compare_reports` API endpoints.
+
+Base and fine-tuned predictions come from ONE loaded model: the adapter is switched off for the base
+pass and on for the fine-tuned one, both under the same hold of the model lock, so an adapter switch
+can never fall between them. The before/after table reads a run's stored reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from gemma_emotion.evaluate import compare_reports
+from gemma_emotion.labels import LABELS
+from gemma_emotion.ui import plots
+from gemma_emotion.ui.classify import MODES, check_mode, prediction_dict
+from gemma_emotion.ui.common import api_endpoint, csv_text, download, read_upload, warn
+from gemma_emotion.ui.state import AppState, UserError
+
+PAIR_COLUMNS = ["agree", "text", "base", "finetuned", "base_p", "finetuned_p", "gold"]
+DISAGREE_STYLE = "background-color: #fde2e1; font-weight: 600"
+
+
+def compare_pairs(state: AppState, texts: list[str], mode: str = "score", progress=None) -> dict[str, Any]:
+    """Base and fine-tuned predictions of the same texts from the one loaded model."""
+    check_mode(mode)
+    if not texts:
+        raise UserError("no texts to compare")
+    limit = state.settings.clamp_eval_rows(len(texts))
+    if limit is not None and len(texts) > limit:
+        raise UserError(f"at most {limit} texts at once in this demo, got {len(texts)}")
+    cleaned = [state.clean_text(t) for t in texts]
+    plain = [c.text for c in cleaned]
+    with state.classifier() as clf:
+        if clf.lm.adapter is None:
+            raise UserError(
+                "no adapter is loaded, so base and fine-tuned are the same model: pick an adapter above"
+            )
+        base = state.run_gpu("classify", clf.predict, plain, mode, adapter=False, progress=progress)
+        tuned = state.run_gpu("classify", clf.predict, plain, mode, adapter=True, progress=progress)
+        model, adapter = clf.lm.spec.name, clf.lm.adapter
+    rows = []
+    for c, b, t in zip(cleaned, base, tuned):
+        b_dict, t_dict = prediction_dict(b, state), prediction_dict(t, state)
+        b_dict["adapter"] = None
+        rows.append(
+            {"text": c.text, "base": b_dict, "finetuned": t_dict, "agree": b.label == t.label, "note": c.note}
+        )
+    agree = sum(r["agree"] for r in rows)
+    return {
+        "model": model,
+        "adapter": adapter,
+        "mode": mode,
+        "rows": rows,
+        "agree": agree,
+        "disagree": len(rows) - agree,
+    }
+
+
+def run_comparison(state: AppState, run: str) -> dict[str, Any]:
+    """Before/after numbers of a run from its stored base and fine-tuned reports."""
+    if not run:
+        raise UserError("pick a run first")
+    reports = state.registry.reports(run)
+    if "base" not in reports or "finetuned" not in reports:
+        raise UserError(f"run {run} has no base and fine-tuned reports (yet)")
+    out = compare_reports(reports["base"], reports["finetuned"])
+    out["run"] = run
+    out["n"] = reports["finetuned"].metrics.get("n")
+    out["base_metrics"] = reports["base"].metrics
+    out["finetuned_metrics"] = reports["finetuned"].metrics
+    return out
+
+
+def comparison_table(result: dict) -> pd.DataFrame:
+    rows = []
+    for key, title in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("invalid", "invalid answers")):
+        m = result["metrics"][key]
+        fmt = (lambda v: f"{v:.0f}") if key == "invalid" else (lambda v: f"{v:.4f}")
+        rows.append(
+            {
+                "metric": title,
+                "base": fmt(m["base"]),
+                "fine-tuned": fmt(m["finetuned"]),
+                "change": ("+" if m["delta"] >= 0 else "") + fmt(m["delta"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def runs_with_reports(state: AppState) -> list[str]:
+    names = []
+    for run in state.list_runs():
+        try:
+            reports = state.registry.reports(run.name)
+        except Exception:  # a run folder being written or broken must not break the picker
+            continue
+        if "base" in reports and "finetuned" in reports:
+            names.append(run.name)
+    return names
+
+
+def pairs_frame(result: dict, labels: list[int] | None = None):
+    rows = []
+    for i, r in enumerate(result["rows"]):
+        b, t = r["base"], r["finetuned"]
+        rows.append(
+            {
+                "agree": "yes" if r["agree"] else "NO",
+                "text": r["text"],
+                "base": b["label"],
+                "finetuned": t["label"],
+                "base_p": round(b["probabilities"][b["label"]], 3)
+                if b.get("probabilities") and b["valid"]
+                else None,
+                "finetuned_p": round(t["probabilities"][t["label"]], 3)
+                if t.get("probabilities") and t["valid"]
+                else None,
+                "gold": LABELS[labels[i]] if labels and labels[i] >= 0 else "",
+            }
+        )
+    frame = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    styled = frame.style.apply(
+        lambda row: [DISAGREE_STYLE if row["agree"] == "NO" else "" for _ in row], axis=1
+    )
+    return frame, styled
+
+
+def build(state: AppState) -> dict[str, Any]:
+    """The Compare tab (call inside a gr.Tab); returns components the layout refreshes."""
+    gr.Markdown(
+        "The same text through the **base** model (adapter off) and the **fine-tuned** model (adapter on): "
+        "one model in memory, the adapter switched per pass."
+    )
+    with gr.Row():
+        with gr.Column(scale=3):
+            text = gr.Textbox(label="Text", lines=3, elem_id="compare-text")
+            mode = gr.Radio(list(MODES), value="score", label="Mode")
+            button = gr.Button("Compare", variant="primary", elem_id="compare-button")
+        with gr.Column(scale=2):
+            verdict = gr.Textbox(label="Result", interactive=False, elem_id="compare-result")
+            chart = gr.Plot(value=plots.empty("Base vs fine-tuned"))
+
+    with gr.Accordion("Compare a file of texts", open=False):
+        with gr.Row():
+            upload = gr.File(label="Texts file", file_types=[".csv", ".tsv", ".jsonl", ".json", ".parquet"])
+            batch_mode = gr.Radio(list(MODES), value="score", label="Mode")
+        batch_button = gr.Button("Compare file")
+        batch_message = gr.Textbox(label="Message", interactive=False)
+        table = gr.Dataframe(
+            label="Base vs fine-tuned (disagreements highlighted)",
+            interactive=False,
+            wrap=True,
+            max_height=420,
+        )
+        batch_file = gr.File(label="Download", interactive=False)
+
+    with gr.Accordion("Before / after a training run (stored reports)", open=True):
+        with gr.Row():
+            run = gr.Dropdown(label="Run", choices=[], allow_custom_value=False, elem_id="compare-run")
+            refresh = gr.Button("Refresh runs", size="sm")
+        run_message = gr.Textbox(label="Message", interactive=False)
+        run_table = gr.Dataframe(label="Before / after", interactive=False)
+        run_chart = gr.Plot(value=plots.empty("F1 per class"))
+
+    def on_compare(text_value: str, mode_value: str):
+        try:
+            res = compare_pairs(state, [text_value], mode_value)
+        except Exception as exc:
+            return warn(exc), plots.empty("Base vs fine-tuned")
+        r = res["rows"][0]
+        b, t = r["base"]["label"], r["finetuned"]["label"]
+        line = f"base: {b}  |  fine-tuned: {t}  —  " + ("they agree" if r["agree"] else "THEY DISAGREE")
+        if r["note"]:
+            line += f"  ({r['note']})"
+        probs = {"base": r["base"]["probabilities"], "fine-tuned": r["finetuned"]["probabilities"]}
+        return line, plots.probabilities(probs, "Base vs fine-tuned")
+
+    button.click(on_compare, [text, mode], [verdict, chart], api_visibility="private")
+    text.submit(on_compare, [text, mode], [verdict, chart], api_visibility="private")
+
+    def on_batch(path: str | None, mode_value: str, progress=gr.Progress()):
+        try:
+            texts, labels = read_upload(path, state.settings)
+            res = compare_pairs(
+                state,
+                texts,
+                mode_value,
+                progress=lambda done, total: progress((done, total), desc="comparing", unit="texts"),
+            )
+        except Exception as exc:
+            return warn(exc), None, None
+        frame, styled = pairs_frame(res, labels)
+        note = f"{len(frame)} texts: {res['agree']} agree, {res['disagree']} disagree"
+        return note, styled, download("comparison.csv", csv_text(frame.to_dict("records"), PAIR_COLUMNS))
+
+    batch_button.click(
+        on_batch, [upload, batch_mode], [batch_message, table, batch_file], api_visibility="private"
+    )
+
+    def on_run(name: str | None):
+        if not name:
+            return "", None, plots.empty("F1 per class")
+        try:
+            res = run_comparison(state, name)
+        except Exception as exc:
+            return warn(exc), None, plots.empty("F1 per class")
+        changed = res.get("changed_predictions")
+        note = f"run {name}: {res.get('n')} test texts" + (
+            f", {changed} predictions changed" if changed else ""
+        )
+        chart = plots.per_class_f1({"base": res["base_metrics"], "fine-tuned": res["finetuned_metrics"]})
+        return note, comparison_table(res), chart
+
+    run.change(on_run, [run], [run_message, run_table, run_chart], api_visibility="private")
+
+    def refresh_runs(current: str | None = None):
+        names = runs_with_reports(state)
+        value = current if current in names else (names[0] if names else None)
+        return gr.Dropdown(choices=names, value=value)
+
+    refresh.click(refresh_runs, [run], [run], api_visibility="private", concurrency_limit=None)
+
+    @api_endpoint
+    def compare(text: str, mode: str = "score") -> dict:
+        """Base and fine-tuned prediction of one text: {base, finetuned, agree, model, adapter}."""
+        res = compare_pairs(state, [text], mode)
+        row = res["rows"][0]
+        return {**row, "model": res["model"], "adapter": res["adapter"], "mode": mode}
+
+    @api_endpoint
+    def compare_batch(texts: list[str], mode: str = "score") -> dict:
+        """Base and fine-tuned predictions of many texts: {rows, agree, disagree, model, adapter}."""
+        return compare_pairs(state, texts, mode)
+
+    @api_endpoint
+    def compare_run(run: str) -> dict:
+        """Before/after metrics of a training run from its stored reports."""
+        res = run_comparison(state, run)
+        return {k: res[k] for k in ("run", "n", "metrics", "per_class_f1", "changed_predictions")}
+
+    gr.api(compare, api_name="compare")
+    gr.api(compare_batch, api_name="compare_batch")
+    gr.api(compare_run, api_name="compare_run")
+    return {"run": run, "refresh_runs": refresh_runs}

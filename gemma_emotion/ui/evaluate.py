@@ -1,0 +1,350 @@
+"""The Evaluate tab and the `evaluate` / `reports` API endpoints.
+
+An evaluation scores the loaded model (base, fine-tuned or both, from the one model) on a data slice and
+writes each result as a report folder: `<storage>/reports/<timestamp>/{base,finetuned}/` holding
+metrics.json and predictions.csv (the same layout as a run's reports/). The tab shows accuracy and
+macro-F1, per-class F1 and invalid counts grouped by model, a confusion matrix, the mistakes filtered by
+gold and predicted label, downloads, and earlier reports (the app's own and the runs') side by side.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from gemma_emotion import evaluate as core_eval
+from gemma_emotion import paths
+from gemma_emotion.data import DataError, fingerprint, load_split, resolve_source
+from gemma_emotion.labels import INVALID, LABELS
+from gemma_emotion.ui import plots
+from gemma_emotion.ui.classify import MODES, check_mode
+from gemma_emotion.ui.common import api_endpoint, download, json_text, warn
+from gemma_emotion.ui.state import AppState, UserError
+
+WHICH = {"fine-tuned": ("finetuned",), "base": ("base",), "both": ("base", "finetuned")}
+SPLITS = ["test", "validation", "train"]
+DEFAULT_SIZE = 200
+ALL = "all"
+MISTAKE_COLUMNS = ["text", "gold", "predicted", "raw"]
+SUMMARY_COLUMNS = ["report", "model", "adapter", "mode", "n", "accuracy", "macro-F1", "invalid"]
+
+
+def run_evaluation(
+    state: AppState,
+    data: str | None = None,
+    split: str = "test",
+    size: int | None = DEFAULT_SIZE,
+    mode: str = "score",
+    which: str = "both",
+    seed: int = 0,
+    progress=None,
+) -> dict[str, Any]:
+    """Evaluate, write the report folder(s), return {report_dir, reports: {name: metrics}, comparison}."""
+    check_mode(mode)
+    variants = WHICH.get("fine-tuned" if which == "finetuned" else which)
+    if variants is None:
+        raise UserError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
+    if split not in SPLITS:
+        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    size = None if size in (None, 0) else int(size)
+    rows = state.settings.clamp_eval_rows(size)
+    data = (data or "").strip() or paths.default_data()
+    if not state.settings.allows_arbitrary_paths and data != paths.default_data():
+        raise UserError(f"in this demo evaluations use {paths.default_data()} only")
+    try:
+        resolve_source(data, split)
+        ds = load_split(data, split, limit=rows, stratify=True, seed=int(seed or 0))
+    except DataError as exc:
+        raise UserError(str(exc)) from exc
+    texts, gold = list(ds["text"]), list(ds["label"])
+    meta = {
+        "data": data,
+        "split": split,
+        "rows": len(texts),
+        "seed": int(seed or 0),
+        "fingerprint": fingerprint(ds),
+    }
+
+    reports: dict[str, core_eval.Report] = {}
+    with state.classifier() as clf:
+        if "finetuned" in variants and clf.lm.adapter is None:
+            raise UserError("no adapter is loaded: evaluate the base model, or pick an adapter above")
+        for i, variant in enumerate(variants):
+
+            def step(done: int, total: int, i: int = i) -> None:
+                if progress:
+                    progress(i * total + done, total * len(variants))
+
+            reports[variant] = state.run_gpu(
+                "evaluate",
+                core_eval.evaluate,
+                clf,
+                texts,
+                gold,
+                mode=mode,
+                adapter=variant == "finetuned",
+                progress=step,
+                meta={**meta, "variant": variant},
+            )
+    out_dir = _new_report_dir(state.reports_dir)
+    for variant, report in reports.items():
+        core_eval.write_report(report, out_dir / variant)
+    result: dict[str, Any] = {
+        "report_dir": str(out_dir),
+        "reports": {name: r.metrics for name, r in reports.items()},
+        "comparison": None,
+    }
+    if len(reports) == 2:
+        result["comparison"] = core_eval.compare_reports(reports["base"], reports["finetuned"])
+    return result
+
+
+def _new_report_dir(root: Path) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate, n = root / stamp, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{stamp}-{n}"
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+def list_reports(state: AppState) -> list[tuple[str, str]]:
+    """(label, folder) of every stored report: the app's evaluations, then the runs', newest first."""
+    found: list[tuple[str, str]] = []
+    if state.reports_dir.is_dir():
+        for folder in sorted(state.reports_dir.iterdir(), reverse=True):
+            for variant in ("base", "finetuned"):
+                if (folder / variant / core_eval.METRICS_FILE).is_file():
+                    found.append((f"evaluation {folder.name} {variant}", str(folder / variant)))
+    for run in state.list_runs():
+        for variant in ("base", "finetuned"):
+            folder = Path(run.path) / "reports" / variant
+            if (folder / core_eval.METRICS_FILE).is_file():
+                found.append((f"run {run.name} {variant}", str(folder)))
+    return found
+
+
+def load_view(folder: str) -> dict[str, Any]:
+    try:
+        report = core_eval.load_report(folder)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read the report in {folder}: {exc}") from exc
+    return {"metrics": report.metrics, "predictions": report.predictions, "dir": folder}
+
+
+def summary_frame(views: dict[str, dict]) -> pd.DataFrame:
+    rows = []
+    for name, view in views.items():
+        m = view["metrics"]
+        rows.append(
+            {
+                "report": name,
+                "model": m.get("model"),
+                "adapter": Path(m["adapter"]).name if m.get("adapter") else "",
+                "mode": m.get("mode"),
+                "n": m.get("n"),
+                "accuracy": round(m["accuracy"], 4),
+                "macro-F1": round(m["macro_f1"], 4),
+                "invalid": m.get("invalid"),
+            }
+        )
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def mistakes(view: dict | None, gold: str = ALL, predicted: str = ALL) -> pd.DataFrame:
+    """Wrong predictions of one report, filtered by gold and predicted label ("all" = no filter)."""
+    rows = []
+    for p in (view or {}).get("predictions", []):
+        if not p.get("gold") or p.get("predicted") == p.get("gold"):
+            continue
+        if gold != ALL and p["gold"] != gold:
+            continue
+        if predicted != ALL and p["predicted"] != predicted:
+            continue
+        rows.append({k: p.get(k, "") for k in MISTAKE_COLUMNS})
+    return pd.DataFrame(rows, columns=MISTAKE_COLUMNS)
+
+
+def build(state: AppState) -> dict[str, Any]:
+    """The Evaluate tab (call inside a gr.Tab); returns components the layout refreshes."""
+    demo = not state.settings.allows_arbitrary_paths
+    views = gr.State({})
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            data = gr.Textbox(
+                label="Data",
+                value=paths.default_data(),
+                interactive=not demo,
+                info="Hub dataset id, a folder of split files, or one file"
+                if not demo
+                else "fixed in this demo",
+            )
+            split = gr.Dropdown(SPLITS, value="test", label="Split")
+            size = gr.Number(
+                value=min(DEFAULT_SIZE, state.settings.max_eval_rows) if demo else DEFAULT_SIZE,
+                label="Rows (0 = all)" if not demo else f"Rows (at most {state.settings.max_eval_rows})",
+                precision=0,
+                minimum=0,
+            )
+            mode = gr.Radio(list(MODES), value="score", label="Mode")
+            which = gr.Radio(list(WHICH), value="both", label="Model", info="base = adapter off")
+            seed = gr.Number(value=0, label="Sampling seed", precision=0)
+            button = gr.Button("Evaluate", variant="primary", elem_id="evaluate-button")
+            earlier = gr.Dropdown(
+                label="Add earlier reports",
+                choices=[],
+                multiselect=True,
+                elem_id="evaluate-earlier",
+                info="from earlier evaluations and training runs",
+            )
+            refresh = gr.Button("Refresh reports", size="sm")
+        with gr.Column(scale=3):
+            message = gr.Textbox(label="Result", interactive=False, elem_id="evaluate-message")
+            summary = gr.Dataframe(
+                value=pd.DataFrame(columns=SUMMARY_COLUMNS), label="Accuracy and macro-F1", interactive=False
+            )
+            with gr.Row():
+                with gr.Column(scale=3):
+                    f1_chart = gr.Plot(value=plots.empty("F1 per class"))
+                with gr.Column(scale=1, min_width=200):
+                    invalid_chart = gr.Plot(value=plots.empty("Invalid answers"))
+            view = gr.Dropdown(label="Report shown below", choices=[], elem_id="evaluate-view")
+            confusion_chart = gr.Plot(value=plots.empty("Confusion matrix"))
+            with gr.Row():
+                gold_filter = gr.Dropdown([ALL, *LABELS], value=ALL, label="Gold label")
+                pred_filter = gr.Dropdown([ALL, *LABELS, INVALID], value=ALL, label="Predicted label")
+            mistakes_table = gr.Dataframe(label="Mistakes", interactive=False, wrap=True, max_height=400)
+            with gr.Row():
+                metrics_file = gr.File(label="metrics.json", interactive=False)
+                predictions_file = gr.File(label="predictions.csv", interactive=False)
+
+    def render(all_views: dict, shown: str | None, gold: str, pred: str):
+        names = list(all_views)
+        shown = shown if shown in all_views else (names[-1] if names else None)
+        metrics = {n: v["metrics"] for n, v in all_views.items()}
+        current = all_views.get(shown) if shown else None
+        files = (None, None)
+        if current:
+            rows = current["predictions"]
+            files = (
+                download("metrics.json", json_text(current["metrics"])),
+                download("predictions.csv", core_eval.predictions_csv(rows)),
+            )
+        return (
+            summary_frame(all_views) if all_views else None,
+            plots.per_class_f1(metrics),
+            plots.invalid_counts(metrics),
+            gr.Dropdown(choices=names, value=shown),
+            plots.confusion(current["metrics"] if current else None, f"Confusion matrix: {shown or ''}"),
+            mistakes(current, gold, pred),
+            *files,
+        )
+
+    shown_outputs = [
+        summary,
+        f1_chart,
+        invalid_chart,
+        view,
+        confusion_chart,
+        mistakes_table,
+        metrics_file,
+        predictions_file,
+    ]
+
+    def on_evaluate(
+        data_v, split_v, size_v, mode_v, which_v, seed_v, earlier_v, gold, pred, progress=gr.Progress()
+    ):
+        try:
+            progress(0, desc="loading data")
+            res = run_evaluation(
+                state,
+                data_v,
+                split_v,
+                int(size_v or 0),
+                mode_v,
+                which_v,
+                int(seed_v or 0),
+                progress=lambda done, total: progress((done, total), desc="evaluating", unit="texts"),
+            )
+            all_views = _earlier_views(earlier_v)
+            stamp = Path(res["report_dir"]).name
+            for variant in res["reports"]:
+                all_views[f"{variant} ({stamp})"] = load_view(str(Path(res["report_dir"]) / variant))
+        except Exception as exc:
+            return (warn(exc), gr.skip(), *[gr.skip()] * len(shown_outputs))
+        parts = [
+            f"{n}: accuracy {m['accuracy'] * 100:.1f} %, macro-F1 {m['macro_f1']:.3f}, invalid {m['invalid']}"
+            for n, m in res["reports"].items()
+        ]
+        n = next(iter(res["reports"].values()))["n"]
+        text = f"{'; '.join(parts)} — {n} texts, saved in {res['report_dir']}"
+        return (text, all_views, *render(all_views, None, gold, pred))
+
+    button.click(
+        on_evaluate,
+        [data, split, size, mode, which, seed, earlier, gold_filter, pred_filter],
+        [message, views, *shown_outputs],
+        api_visibility="private",
+    )
+
+    def _earlier_views(selected: list[str] | None) -> dict[str, dict]:
+        labels = dict((path, label) for label, path in list_reports(state))
+        return {labels.get(path, path): load_view(path) for path in selected or [] if path in labels}
+
+    def on_earlier(selected, current: dict, gold, pred):
+        # Keep this session's fresh evaluations, replace the earlier ones with the selection.
+        kept = {n: v for n, v in (current or {}).items() if not n.startswith(("evaluation ", "run "))}
+        try:
+            all_views = {**_earlier_views(selected), **kept}
+        except Exception as exc:
+            warn(exc)
+            return (current, *[gr.skip()] * len(shown_outputs))
+        return (all_views, *render(all_views, None, gold, pred))
+
+    earlier.change(
+        on_earlier,
+        [earlier, views, gold_filter, pred_filter],
+        [views, *shown_outputs],
+        api_visibility="private",
+    )
+    for control in (view, gold_filter, pred_filter):
+        control.input(
+            render,
+            [views, view, gold_filter, pred_filter],
+            shown_outputs,
+            api_visibility="private",
+            concurrency_limit=None,
+        )
+
+    def refresh_reports(selected: list[str] | None = None):
+        choices = list_reports(state)
+        paths_ = {path for _, path in choices}
+        return gr.Dropdown(choices=choices, value=[p for p in selected or [] if p in paths_])
+
+    refresh.click(refresh_reports, [earlier], [earlier], api_visibility="private", concurrency_limit=None)
+
+    @api_endpoint
+    def evaluate(
+        data: str = "",
+        split: str = "test",
+        size: int = DEFAULT_SIZE,
+        mode: str = "score",
+        which: str = "both",
+        seed: int = 0,
+    ) -> dict:
+        """Evaluate the loaded model on a data slice (size 0 = all rows); writes a report folder."""
+        return run_evaluation(state, data or None, split, size, mode, which, seed)
+
+    @api_endpoint
+    def reports() -> list[dict]:
+        """Stored reports: [{label, dir}] from the app's evaluations and the training runs."""
+        return [{"label": label, "dir": path} for label, path in list_reports(state)]
+
+    gr.api(evaluate, api_name="evaluate")
+    gr.api(reports, api_name="reports")
+    return {"earlier": earlier, "refresh_reports": refresh_reports}

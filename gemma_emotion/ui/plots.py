@@ -1,0 +1,151 @@
+"""Plotly figures for the app: label probabilities, per-class F1, confusion matrices and loss curves.
+
+Pure functions from plain data (dicts, lists of log records) to figures, so the API functions can stay
+JSON-only and the tabs add the pictures. Text from users or datasets never reaches a figure as HTML:
+labels and numbers only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import plotly.graph_objects as go
+
+from gemma_emotion.labels import INVALID, LABELS
+
+COLORS = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#E45756", "#72B7B2")
+_LAYOUT = dict(margin=dict(l=40, r=20, t=50, b=40), height=340, template="plotly_white")
+
+
+def empty(title: str, message: str = "") -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=title, **_LAYOUT)
+    if message:
+        fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def probabilities(
+    series: Mapping[str, Mapping[str, float] | None], title: str = "Label probabilities"
+) -> go.Figure:
+    """Bars of the six probabilities, one group per entry of `series` (e.g. base and fine-tuned)."""
+    fig = go.Figure()
+    for i, (name, probs) in enumerate(series.items()):
+        if not probs:
+            continue
+        fig.add_bar(
+            name=name,
+            x=list(LABELS),
+            y=[probs.get(label, 0.0) for label in LABELS],
+            marker_color=COLORS[i % len(COLORS)],
+            texttemplate="%{y:.2f}",
+            textposition="outside",
+        )
+    if not fig.data:
+        return empty(title, "generate mode gives no probabilities")
+    fig.update_layout(
+        title=title, barmode="group", yaxis=dict(range=[0, 1.1], title="probability"), **_LAYOUT
+    )
+    return fig
+
+
+def per_class_f1(reports: Mapping[str, Mapping], title: str = "F1 per class") -> go.Figure:
+    """Grouped bars of per-class F1 (one group per report), with each report's invalid count beside them."""
+    if not reports:
+        return empty(title, "no report yet")
+    fig = go.Figure()
+    for i, (name, metrics) in enumerate(reports.items()):
+        per_class = metrics.get("per_class", {})
+        fig.add_bar(
+            name=f"{name} (invalid {metrics.get('invalid', 0)})",
+            x=list(LABELS),
+            y=[per_class.get(label, {}).get("f1", 0.0) for label in LABELS],
+            marker_color=COLORS[i % len(COLORS)],
+            texttemplate="%{y:.2f}",
+            textposition="outside",
+        )
+    fig.update_layout(title=title, barmode="group", yaxis=dict(range=[0, 1.1], title="F1"), **_LAYOUT)
+    return fig
+
+
+def invalid_counts(reports: Mapping[str, Mapping], title: str = "Invalid answers") -> go.Figure:
+    if not reports:
+        return empty(title, "no report yet")
+    names = list(reports)
+    fig = go.Figure(
+        go.Bar(
+            x=names,
+            y=[reports[n].get("invalid", 0) for n in names],
+            marker_color=[COLORS[i % len(COLORS)] for i in range(len(names))],
+            text=[reports[n].get("invalid", 0) for n in names],
+            textposition="outside",
+        )
+    )
+    fig.update_layout(
+        title=title, yaxis=dict(title="answers that are not a label"), **{**_LAYOUT, "height": 260}
+    )
+    return fig
+
+
+def confusion(metrics: Mapping | None, title: str = "Confusion matrix") -> go.Figure:
+    """Heatmap of gold (rows) against predicted (six labels + invalid), with counts in the cells."""
+    if not metrics or "confusion" not in metrics:
+        return empty(title, "no report yet")
+    columns = list(metrics.get("confusion_columns") or [*LABELS, INVALID])
+    z = metrics["confusion"]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=columns,
+            y=list(LABELS),
+            colorscale="Blues",
+            text=z,
+            texttemplate="%{text}",
+            hovertemplate="gold %{y}<br>predicted %{x}<br>%{z} texts<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis=dict(title="predicted", side="bottom"),
+        yaxis=dict(title="gold", autorange="reversed"),
+        **{**_LAYOUT, "height": 420},
+    )
+    return fig
+
+
+def loss_curve(records: Sequence[Mapping], title: str = "Training loss") -> go.Figure:
+    """Training loss by step, evaluation loss (and accuracy on a second axis) as points where logged."""
+    train = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None and "step" in r]
+    evals = [(r["step"], r["eval_loss"]) for r in records if r.get("eval_loss") is not None and "step" in r]
+    accs = [
+        (r["step"], r["eval_accuracy"]) for r in records if r.get("eval_accuracy") is not None and "step" in r
+    ]
+    if not (train or evals):
+        return empty(title, "no loss logged yet")
+    fig = go.Figure()
+    if train:
+        fig.add_scatter(
+            x=[s for s, _ in train], y=[v for _, v in train], mode="lines+markers", name="train loss"
+        )
+    if evals:
+        fig.add_scatter(
+            x=[s for s, _ in evals],
+            y=[v for _, v in evals],
+            mode="markers",
+            name="eval loss",
+            marker=dict(size=10, symbol="diamond"),
+        )
+    if accs:
+        fig.add_scatter(
+            x=[s for s, _ in accs],
+            y=[v for _, v in accs],
+            mode="markers+lines",
+            name="eval accuracy",
+            yaxis="y2",
+            line=dict(dash="dot"),
+        )
+        fig.update_layout(yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1]))
+    fig.update_layout(title=title, xaxis=dict(title="step"), yaxis=dict(title="loss"), **_LAYOUT)
+    return fig

@@ -1,0 +1,479 @@
+"""The Train tab and the `train_start` / `train_stop` / `train_status` API endpoints.
+
+The tab builds a `TrainConfig`, hands it to the one `Runner` (training runs in its own process), and
+follows the run by polling its log.jsonl on a `gr.Timer`: loss curve with evaluation points, progress
+with ETA, the log's tail. A page reload finds the running job again (`Runner.active()` on load); a
+second Start is refused with the name of the run that is training. In demo mode the tab is read-only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from gemma_emotion import paths
+from gemma_emotion.ui import plots
+from gemma_emotion.ui.common import api_endpoint, warn
+from gemma_emotion.ui.state import AppState, UserError
+
+POLL_S = 2.0
+TAIL = 15
+DEMO_HINT = (
+    "Training is switched off in this public demo. **Duplicate this Space** (menu ⋮ → Duplicate this "
+    "Space) onto your own GPU hardware to fine-tune your own adapter; it runs the same app with training on."
+)
+FOUR_BIT = {"auto": None, "on": True, "off": False}
+
+
+def _train_module():
+    from gemma_emotion import train
+
+    return train
+
+
+def config_defaults(state: AppState) -> dict[str, Any]:
+    """TrainConfig's defaults, with the app's model and a train size that fits the device."""
+    train = _train_module()
+    defaults = {
+        f.name: f.default
+        for f in dataclasses.fields(train.TrainConfig)
+        if f.default is not dataclasses.MISSING
+    }
+    defaults["model"] = state.settings.model
+    defaults["data"] = paths.default_data()
+    if defaults.get("train_size") is None and not _has_cuda():
+        defaults["train_size"] = 1000  # all 16k rows take hours on a CPU
+    return defaults
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def make_config(state: AppState, values: dict[str, Any]):
+    """A TrainConfig from a dict of field values (unknown keys refused, zeros meaning "auto"/"all")."""
+    train = _train_module()
+    known = {f.name for f in dataclasses.fields(train.TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(
+            f"unknown training option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
+    values = dict(values)
+    values.setdefault("model", state.settings.model)
+    values.setdefault("data", paths.default_data())
+    for key in ("train_size", "batch_size", "grad_accum", "eval_steps", "test_size"):
+        if values.get(key) in (0, "", None) and key in values:
+            values[key] = None
+    if not values.get("name"):
+        values["name"] = None
+    try:
+        config = train.TrainConfig(**values)
+        config.validate()
+    except TypeError as exc:
+        raise UserError(f"bad training options: {exc}") from exc
+    return config
+
+
+def start_training(state: AppState, values: dict[str, Any]) -> dict[str, Any]:
+    if not state.settings.allows_training:
+        raise UserError("training is switched off in this demo; duplicate the Space to train")
+    from gemma_emotion.runs import RunnerBusy
+
+    config = make_config(state, values)
+    try:
+        info = state.runner.start(config)
+    except RunnerBusy as exc:
+        raise UserError(f"{exc}. Stop it first, or wait for it to finish.") from exc
+    return run_dict(info)
+
+
+def stop_training(state: AppState) -> dict[str, Any]:
+    if not state.settings.allows_training:
+        raise UserError("training is switched off in this demo")
+    info = state.runner.stop()
+    return {"stopped": info is not None, "run": run_dict(info) if info else None}
+
+
+def training_status(state: AppState, name: str | None = None, since: int = 0) -> dict[str, Any]:
+    """The named run (else the running one, else the newest): its record, log from `since`, progress."""
+    active = state.runner.active() if state.settings.allows_training else None
+    info = None
+    if name:
+        info = state.registry.get(name)
+    elif active is not None:
+        info = active
+    else:
+        runs = state.list_runs()
+        info = runs[0] if runs else None
+    if info is None:
+        return {"active": None, "run": None, "records": [], "next": 0, "progress": None}
+    records, next_line = state.registry.read_log(info.name, max(0, int(since or 0)))
+    every = records if since == 0 else state.registry.log(info.name)
+    return {
+        "active": active.name if active else None,
+        "run": run_dict(info),
+        "records": records,
+        "next": next_line,
+        "progress": progress_of(info, every),
+    }
+
+
+def run_dict(info) -> dict[str, Any]:
+    data = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
+    for key, value in data.items():
+        if isinstance(value, Path):
+            data[key] = str(value)
+    return data
+
+
+def progress_of(info, records: list[dict]) -> dict[str, Any]:
+    """Fraction done, step, epoch, ETA and speed from the newest log records."""
+    last = next((r for r in reversed(records) if "epoch" in r), {})
+    epochs = float(info.config.get("epochs") or 1.0)
+    epoch = float(last.get("epoch") or 0.0)
+    fraction = 1.0 if info.status == "completed" else min(1.0, epoch / epochs) if epochs > 0 else 0.0
+    speed = next((r["examples_per_s"] for r in reversed(records) if r.get("examples_per_s")), None)
+    return {
+        "fraction": round(fraction, 4),
+        "step": last.get("step"),
+        "epoch": epoch,
+        "epochs": epochs,
+        "eta_s": last.get("eta_s") if info.status == "running" else 0,
+        "examples_per_s": speed,
+        "phase": getattr(info, "phase", None),
+    }
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def format_record(r: dict) -> str:
+    parts = [f"step {r.get('step', '?')}"]
+    if r.get("epoch") is not None:
+        parts.append(f"epoch {r['epoch']:.2f}")
+    for key, label, fmt in (
+        ("loss", "loss", "{:.4f}"),
+        ("eval_loss", "eval loss", "{:.4f}"),
+        ("eval_accuracy", "eval accuracy", "{:.3f}"),
+        ("learning_rate", "lr", "{:.2e}"),
+        ("grad_norm", "grad norm", "{:.2f}"),
+        ("examples_per_s", "ex/s", "{:.1f}"),
+    ):
+        if r.get(key) is not None:
+            try:
+                parts.append(f"{label} {fmt.format(r[key])}")
+            except (TypeError, ValueError):
+                parts.append(f"{label} {r[key]}")
+    if r.get("eta_s") is not None:
+        parts.append(f"ETA {_duration(r['eta_s'])}")
+    return " · ".join(parts)
+
+
+def status_line(status: dict) -> str:
+    run = status.get("run")
+    if not run:
+        return "No training run yet."
+    prog = status.get("progress") or {}
+    line = f"Run {run['name']}: {run['status']}"
+    if run.get("phase") and run["status"] == "running":
+        line += f" ({run['phase']})"
+    if run["status"] == "running":
+        line += f" · epoch {prog.get('epoch', 0):.2f} of {prog.get('epochs', 1):g}"
+        if prog.get("eta_s") is not None:
+            line += f" · about {_duration(prog['eta_s'])} left"
+    metrics = run.get("metrics") or {}
+    if metrics:
+        shown = []
+        for key in ("train_loss", "base_accuracy", "finetuned_accuracy", "finetuned_macro_f1"):
+            if isinstance(metrics.get(key), (int, float)):
+                shown.append(f"{key.replace('_', ' ')} {metrics[key]:.4f}")
+        for variant in ("base", "finetuned"):
+            if isinstance(metrics.get(variant), dict) and "accuracy" in metrics[variant]:
+                shown.append(f"{variant} accuracy {metrics[variant]['accuracy']:.4f}")
+        if shown:
+            line += " · " + ", ".join(shown)
+    if run.get("error"):
+        line += f" · error: {run['error']}"
+    return line
+
+
+def build(state: AppState) -> dict[str, Any]:
+    """The Train tab (call inside a gr.Tab); returns the page-load hook that reattaches to a running job."""
+    allowed = state.settings.allows_training
+    try:
+        defaults = config_defaults(state)
+    except ImportError as exc:
+        gr.Markdown(f"Training is not available: {exc}")
+        return {}
+    if not allowed:
+        gr.Markdown(DEMO_HINT, elem_id="train-demo-hint")
+
+    viewed = gr.State(None)
+    timer = gr.Timer(POLL_S, active=False)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            model = gr.Textbox(
+                label="Model",
+                value=defaults["model"],
+                interactive=allowed,
+                info="embedded, a Hub id or a checkpoint folder",
+            )
+            data = gr.Textbox(
+                label="Data",
+                value=defaults["data"],
+                interactive=allowed,
+                info="Hub dataset id, folder of split files, or a file",
+            )
+            with gr.Row():
+                train_size = gr.Number(
+                    label="Training rows (0 = all)",
+                    value=defaults.get("train_size") or 0,
+                    precision=0,
+                    minimum=0,
+                    interactive=allowed,
+                )
+                epochs = gr.Number(label="Epochs", value=defaults["epochs"], minimum=0, interactive=allowed)
+            with gr.Row():
+                lr = gr.Number(label="Learning rate", value=defaults["learning_rate"], interactive=allowed)
+                seed = gr.Number(label="Seed", value=defaults["seed"], precision=0, interactive=allowed)
+            with gr.Row():
+                eval_steps = gr.Number(
+                    label="Evaluate every N steps (0 = off)",
+                    value=defaults["eval_steps"] or 0,
+                    precision=0,
+                    minimum=0,
+                    interactive=allowed,
+                )
+                test_size = gr.Number(
+                    label="Test rows after training (0 = all)",
+                    value=defaults["test_size"] or 0,
+                    precision=0,
+                    minimum=0,
+                    interactive=allowed,
+                )
+            name = gr.Textbox(label="Run name (optional)", value="", interactive=allowed)
+            with gr.Accordion("Advanced", open=False):
+                with gr.Row():
+                    batch = gr.Number(
+                        label="Batch size (0 = fit the device)",
+                        value=defaults["batch_size"] or 0,
+                        precision=0,
+                        minimum=0,
+                        interactive=allowed,
+                    )
+                    accum = gr.Number(
+                        label="Gradient accumulation (0 = auto)",
+                        value=defaults["grad_accum"] or 0,
+                        precision=0,
+                        minimum=0,
+                        interactive=allowed,
+                    )
+                with gr.Row():
+                    max_length = gr.Number(
+                        label="Max tokens", value=defaults["max_length"], precision=0, interactive=allowed
+                    )
+                    eval_size = gr.Number(
+                        label="Validation rows per evaluation",
+                        value=defaults["eval_size"],
+                        precision=0,
+                        interactive=allowed,
+                    )
+                four_bit = gr.Radio(
+                    list(FOUR_BIT),
+                    value="auto",
+                    label="4-bit (QLoRA)",
+                    interactive=allowed,
+                    info="auto: 4-bit on small CUDA cards, never on CPU",
+                )
+                with gr.Row():
+                    lora_r = gr.Number(
+                        label="LoRA r", value=defaults["lora_r"], precision=0, interactive=allowed
+                    )
+                    lora_alpha = gr.Number(
+                        label="LoRA alpha", value=defaults["lora_alpha"], precision=0, interactive=allowed
+                    )
+                    lora_dropout = gr.Number(
+                        label="LoRA dropout", value=defaults["lora_dropout"], interactive=allowed
+                    )
+                with gr.Row():
+                    use_corr = gr.Checkbox(
+                        label="Add corrections to the training data",
+                        value=defaults.get("use_corrections", False),
+                        interactive=allowed,
+                    )
+                    oversample = gr.Number(
+                        label="Repeat each correction",
+                        precision=0,
+                        minimum=1,
+                        value=defaults.get("corrections_oversample", 1),
+                        interactive=allowed,
+                    )
+            with gr.Row():
+                start = gr.Button(
+                    "Start training", variant="primary", interactive=allowed, elem_id="train-start"
+                )
+                stop = gr.Button("Stop", variant="stop", interactive=allowed, elem_id="train-stop")
+        with gr.Column(scale=2):
+            status = gr.Textbox(label="Status", interactive=False, elem_id="train-status")
+            progress = gr.Slider(
+                0, 100, value=0, label="Progress (%)", interactive=False, elem_id="train-progress"
+            )
+            curve = gr.Plot(value=plots.empty("Training loss"), elem_id="train-loss")
+            tail = gr.Textbox(
+                label="Log (latest steps)", lines=8, max_lines=16, interactive=False, elem_id="train-log"
+            )
+            with gr.Row():
+                run_pick = gr.Dropdown(label="Show run", choices=[], elem_id="train-run")
+                refresh = gr.Button("Refresh runs", size="sm")
+
+    form = [
+        model,
+        data,
+        train_size,
+        epochs,
+        lr,
+        seed,
+        eval_steps,
+        test_size,
+        name,
+        batch,
+        accum,
+        max_length,
+        eval_size,
+        four_bit,
+        lora_r,
+        lora_alpha,
+        lora_dropout,
+        use_corr,
+        oversample,
+    ]
+
+    def form_values(*v) -> dict[str, Any]:
+        (m, d, size, ep, lr_v, seed_v, ev, test, nm, bs, ga, ml, es, fb, r, alpha, drop, uc, ov) = v
+        return {
+            "model": (m or "").strip() or state.settings.model,
+            "data": (d or "").strip() or paths.default_data(),
+            "train_size": int(size or 0),
+            "epochs": float(ep or 0),
+            "learning_rate": float(lr_v or 0),
+            "seed": int(seed_v or 0),
+            "eval_steps": int(ev or 0),
+            "test_size": int(test or 0),
+            "name": (nm or "").strip() or None,
+            "batch_size": int(bs or 0),
+            "grad_accum": int(ga or 0),
+            "max_length": int(ml or 0),
+            "eval_size": int(es or 0),
+            "load_in_4bit": FOUR_BIT.get(fb),
+            "lora_r": int(r or 0),
+            "lora_alpha": int(alpha or 0),
+            "lora_dropout": float(drop or 0),
+            "use_corrections": bool(uc),
+            "corrections_oversample": int(ov or 1),
+        }
+
+    def render(name_: str | None):
+        """(viewed, status, progress, curve, tail, run picker, timer) for the viewed run."""
+        try:
+            st = training_status(state, name_)
+        except Exception as exc:
+            return (name_, f"⚠️ {exc}", 0, plots.empty("Training loss"), "", gr.skip(), gr.Timer(active=False))
+        run = st["run"]
+        names = [r.name for r in state.list_runs()]
+        if run is None:
+            return (
+                None,
+                status_line(st),
+                0,
+                plots.empty("Training loss"),
+                "",
+                gr.Dropdown(choices=names),
+                gr.Timer(active=False),
+            )
+        records = st["records"]
+        lines = [format_record(r) for r in records[-TAIL:]]
+        if run.get("error"):
+            lines.append(f"error: {run['error']}")
+        running = run["status"] == "running"
+        return (
+            run["name"],
+            status_line(st),
+            round(100 * (st["progress"] or {}).get("fraction", 0.0), 1),
+            plots.loss_curve(records, f"Training loss: {run['name']}"),
+            "\n".join(lines) or "(no steps logged yet)",
+            gr.Dropdown(choices=names, value=run["name"]),
+            gr.Timer(active=running),
+        )
+
+    shown = [viewed, status, progress, curve, tail, run_pick, timer]
+
+    def on_start(*values):
+        try:
+            info = start_training(state, form_values(*values))
+        except Exception as exc:
+            warn(exc)
+            active = state.runner.active() if allowed else None
+            return render(active.name if active else None)  # attach to the run that is training, if any
+        gr.Info(f"training started: {info['name']}")
+        return render(info["name"])
+
+    start.click(on_start, form, shown, api_visibility="private", concurrency_limit=None)
+
+    def on_stop(name_: str | None):
+        try:
+            res = stop_training(state)
+        except Exception as exc:
+            warn(exc)
+            return render(name_)
+        if not res["stopped"]:
+            gr.Info("no run is training")
+            return render(name_)
+        return render(res["run"]["name"])
+
+    stop.click(on_stop, [viewed], shown, api_visibility="private", concurrency_limit=None)
+
+    timer.tick(
+        render, [viewed], shown, api_visibility="private", concurrency_limit=None, show_progress="hidden"
+    )
+    run_pick.input(render, [run_pick], shown, api_visibility="private", concurrency_limit=None)
+    refresh.click(render, [viewed], shown, api_visibility="private", concurrency_limit=None)
+
+    def on_load():
+        """Reattach after a reload: the running job if any, else the newest run."""
+        active = state.runner.active() if allowed else None
+        return render(active.name if active else None)
+
+    @api_endpoint
+    def train_start(config: dict) -> dict:
+        """Start a training run; `config` holds TrainConfig fields (model, data, train_size, epochs, ...)."""
+        return start_training(state, config or {})
+
+    @api_endpoint
+    def train_stop() -> dict:
+        """Stop the running training (its adapter so far is saved): {stopped, run}."""
+        return stop_training(state)
+
+    @api_endpoint
+    def train_status(name: str = "", since: int = 0) -> dict:
+        """A run's status, log records from line `since`, and progress; no name = the running/newest run."""
+        return training_status(state, name or None, since)
+
+    gr.api(train_start, api_name="train_start", concurrency_limit=None)
+    gr.api(train_stop, api_name="train_stop", concurrency_limit=None)
+    gr.api(train_status, api_name="train_status", concurrency_limit=None)
+    return {"on_load": on_load, "outputs": shown}
