@@ -118,15 +118,21 @@ def list_reports(state: AppState) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     if state.reports_dir.is_dir():
         for folder in sorted(state.reports_dir.iterdir(), reverse=True):
-            for variant in ("base", "finetuned"):
-                if (folder / variant / core_eval.METRICS_FILE).is_file():
-                    found.append((f"evaluation {folder.name} {variant}", str(folder / variant)))
+            found += [(f"evaluation {folder.name} {sub.name}", str(sub)) for sub in _report_folders(folder)]
     for run in state.list_runs():
-        for variant in ("base", "finetuned"):
-            folder = Path(run.path) / "reports" / variant
-            if (folder / core_eval.METRICS_FILE).is_file():
-                found.append((f"run {run.name} {variant}", str(folder)))
+        found += [
+            (f"run {run.name} {sub.name}", str(sub)) for sub in _report_folders(Path(run.path) / "reports")
+        ]
     return found
+
+
+def _report_folders(parent: Path) -> list[Path]:
+    """Sub-folders holding a metrics.json, base before finetuned before the rest."""
+    if not parent.is_dir():
+        return []
+    order = {"base": 0, "finetuned": 1}
+    subs = [p for p in parent.iterdir() if (p / core_eval.METRICS_FILE).is_file()]
+    return sorted(subs, key=lambda p: (order.get(p.name, 2), p.name))
 
 
 def load_view(folder: str) -> dict[str, Any]:

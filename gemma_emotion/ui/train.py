@@ -68,8 +68,9 @@ def make_config(state: AppState, values: dict[str, Any]):
     values = dict(values)
     values.setdefault("model", state.settings.model)
     values.setdefault("data", paths.default_data())
-    for key in ("train_size", "batch_size", "grad_accum", "eval_steps", "test_size"):
-        if values.get(key) in (0, "", None) and key in values:
+    # The API takes 0 for "auto"/"all"/"off" as well as None; test_size 0 means "skip" to TrainConfig.
+    for key in ("train_size", "batch_size", "grad_accum", "eval_steps"):
+        if key in values and values[key] in (0, ""):
             values[key] = None
     if not values.get("name"):
         values["name"] = None
@@ -126,11 +127,10 @@ def training_status(state: AppState, name: str | None = None, since: int = 0) ->
 
 
 def run_dict(info) -> dict[str, Any]:
+    """RunInfo as JSON. Its `path` is renamed `run_dir`: gradio_client downloads any dict with a "path"."""
     data = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
-    for key, value in data.items():
-        if isinstance(value, Path):
-            data[key] = str(value)
-    return data
+    data["run_dir"] = data.pop("path")
+    return {key: str(value) if isinstance(value, Path) else value for key, value in data.items()}
 
 
 def progress_of(info, records: list[dict]) -> dict[str, Any]:
@@ -138,7 +138,12 @@ def progress_of(info, records: list[dict]) -> dict[str, Any]:
     last = next((r for r in reversed(records) if "epoch" in r), {})
     epochs = float(info.config.get("epochs") or 1.0)
     epoch = float(last.get("epoch") or 0.0)
-    fraction = 1.0 if info.status == "completed" else min(1.0, epoch / epochs) if epochs > 0 else 0.0
+    if info.status == "completed":
+        fraction = 1.0
+    elif last.get("max_steps"):
+        fraction = min(1.0, (last.get("step") or 0) / last["max_steps"])
+    else:
+        fraction = min(1.0, epoch / epochs) if epochs > 0 else 0.0
     speed = next((r["examples_per_s"] for r in reversed(records) if r.get("examples_per_s")), None)
     return {
         "fraction": round(fraction, 4),
@@ -202,9 +207,6 @@ def status_line(status: dict) -> str:
         for key in ("train_loss", "base_accuracy", "finetuned_accuracy", "finetuned_macro_f1"):
             if isinstance(metrics.get(key), (int, float)):
                 shown.append(f"{key.replace('_', ' ')} {metrics[key]:.4f}")
-        for variant in ("base", "finetuned"):
-            if isinstance(metrics.get(variant), dict) and "accuracy" in metrics[variant]:
-                shown.append(f"{variant} accuracy {metrics[variant]['accuracy']:.4f}")
         if shown:
             line += " · " + ", ".join(shown)
     if run.get("error"):
@@ -225,75 +227,46 @@ def build(state: AppState) -> dict[str, Any]:
 
     viewed = gr.State(None)
     timer = gr.Timer(POLL_S, active=False)
+    fields: dict[str, Any] = {}
+
+    def number(name: str, label: str, *, whole: bool = True, **kw) -> None:
+        value = defaults.get(name)
+        fields[name] = gr.Number(
+            label=label, value=value, precision=0 if whole else None, interactive=allowed, **kw
+        )
+
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            model = gr.Textbox(
+            fields["model"] = gr.Textbox(
                 label="Model",
                 value=defaults["model"],
                 interactive=allowed,
                 info="embedded, a Hub id or a checkpoint folder",
             )
-            data = gr.Textbox(
+            fields["data"] = gr.Textbox(
                 label="Data",
                 value=defaults["data"],
                 interactive=allowed,
-                info="Hub dataset id, folder of split files, or a file",
+                info="Hub dataset id, a folder of split files, or a file (train + validation splits)",
             )
             with gr.Row():
-                train_size = gr.Number(
-                    label="Training rows (0 = all)",
-                    value=defaults.get("train_size") or 0,
-                    precision=0,
-                    minimum=0,
-                    interactive=allowed,
-                )
-                epochs = gr.Number(label="Epochs", value=defaults["epochs"], minimum=0, interactive=allowed)
+                number("train_size", "Training rows (empty = all)", minimum=1)
+                number("epochs", "Epochs", whole=False, minimum=0)
             with gr.Row():
-                lr = gr.Number(label="Learning rate", value=defaults["learning_rate"], interactive=allowed)
-                seed = gr.Number(label="Seed", value=defaults["seed"], precision=0, interactive=allowed)
+                number("learning_rate", "Learning rate", whole=False)
+                number("seed", "Seed", minimum=0)
             with gr.Row():
-                eval_steps = gr.Number(
-                    label="Evaluate every N steps (0 = off)",
-                    value=defaults["eval_steps"] or 0,
-                    precision=0,
-                    minimum=0,
-                    interactive=allowed,
-                )
-                test_size = gr.Number(
-                    label="Test rows after training (0 = all)",
-                    value=defaults["test_size"] or 0,
-                    precision=0,
-                    minimum=0,
-                    interactive=allowed,
-                )
-            name = gr.Textbox(label="Run name (optional)", value="", interactive=allowed)
+                number("eval_steps", "Evaluate every N steps (empty = off)", minimum=1)
+                number("test_size", "Test rows after training (empty = all, 0 = skip)", minimum=0)
+            fields["name"] = gr.Textbox(label="Run name (optional)", value="", interactive=allowed)
             with gr.Accordion("Advanced", open=False):
                 with gr.Row():
-                    batch = gr.Number(
-                        label="Batch size (0 = fit the device)",
-                        value=defaults["batch_size"] or 0,
-                        precision=0,
-                        minimum=0,
-                        interactive=allowed,
-                    )
-                    accum = gr.Number(
-                        label="Gradient accumulation (0 = auto)",
-                        value=defaults["grad_accum"] or 0,
-                        precision=0,
-                        minimum=0,
-                        interactive=allowed,
-                    )
+                    number("batch_size", "Batch size (empty = fit the device)", minimum=1)
+                    number("grad_accum", "Gradient accumulation (empty = auto)", minimum=1)
                 with gr.Row():
-                    max_length = gr.Number(
-                        label="Max tokens", value=defaults["max_length"], precision=0, interactive=allowed
-                    )
-                    eval_size = gr.Number(
-                        label="Validation rows per evaluation",
-                        value=defaults["eval_size"],
-                        precision=0,
-                        interactive=allowed,
-                    )
-                four_bit = gr.Radio(
+                    number("max_length", "Max tokens", minimum=16)
+                    number("eval_size", "Validation rows per evaluation", minimum=1)
+                fields["load_in_4bit"] = gr.Radio(
                     list(FOUR_BIT),
                     value="auto",
                     label="4-bit (QLoRA)",
@@ -301,26 +274,20 @@ def build(state: AppState) -> dict[str, Any]:
                     info="auto: 4-bit on small CUDA cards, never on CPU",
                 )
                 with gr.Row():
-                    lora_r = gr.Number(
-                        label="LoRA r", value=defaults["lora_r"], precision=0, interactive=allowed
-                    )
-                    lora_alpha = gr.Number(
-                        label="LoRA alpha", value=defaults["lora_alpha"], precision=0, interactive=allowed
-                    )
-                    lora_dropout = gr.Number(
-                        label="LoRA dropout", value=defaults["lora_dropout"], interactive=allowed
-                    )
+                    number("lora_r", "LoRA r", minimum=1)
+                    number("lora_alpha", "LoRA alpha", minimum=1)
+                    number("lora_dropout", "LoRA dropout", whole=False, minimum=0)
                 with gr.Row():
-                    use_corr = gr.Checkbox(
+                    fields["use_corrections"] = gr.Checkbox(
                         label="Add corrections to the training data",
-                        value=defaults.get("use_corrections", False),
+                        value=bool(defaults.get("use_corrections")),
                         interactive=allowed,
                     )
-                    oversample = gr.Number(
-                        label="Repeat each correction",
-                        precision=0,
-                        minimum=1,
-                        value=defaults.get("corrections_oversample", 1),
+                    number("corrections_oversample", "Repeat each correction", minimum=1)
+                if "eval_generate" in defaults:
+                    fields["eval_generate"] = gr.Checkbox(
+                        label="Also evaluate in generate mode after training (slow on a CPU)",
+                        value=bool(defaults.get("eval_generate")),
                         interactive=allowed,
                     )
             with gr.Row():
@@ -341,51 +308,21 @@ def build(state: AppState) -> dict[str, Any]:
                 run_pick = gr.Dropdown(label="Show run", choices=[], elem_id="train-run")
                 refresh = gr.Button("Refresh runs", size="sm")
 
-    form = [
-        model,
-        data,
-        train_size,
-        epochs,
-        lr,
-        seed,
-        eval_steps,
-        test_size,
-        name,
-        batch,
-        accum,
-        max_length,
-        eval_size,
-        four_bit,
-        lora_r,
-        lora_alpha,
-        lora_dropout,
-        use_corr,
-        oversample,
-    ]
-
-    def form_values(*v) -> dict[str, Any]:
-        (m, d, size, ep, lr_v, seed_v, ev, test, nm, bs, ga, ml, es, fb, r, alpha, drop, uc, ov) = v
-        return {
-            "model": (m or "").strip() or state.settings.model,
-            "data": (d or "").strip() or paths.default_data(),
-            "train_size": int(size or 0),
-            "epochs": float(ep or 0),
-            "learning_rate": float(lr_v or 0),
-            "seed": int(seed_v or 0),
-            "eval_steps": int(ev or 0),
-            "test_size": int(test or 0),
-            "name": (nm or "").strip() or None,
-            "batch_size": int(bs or 0),
-            "grad_accum": int(ga or 0),
-            "max_length": int(ml or 0),
-            "eval_size": int(es or 0),
-            "load_in_4bit": FOUR_BIT.get(fb),
-            "lora_r": int(r or 0),
-            "lora_alpha": int(alpha or 0),
-            "lora_dropout": float(drop or 0),
-            "use_corrections": bool(uc),
-            "corrections_oversample": int(ov or 1),
-        }
+    def form_values(data: dict) -> dict[str, Any]:
+        """The form as TrainConfig fields: empty numbers are None, the 4-bit choice a bool or None."""
+        values: dict[str, Any] = {}
+        for name, component in fields.items():
+            value = data[component]
+            if name == "load_in_4bit":
+                value = FOUR_BIT.get(value)
+            elif isinstance(value, str):
+                value = value.strip() or None
+            elif isinstance(value, float) and value.is_integer() and component.precision == 0:
+                value = int(value)
+            values[name] = value
+        values["model"] = values["model"] or state.settings.model
+        values["data"] = values["data"] or paths.default_data()
+        return values
 
     def render(name_: str | None):
         """(viewed, status, progress, curve, tail, run picker, timer) for the viewed run."""
@@ -422,9 +359,9 @@ def build(state: AppState) -> dict[str, Any]:
 
     shown = [viewed, status, progress, curve, tail, run_pick, timer]
 
-    def on_start(*values):
+    def on_start(data: dict):
         try:
-            info = start_training(state, form_values(*values))
+            info = start_training(state, form_values(data))
         except Exception as exc:
             warn(exc)
             active = state.runner.active() if allowed else None
@@ -432,7 +369,7 @@ def build(state: AppState) -> dict[str, Any]:
         gr.Info(f"training started: {info['name']}")
         return render(info["name"])
 
-    start.click(on_start, form, shown, api_visibility="private", concurrency_limit=None)
+    start.click(on_start, set(fields.values()), shown, api_visibility="private", concurrency_limit=None)
 
     def on_stop(name_: str | None):
         try:
