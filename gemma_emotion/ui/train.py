@@ -229,8 +229,10 @@ def build(state: AppState) -> dict[str, Any]:
     timer = gr.Timer(POLL_S, active=False)
     fields: dict[str, Any] = {}
 
-    def number(name: str, label: str, *, whole: bool = True, **kw) -> None:
+    def number(name: str, label: str, *, whole: bool = True, zero_is_none: bool = False, **kw) -> None:
         value = defaults.get(name)
+        if zero_is_none and value is None:
+            value = 0
         fields[name] = gr.Number(
             label=label, value=value, precision=0 if whole else None, interactive=allowed, **kw
         )
@@ -250,19 +252,19 @@ def build(state: AppState) -> dict[str, Any]:
                 info="Hub dataset id, a folder of split files, or a file (train + validation splits)",
             )
             with gr.Row():
-                number("train_size", "Training rows (empty = all)", minimum=1)
+                number("train_size", "Training rows (0 = all)", minimum=0, zero_is_none=True)
                 number("epochs", "Epochs", whole=False, minimum=0)
             with gr.Row():
                 number("learning_rate", "Learning rate", whole=False)
                 number("seed", "Seed", minimum=0)
             with gr.Row():
-                number("eval_steps", "Evaluate every N steps (empty = off)", minimum=1)
+                number("eval_steps", "Evaluate every N steps (0 = off)", minimum=0, zero_is_none=True)
                 number("test_size", "Test rows after training (empty = all, 0 = skip)", minimum=0)
             fields["name"] = gr.Textbox(label="Run name (optional)", value="", interactive=allowed)
             with gr.Accordion("Advanced", open=False):
                 with gr.Row():
-                    number("batch_size", "Batch size (empty = fit the device)", minimum=1)
-                    number("grad_accum", "Gradient accumulation (empty = auto)", minimum=1)
+                    number("batch_size", "Batch size (0 = fit the device)", minimum=0, zero_is_none=True)
+                    number("grad_accum", "Gradient accumulation (0 = auto)", minimum=0, zero_is_none=True)
                 with gr.Row():
                     number("max_length", "Max tokens", minimum=16)
                     number("eval_size", "Validation rows per evaluation", minimum=1)

@@ -1,0 +1,357 @@
+"""The app end to end through its API: `python app.py` in a subprocess on a free port with a tiny model,
+driven by gradio_client. Every named endpoint, both modes, bad input, concurrency and training."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from gemma_emotion.labels import LABELS, parse_answer
+
+REPO = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 180
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def start_app(model: Path, runs_dir: Path, data: Path, log_file: Path, *, concurrency: int = 4, extra=()):
+    """`python app.py` on a free localhost port; yields (url, process); stops it and any training after."""
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        HF_HUB_OFFLINE="1",  # a model id that does not exist fails at once instead of retrying the network
+        GEMMA_EMOTION_DATA=str(data),
+        GEMMA_EMOTION_CONCURRENCY=str(concurrency),
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("SPACE_ID", None)
+    cmd = [sys.executable, "app.py", "--model", str(model), "--runs-dir", str(runs_dir),
+           "--host", "127.0.0.1", "--port", str(port), *extra]  # fmt: skip
+    with open(log_file, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log_file.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"app.py did not serve {url}:\n{log_file.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url, proc
+    finally:
+        from gemma_emotion.runs import Runner
+
+        with contextlib.suppress(Exception):
+            Runner(runs_dir).stop(timeout=10)
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def wait_ready(client, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.predict(api_name="/status")
+        if status["state"] != "loading":
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"model still loading: {status}")
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def app(tiny_gemma3, shared_data, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("app-runs")
+    log = tmp_path_factory.mktemp("app-log") / "app.log"
+    with start_app(tiny_gemma3, runs, shared_data, log) as (url, proc):
+        yield {"url": url, "runs": runs, "proc": proc, "log": log, "model": str(tiny_gemma3)}
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from gradio_client import Client
+
+    c = Client(app["url"], verbose=False)
+    status = wait_ready(c)
+    assert status["state"] == "ready", status
+    return c
+
+
+@pytest.fixture(scope="module")
+def direct(tiny_gemma3):
+    """The same checkpoint loaded in the test process: what the app must agree with."""
+    from gemma_emotion.classify import Classifier
+    from gemma_emotion.models import load_model
+
+    return Classifier(load_model(str(tiny_gemma3)))
+
+
+def assert_same_prediction(api: dict, pred) -> None:
+    assert api["label"] == pred.label
+    assert api["valid"] == pred.valid
+    assert api["raw"] == pred.raw
+    if pred.probabilities is None:
+        assert api["probabilities"] is None
+    else:
+        assert api["probabilities"] == pytest.approx(pred.probabilities, abs=1e-5)
+
+
+def app_error(client, *args, api_name: str) -> str:
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as info:
+        client.predict(*args, api_name=api_name)
+    return str(info.value)
+
+
+# -- model status and loading ---------------------------------------------------------------------------
+def test_status_reports_the_loaded_model(client, app):
+    status = client.predict(api_name="/status")
+    assert status["state"] == "ready"
+    assert status["model"] == app["model"]
+    assert status["adapter"] is None
+    assert status["allows_training"] is True
+
+
+@pytest.mark.timeout(120)
+def test_unknown_model_shows_error_and_keeps_previous(client, app, direct):
+    for bad in ("google/this-model-does-not-exist-anywhere", "/no/such/checkpoint/folder"):
+        client.predict(bad, "none", api_name="/load_model")
+        status = wait_ready(client)
+        assert status["state"] == "error"
+        assert status["requested_model"] == bad
+        assert "could not load" in status["error"] or "not found" in status["error"]
+        assert status["model"] == app["model"]  # the previous model still serves
+    res = client.predict("i feel calm", "score", False, False, api_name="/classify")
+    assert_same_prediction(res, direct.classify("i feel calm", "score", adapter=False))
+
+
+# -- classify --------------------------------------------------------------------------------------------
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["score", "generate"])
+def test_classify_matches_a_direct_classifier(client, direct, mode):
+    text = "i feel so lonely since my friends moved away"
+    res = client.predict(text, mode, False, False, api_name="/classify")
+    pred = direct.classify(text, mode, adapter=False)
+    assert_same_prediction(res, pred)
+    assert res["mode"] == mode
+    assert res["text"] == text
+    assert res["latency_ms"] > 0
+    if mode == "score":
+        assert set(res["probabilities"]) == set(LABELS)
+        assert sum(res["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert res["label"] == max(res["probabilities"], key=res["probabilities"].get)
+    else:
+        assert res["valid"] == parse_answer(res["raw"]).valid
+
+
+@pytest.mark.timeout(120)
+def test_classify_batch_keeps_order(client, direct):
+    texts = ["i am thrilled about the trip", "this is so unfair and i am angry", "i miss her"]
+    results = client.predict(texts, "score", False, api_name="/classify_batch")
+    assert [r["text"] for r in results] == texts
+    for res, pred in zip(results, direct.predict(texts, "score", adapter=False)):
+        assert res["label"] == pred.label
+        assert res["probabilities"] == pytest.approx(pred.probabilities, abs=1e-4)
+
+
+def test_empty_text_is_a_clear_error_and_the_app_stays_up(client, app):
+    for empty in ("", "   \n "):
+        assert "empty text" in app_error(client, empty, api_name="/classify")
+    assert "mode must be one of" in app_error(client, "hello", "shout", api_name="/classify")
+    assert "no texts" in app_error(client, [], api_name="/classify_batch")
+    assert app["proc"].poll() is None
+    assert client.predict("still serving", api_name="/classify")["label"] in LABELS
+
+
+@pytest.mark.timeout(120)
+def test_huge_text_is_cut_with_a_note(client, direct):
+    text = "i feel fine " * 400  # 4800 characters; the limit is 2000
+    res = client.predict(text, "score", False, False, api_name="/classify")
+    assert "cut to its first 2000" in res["note"]
+    assert len(res["text"]) == 2000
+    assert_same_prediction(res, direct.classify(text.strip()[:2000], "score", adapter=False))
+
+
+@pytest.mark.timeout(300)
+def test_concurrent_classify_requests_do_not_mix_up(client, direct, shared_data):
+    from gemma_emotion.data import load_split
+
+    texts = list(load_split(shared_data, "test", limit=20, seed=1)["text"])
+    assert len(set(texts)) == 20
+    jobs = [client.submit(t, "score", False, False, api_name="/classify") for t in texts]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda job: job.result(timeout=240), jobs))
+    for text, res in zip(texts, results):
+        assert res["text"] == text.strip()
+        assert_same_prediction(res, direct.classify(text.strip(), "score", adapter=False))
+
+
+# -- evaluate --------------------------------------------------------------------------------------------
+@pytest.mark.timeout(300)
+def test_evaluate_writes_a_report_that_matches_direct_predictions(client, app, direct, shared_data):
+    from gemma_emotion.data import load_split
+    from gemma_emotion.evaluate import compute_metrics, load_report
+
+    res = client.predict(str(shared_data), "test", 20, "score", "base", 0, api_name="/evaluate")
+    report_dir = Path(res["report_dir"])
+    assert report_dir.parent == app["runs"] / "reports"
+    metrics = res["reports"]["base"]
+    assert metrics["n"] == 20
+    stored = load_report(report_dir / "base")
+    assert stored.metrics["accuracy"] == metrics["accuracy"]
+    assert len(stored.predictions) == 20
+
+    rows = load_split(shared_data, "test", limit=20, stratify=True, seed=0)
+    assert [p["text"] for p in stored.predictions] == list(rows["text"])
+    assert [p["gold"] for p in stored.predictions] == [LABELS[i] for i in rows["label"]]
+    preds = direct.predict(list(rows["text"]), "score", adapter=False)
+    for row, pred in zip(stored.predictions, preds):
+        assert float(row["prob_joy"]) == pytest.approx(pred.probabilities["joy"], abs=1e-4)
+    recomputed = compute_metrics(list(rows["label"]), [p["predicted"] for p in stored.predictions])
+    assert metrics["accuracy"] == recomputed["accuracy"]
+    listed = client.predict(api_name="/reports")
+    assert str(report_dir / "base") in {r["dir"] for r in listed}
+
+
+def test_evaluate_bad_input_is_a_clear_error(client):
+    assert "no such file" in app_error(client, "/no/such/data.jsonl", "test", 20, api_name="/evaluate")
+    assert "split must be one of" in app_error(client, "", "dev", 20, api_name="/evaluate")
+    # Without an adapter there is no fine-tuned model to evaluate.
+    assert "no adapter" in app_error(client, "", "test", 20, "score", "finetuned", api_name="/evaluate")
+
+
+def test_compare_without_an_adapter_says_so(client):
+    assert "no adapter is loaded" in app_error(client, "i am happy", api_name="/compare")
+
+
+# -- training, then compare with the new adapter -------------------------------------------------------
+def wait_for(client, predicate, timeout: float, every: float = 1.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.predict("", 0, api_name="/train_status")
+        if predicate(status):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; last status: {status}")
+        time.sleep(every)
+
+
+def test_train_start_refuses_nonsense(client):
+    assert "epochs" in app_error(client, {"epochs": -1, "train_size": 8}, api_name="/train_start")
+    assert "unknown training option" in app_error(client, {"epochz": 1}, api_name="/train_start")
+
+
+@pytest.mark.timeout(600)
+def test_train_start_status_stop_and_second_start_refused(client, app, shared_data):
+    long_run = {"model": app["model"], "data": str(shared_data), "train_size": 4000, "test_size": 0}
+    started = client.predict(long_run, api_name="/train_start")
+    assert started["status"] == "running"
+    message = app_error(client, long_run, api_name="/train_start")
+    assert "already training" in message and started["name"] in message
+
+    status = wait_for(client, lambda s: len(s["records"]) >= 2, timeout=240)
+    assert status["active"] == started["name"]
+    assert status["run"]["status"] == "running"
+    first = status["records"][0]
+    assert first["step"] >= 1 and first["loss"] > 0
+    assert 0 < status["progress"]["fraction"] < 1
+    later = client.predict(started["name"], status["next"], api_name="/train_status")
+    assert all(r["step"] > status["records"][-1]["step"] for r in later["records"])
+
+    stopped = client.predict(api_name="/train_stop")
+    assert stopped["stopped"] is True
+    assert stopped["run"]["status"] == "stopped"
+    assert client.predict(api_name="/train_stop") == {"stopped": False, "run": None}
+    final = client.predict(started["name"], 0, api_name="/train_status")
+    assert final["active"] is None and final["run"]["status"] == "stopped"
+
+
+@pytest.mark.timeout(600)
+def test_short_run_completes_then_compare_uses_its_adapter(client, app, shared_data, direct):
+    config = {"model": app["model"], "data": str(shared_data), "train_size": 16, "test_size": 12,
+              "eval_steps": 1, "eval_size": 8, "name": "short-run"}  # fmt: skip
+    client.predict(config, api_name="/train_start")
+    try:
+        _check_short_run(client, app, shared_data, direct)
+    finally:  # the other tests expect the bare model
+        client.predict(app["model"], "none", api_name="/load_model")
+        wait_ready(client)
+
+
+def _check_short_run(client, app, shared_data, direct):
+    status = wait_for(client, lambda s: s["run"]["status"] != "running", timeout=420, every=2)
+    assert status["run"]["status"] == "completed", status["run"]["error"]
+    assert status["progress"]["fraction"] == 1.0
+    assert any(r.get("eval_loss") is not None for r in status["records"])
+    table = client.predict("short-run", api_name="/compare_run")
+    assert table["n"] == 12
+    assert set(table["metrics"]) == {"accuracy", "macro_f1", "invalid"}
+
+    adapter = status["run"]["adapter_dir"]
+    assert adapter in {a["value"] for a in client.predict(api_name="/adapters")}
+    client.predict(app["model"], adapter, api_name="/load_model")
+    loaded = wait_ready(client)
+    assert loaded["state"] == "ready" and loaded["adapter"] == adapter
+
+    text = "i am terrified of the exam results"
+    pair = client.predict(text, "score", api_name="/compare")
+    assert pair["adapter"] == adapter
+    assert_same_prediction(pair["base"], direct.classify(text, "score", adapter=False))
+    assert pair["agree"] == (pair["base"]["label"] == pair["finetuned"]["label"])
+    tuned = client.predict(text, "score", False, True, api_name="/classify")
+    assert tuned["probabilities"] == pytest.approx(pair["finetuned"]["probabilities"], abs=1e-6)
+    assert tuned["probabilities"] != pytest.approx(pair["base"]["probabilities"], abs=1e-7)
+
+    batch = client.predict([text, "what a lovely surprise"], "score", api_name="/compare_batch")
+    assert [r["text"] for r in batch["rows"]] == [text, "what a lovely surprise"]
+    assert batch["agree"] + batch["disagree"] == 2
+
+    both = client.predict(str(shared_data), "test", 12, "score", "both", 0, api_name="/evaluate")
+    assert set(both["reports"]) == {"base", "finetuned"}
+    assert both["comparison"]["metrics"]["accuracy"]["base"] == both["reports"]["base"]["accuracy"]
+
+
+# -- uploads (the tabs' file reader, in process) -------------------------------------------------------
+def test_malformed_upload_gives_a_message_naming_the_file(tmp_path):
+    from gemma_emotion.settings import load_settings
+    from gemma_emotion.ui.common import read_upload
+    from gemma_emotion.ui.state import UserError
+
+    settings = load_settings(None, env={})
+    bad = tmp_path / "texts.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": broken\n')
+    with pytest.raises(UserError, match=r"texts\.jsonl, line 2: not valid JSON"):
+        read_upload(str(bad), settings)
+    other = tmp_path / "notes.txt"
+    other.write_text("hello")
+    with pytest.raises(UserError, match="use a .csv"):
+        read_upload(str(other), settings)
+    good = tmp_path / "texts.csv"
+    with open(good, "w", newline="") as fh:
+        csv.writer(fh).writerows([["text", "label"], ["i am glad", "joy"], ["so sad", ""]])
+    assert read_upload(str(good), settings) == (["i am glad", "so sad"], [1, -1])
