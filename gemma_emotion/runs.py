@@ -211,7 +211,13 @@ class RunRegistry:
             if not isinstance(record, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:  # a hand-edited or foreign file must not break the listing
-            record = {"status": "failed", "error": f"{RUN_FILE} is unreadable: {exc}"}
+            try:
+                mtime = datetime.fromtimestamp(run_dir.stat().st_mtime, timezone.utc).isoformat(
+                    timespec="seconds"
+                )
+            except OSError:
+                mtime = ""
+            record = {"status": "failed", "error": f"{RUN_FILE} is unreadable: {exc}", "created_at": mtime}
         return RunInfo.from_record(run_dir, record)
 
     def log(self, name: str, since: int = 0) -> list[dict]:
@@ -528,7 +534,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_push(args: argparse.Namespace) -> int:
     folder, kind = (args.adapter, "adapter") if args.adapter else (args.merged, "merged model")
-    url = push_folder(folder, args.repo, private=not args.public, kind=kind)
+    try:
+        url = push_folder(folder, args.repo, private=not args.public, kind=kind)
+    except RuntimeError as exc:  # the Hub refused or could not be reached: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"pushed {kind} {folder} to {url}")
     return 0
 

@@ -1,0 +1,559 @@
+"""Training runs on tiny models (CPU): the loss falls, adapters reload, stop/kill/crash end runs properly,
+the trainer sees the classifier's tokens, LoRA stays off the towers, and the CLI drives it all."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from gemma_emotion import runs as runs_mod
+from gemma_emotion.runs import (
+    ENDED_UNEXPECTEDLY,
+    RunFile,
+    Runner,
+    RunnerBusy,
+    RunNotFound,
+    RunRegistry,
+)
+from gemma_emotion.train import (
+    ENV_FAULT,
+    TokenisationError,
+    TrainConfig,
+    build_trainer,
+    choose_4bit,
+    plan_training,
+    prepare_data,
+    run_training,
+    train,
+    verify_tokenisation,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WAIT_S = 180  # generous: the suite shares 2 CPU cores with whatever else runs
+
+
+def _wait_for(predicate, what: str, timeout: float = WAIT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    command = [sys.executable, "-m", "gemma_emotion", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=WAIT_S)
+
+
+def _long_config(model: Path, data: Path) -> TrainConfig:
+    """A run that cannot finish before the test stops or kills it."""
+    return TrainConfig(model=str(model), data=str(data), train_size=16, epochs=500, test_size=4)
+
+
+# -- config and plan ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": -1}, "epochs"),
+        ({"epochs": math.nan}, "epochs"),
+        ({"learning_rate": 0}, "learning rate"),
+        ({"learning_rate": -1e-4}, "learning rate"),
+        ({"learning_rate": 2.0}, "learning rate"),
+        ({"batch_size": 0}, "batch size"),
+        ({"grad_accum": 0}, "gradient accumulation"),
+        ({"train_size": 0}, "train size"),
+        ({"max_length": 8}, "max length"),
+        ({"eval_steps": 0}, "eval steps"),
+        ({"test_size": -5}, "test size"),
+        ({"lora_r": 0}, "LoRA r"),
+        ({"lora_dropout": 1.0}, "LoRA dropout"),
+        ({"corrections_oversample": 0}, "oversample"),
+        ({"name": "../escape"}, "run name"),
+        ({"model": " "}, "model is empty"),
+        ({"batch_size": 2.5}, "batch size"),
+    ],
+)
+def test_validate_rejects_nonsense(change, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**change).validate()
+
+
+def test_validate_accepts_defaults_and_refuses_4bit_without_cuda():
+    TrainConfig().validate()
+    TrainConfig(epochs=0.5, test_size=0, name="my-run_1.2").validate()
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            TrainConfig(load_in_4bit=True).validate()
+
+
+def test_config_round_trips_through_run_json_and_ignores_unknown_keys():
+    config = TrainConfig(model="m", data="d", epochs=2.5, name="x")
+    assert TrainConfig.from_dict({**config.to_dict(), "from_the_future": 1}) == config
+
+
+def test_cpu_plan_is_fp32_batch_8_without_4bit():
+    plan = plan_training(TrainConfig(), device_type="cpu")
+    assert (plan.batch_size, plan.grad_accum, plan.bf16, plan.load_in_4bit) == (8, 1, False, False)
+    assert not plan.gradient_checkpointing
+    assert plan_training(TrainConfig(batch_size=3, grad_accum=2), device_type="cpu").batch_size == 3
+
+
+def test_gpu_plan_fits_the_card():
+    small_model = dict(hidden_size=640, num_layers=18)  # Gemma 3 270M
+    big = plan_training(TrainConfig(), device_type="cuda", free_memory_gb=78, **small_model)
+    assert big.batch_size == 32 and big.grad_accum == 1 and big.bf16 and big.optim == "adamw_torch_fused"
+    e4b = dict(hidden_size=2560, num_layers=42)
+    tight = plan_training(TrainConfig(), device_type="cuda", free_memory_gb=12, **e4b)
+    assert tight.batch_size * tight.grad_accum >= 16 and tight.batch_size < big.batch_size
+    qlora = plan_training(TrainConfig(), device_type="cuda", load_in_4bit=True, free_memory_gb=6, **e4b)
+    assert qlora.gradient_checkpointing and qlora.optim == "paged_adamw_8bit" and qlora.load_in_4bit
+    mine = plan_training(
+        TrainConfig(batch_size=2, grad_accum=3), device_type="cuda", free_memory_gb=78, **e4b
+    )
+    assert (mine.batch_size, mine.grad_accum) == (2, 3)
+    no_bf16 = plan_training(TrainConfig(), device_type="cuda", free_memory_gb=78, bf16_supported=False, **e4b)
+    assert no_bf16.fp16 and not no_bf16.bf16
+
+
+def test_4bit_is_chosen_for_big_models_on_small_cards_only():
+    auto = TrainConfig()
+    assert choose_4bit(auto, "cuda", 16, 8_000_000_000)[0]  # E4B on a T4
+    assert not choose_4bit(auto, "cuda", 16, 270_000_000)[0]  # the embedded model fits as is
+    assert not choose_4bit(auto, "cuda", 80, 8_000_000_000)[0]  # an H100 takes bf16
+    assert not choose_4bit(auto, "cpu", None, 8_000_000_000)[0]
+    assert choose_4bit(TrainConfig(load_in_4bit=True), "cuda", 80, 1)[0]
+    assert not choose_4bit(TrainConfig(load_in_4bit=False), "cuda", 16, 8_000_000_000)[0]
+
+
+# -- data ---------------------------------------------------------------------------------------------
+def _write_jsonl(path: Path, rows: list[tuple[str, int]]) -> None:
+    path.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows))
+
+
+@pytest.fixture
+def small_data(tmp_path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    _write_jsonl(folder / "train.jsonl", [(f"i feel thing number {i}", i % 6) for i in range(30)])
+    _write_jsonl(
+        folder / "test.jsonl", [(f"test text {i}", i % 6) for i in range(12)] + [("fixed by hand", 0)]
+    )
+    return folder
+
+
+def test_train_size_beyond_the_data_is_clamped_with_a_note(small_data, tmp_path):
+    data = prepare_data(TrainConfig(data=str(small_data), train_size=1000, test_size=None), tmp_path / "runs")
+    assert len(data.train) == 30
+    assert any("1000" in note and "using all" in note for note in data.notes)
+    assert data.validation is None  # the folder has no validation split
+    assert len(data.test) == 13
+
+
+def test_corrections_join_the_training_rows_and_leave_the_test(small_data, tmp_path):
+    from gemma_emotion.corrections import CorrectionStore
+
+    runs_dir = tmp_path / "runs"
+    store = CorrectionStore(runs_dir)
+    store.add("fixed by hand", "anger")
+    store.add("i feel thing number 0", "fear")  # a training row whose label a human changed
+    config = TrainConfig(data=str(small_data), use_corrections=True, corrections_oversample=3, test_size=None)
+    data = prepare_data(config, runs_dir)
+    assert data.n_corrections == 2
+    assert len(data.train) == 30 - 1 + 2 * 3
+    rows = list(zip(data.train["text"], data.train["label"]))
+    assert rows.count(("i feel thing number 0", 4)) == 3 and ("i feel thing number 0", 0) not in rows
+    assert rows.count(("fixed by hand", 3)) == 3
+    assert "fixed by hand" not in data.test["text"]
+
+
+def test_a_single_file_is_split_so_the_test_rows_are_not_trained_on(small_data, tmp_path):
+    data = prepare_data(TrainConfig(data=str(small_data / "train.jsonl"), test_size=None), tmp_path)
+    assert len(data.test) == 3 and len(data.train) == 27
+    assert not set(data.test["text"]) & set(data.train["text"])
+
+
+# -- tokens and LoRA targets --------------------------------------------------------------------------
+@pytest.mark.parametrize("fixture", ["tiny_gemma3", "tiny_gemma4"])
+def test_trainer_tokens_equal_the_classifiers_and_end_with_the_end_of_turn(
+    fixture, request, shared_data, tmp_path
+):
+    from gemma_emotion.classify import Classifier
+    from gemma_emotion.data import load_split
+    from gemma_emotion.models import load_model
+
+    lm = load_model(str(request.getfixturevalue(fixture)))
+    ds = load_split(shared_data, "validation", limit=12, seed=1)
+    config = TrainConfig(model="x", epochs=1)
+    plan = plan_training(config, device_type="cpu")
+    trainer = build_trainer(lm, ds, config, plan, tmp_path / "out")
+    classifier = Classifier(lm)
+    verify_tokenisation(trainer.train_dataset, ds["text"], ds["label"], classifier, n=len(ds))
+
+    eot = "<end_of_turn>" if fixture == "tiny_gemma3" else "<turn|>"
+    tok = lm.tokenizer
+    for i, text in enumerate(ds["text"]):
+        ids, targets = trainer.train_dataset[i]["input_ids"], trainer.train_dataset[i]["labels"]
+        start = next(k for k, t in enumerate(targets) if t != -100)
+        assert ids[:start] == classifier.prompt_ids(text)
+        trained = tok.convert_ids_to_tokens(ids[start:])
+        label_tokens = tok.tokenize(["sadness", "joy", "love", "anger", "fear", "surprise"][ds["label"][i]])
+        assert trained[: len(label_tokens) + 1] == [*label_tokens, eot]
+
+    shuffled = ds["text"][1:] + ds["text"][:1]
+    with pytest.raises(TokenisationError, match="prompt tokens differ"):
+        verify_tokenisation(trainer.train_dataset, shuffled, ds["label"], classifier)
+
+
+def test_lora_on_multimodal_gemma4_touches_no_tower(tiny_gemma4_mm, shared_data, tmp_path):
+    from peft import get_peft_model
+    from transformers import Gemma4ForConditionalGeneration
+
+    from gemma_emotion.models import load_model
+    from gemma_emotion.train import lora_config
+
+    # The full multimodal model: the target list names decoder projections only, and PEFT accepts it
+    # (a plain q_proj... list fails on Gemma4ClippableLinear in the vision tower).
+    full = Gemma4ForConditionalGeneration.from_pretrained(tiny_gemma4_mm)
+    cfg = lora_config(full, TrainConfig())
+    assert cfg.modules_to_save is None
+    assert all("language_model" in name for name in cfg.target_modules)
+    peft_model = get_peft_model(full, cfg)
+    lora_names = [n for n, _ in peft_model.named_modules() if n.endswith(".lora_A")]
+    assert lora_names and not any("vision" in n or "audio" in n or "embed" in n for n in lora_names)
+
+    # Our path: text-only load, trained end to end for a few steps.
+    info = train(
+        TrainConfig(model=str(tiny_gemma4_mm), data=str(shared_data), train_size=16, epochs=1, test_size=6),
+        tmp_path / "runs",
+    )
+    assert info.status == "completed", info.error
+    adapter_cfg = json.loads((info.adapter_dir / "adapter_config.json").read_text())
+    assert adapter_cfg["modules_to_save"] is None
+    assert not any("vision" in t or "audio" in t for t in adapter_cfg["target_modules"])
+    lm = load_model(str(tiny_gemma4_mm))
+    trainable = [n for n, p in lm.model.named_parameters()]
+    assert not any("vision" in n for n in trainable)
+
+
+# -- a real run, in this process ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_gemma3, shared_data):
+    """A small easy run on the tiny Gemma 3 through the `train` command (in this process): a few epochs,
+    eval during training, corrections folded in. Returns the run and what the command printed."""
+    from gemma_emotion.cli import main
+    from gemma_emotion.corrections import CorrectionStore
+
+    runs_dir = tmp_path_factory.mktemp("runs")
+    CorrectionStore(runs_dir).add("a sentence a human labelled", "joy")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([
+            "train", "--model", str(tiny_gemma3), "--data", str(shared_data), "--train-size", "24",
+            "--epochs", "5", "--lr", "2e-2", "--eval-steps", "5", "--eval-size", "12", "--test-size", "24",
+            "--name", "tiny", "--runs-dir", str(runs_dir), "--use-corrections", "--oversample", "2",
+        ])  # fmt: skip
+    info = RunRegistry(runs_dir).get("tiny")
+    assert code == 0 and info.status == "completed", (info.error, err.getvalue())
+    return info, out.getvalue(), err.getvalue()
+
+
+def test_train_command_prints_progress_and_the_before_after_table(trained_run):
+    _, out, err = trained_run
+    assert "run tiny: completed" in out and "adapter:" in out
+    table = out[out.index("base") :]
+    for row in ("accuracy", "macro_f1", "invalid", "sadness", "surprise"):
+        assert row in table
+    assert "predictions changed" in table
+    assert "training" in err and "eval finetuned (score)" in err  # progress bars
+
+
+def test_the_loss_falls_and_the_log_has_every_field(trained_run):
+    trained_run = trained_run[0]
+    log = RunRegistry(trained_run.path.parent).log("tiny")
+    train_records = [r for r in log if r["kind"] == "train"]
+    eval_records = [r for r in log if r["kind"] == "eval"]
+    assert [r["step"] for r in train_records] == list(range(1, len(train_records) + 1))  # every step
+    assert train_records[-1]["loss"] < train_records[0]["loss"]
+    for r in train_records:
+        assert {
+            "step",
+            "epoch",
+            "loss",
+            "learning_rate",
+            "grad_norm",
+            "examples_per_s",
+            "eta_s",
+            "time",
+        } <= set(r)
+    assert eval_records and all("eval_loss" in r and 0 <= r["eval_accuracy"] <= 1 for r in eval_records)
+    assert train_records[-1]["eta_s"] == 0
+
+
+def test_run_json_records_the_run(trained_run):
+    trained_run = trained_run[0]
+    record = json.loads((trained_run.path / "run.json").read_text())
+    assert record["status"] == "completed" and record["finished_at"] and record["pid"] == os.getpid()
+    assert record["n_corrections"] == 1 and record["n_train"] == 24 + 2  # oversampled twice
+    assert len(record["data_fingerprint"]) == 16 and record["config"]["name"] == "tiny"
+    m = record["metrics"]
+    assert m["n_test"] == 24 and m["train_loss"] > 0
+    for which in ("base", "finetuned"):
+        assert m[f"{which}_accuracy"] == m[which]["accuracy"]
+        assert 0 <= m[which]["accuracy"] <= 1 and m[which]["invalid"] == 0
+    assert trained_run.adapter_dir == trained_run.path / "adapter"
+    assert not (trained_run.path / "adapter.tmp").exists()
+
+
+def test_the_adapter_reloads_and_changes_predictions(trained_run, tiny_gemma3):
+    trained_run = trained_run[0]
+    from gemma_emotion.classify import Classifier
+    from gemma_emotion.models import LoadOptions, load_model
+
+    reports = RunRegistry(trained_run.path.parent).reports("tiny")
+    assert set(reports) == {"base", "finetuned"}
+    texts = [row["text"] for row in reports["finetuned"].predictions]
+    clf = Classifier(load_model(str(tiny_gemma3), LoadOptions(adapter=str(trained_run.adapter_dir))))
+    tuned = clf.predict(texts, adapter=True)
+    base = clf.predict(texts, adapter=False)
+    diff = max(
+        abs(t.probabilities[k] - b.probabilities[k]) for t, b in zip(tuned, base) for k in t.probabilities
+    )
+    assert diff > 1e-3
+    # The reloaded adapter predicts what the run's own evaluation recorded, base and fine-tuned alike.
+    for which, preds in (("finetuned", tuned), ("base", base)):
+        for row, pred in zip(reports[which].predictions, preds):
+            assert row["predicted"] == pred.label
+            assert abs(float(row["prob_joy"]) - pred.probabilities["joy"]) < 1e-4
+
+
+def test_merge_bakes_the_adapter_into_the_weights(trained_run, tiny_gemma3, tmp_path):
+    trained_run = trained_run[0]
+    from gemma_emotion.classify import Classifier
+    from gemma_emotion.cli import main
+    from gemma_emotion.models import LoadOptions, load_model
+
+    out = tmp_path / "merged"
+    assert (
+        main(["merge", "--adapter", str(trained_run.adapter_dir), "--out", str(out), "--dtype", "float32"])
+        == 0
+    )
+    texts = ["i feel so happy today", "i am scared of the dark"]
+    merged = Classifier(load_model(str(out))).predict(texts)
+    with_adapter = Classifier(load_model(str(tiny_gemma3), LoadOptions(adapter=str(trained_run.adapter_dir))))
+    for a, b in zip(merged, with_adapter.predict(texts)):
+        assert all(abs(a.probabilities[k] - b.probabilities[k]) < 1e-4 for k in a.probabilities)
+
+
+def test_push_uploads_with_the_token_from_the_env_and_never_prints_it(trained_run, monkeypatch, capsys):
+    trained_run = trained_run[0]
+    from huggingface_hub import HfApi
+
+    from gemma_emotion.cli import main
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert main(["push", "--adapter", str(trained_run.adapter_dir), "--repo", "me/emotion"]) == 2
+    assert "HF_TOKEN" in capsys.readouterr().err
+
+    monkeypatch.setenv("HF_TOKEN", "hf_secret123")
+    with (
+        mock.patch.object(HfApi, "create_repo", return_value="https://huggingface.co/me/emotion") as create,
+        mock.patch.object(HfApi, "upload_folder") as upload,
+    ):
+        assert main(["push", "--adapter", str(trained_run.adapter_dir), "--repo", "me/emotion"]) == 0
+    create.assert_called_once()
+    assert create.call_args.args[0] == "me/emotion" and create.call_args.kwargs["private"] is True
+    assert upload.call_args.kwargs["folder_path"] == str(trained_run.adapter_dir)
+    assert upload.call_args.kwargs["repo_id"] == "me/emotion"
+
+    with mock.patch.object(HfApi, "create_repo", side_effect=OSError("401 for token hf_secret123")):
+        assert main(["push", "--adapter", str(trained_run.adapter_dir), "--repo", "me/emotion"]) != 0
+    out = capsys.readouterr()
+    assert "hf_secret123" not in out.out + out.err and "push to me/emotion failed" in out.err
+
+
+# -- failures and stops in this process ---------------------------------------------------------------
+def test_a_crash_inside_training_ends_the_run_as_failed(tiny_gemma3, shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_FAULT, "oom_at_step:2")
+    config = TrainConfig(model=str(tiny_gemma3), data=str(shared_data), train_size=32, epochs=3, test_size=4)
+    info = train(config, tmp_path)
+    assert info.status == "failed"
+    assert "out of memory" in info.error and "batch size" in info.error
+    record = json.loads((info.path / "run.json").read_text())
+    assert any("OutOfMemoryError" in line for line in record["traceback"])
+    assert record["finished_at"] and record["phase"] == "done"
+    steps = [r["step"] for r in RunRegistry(tmp_path).log(info.name)]
+    assert steps and max(steps) <= 2
+    assert Runner(tmp_path).active() is None  # a failed run does not block the next one
+
+
+def test_a_stop_before_training_ends_the_run_without_loading(tmp_path, small_data):
+    run = RunRegistry(tmp_path).create(
+        TrainConfig(model="/no/such/model", data=str(small_data)), pid=os.getpid()
+    )
+    (run.dir / "STOP").touch()
+    info = run_training(run.dir)
+    assert info.status == "stopped" and info.adapter_dir is None and info.error is None
+
+
+# -- the registry -------------------------------------------------------------------------------------
+def test_registry_lists_newest_first_and_survives_bad_folders(tmp_path):
+    registry = RunRegistry(tmp_path)
+    first = registry.create(TrainConfig(name="first"), pid=os.getpid())
+    first.update(status="completed", created_at="2026-01-01T00:00:00+00:00")
+    registry.create(TrainConfig(name="second"), pid=os.getpid())
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "run.json").write_text("{not json")
+    (tmp_path / "not-a-run").mkdir()
+    names = [r.name for r in registry.list()]
+    assert names.index("second") < names.index("first") and set(names) == {"first", "second", "broken"}
+    broken = registry.get("broken")
+    assert broken.status == "failed" and "unreadable" in broken.error
+    assert registry.get("second").status == "running"  # this very process holds it
+    with pytest.raises(RunNotFound, match="no run named 'nope'"):
+        registry.get("nope")
+    with pytest.raises(ValueError, match="not allowed"):
+        registry.get("../first")
+    with pytest.raises(ValueError, match="already exists"):
+        registry.create(TrainConfig(name="first"))
+
+
+def test_the_log_reader_skips_a_half_written_line(tmp_path):
+    registry = RunRegistry(tmp_path)
+    run = registry.create(TrainConfig(name="r"), pid=os.getpid())
+    (run.dir / "log.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')
+    assert [r["step"] for r in registry.log("r")] == [1, 2]
+    assert [r["step"] for r in registry.log("r", since=1)] == [2]
+    assert registry.read_log("r", 0)[1] == 2
+
+
+def test_a_running_run_without_a_live_process_reads_as_failed(tmp_path):
+    registry = RunRegistry(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    run = registry.create(TrainConfig(name="gone"), pid=proc.pid)
+    info = registry.get("gone")
+    assert info.status == "failed" and info.error == ENDED_UNEXPECTEDLY
+    # A reused pid (another process now) is not mistaken for the training.
+    run.update(pid=os.getpid(), pid_started=1.0)
+    assert registry.get("gone").status == "failed"
+
+
+# -- the runner: subprocesses -------------------------------------------------------------------------
+def test_runner_streams_the_log_refuses_a_second_start_and_stops(tiny_gemma3, shared_data, tmp_path):
+    runner = Runner(tmp_path)
+    info = runner.start(_long_config(tiny_gemma3, shared_data))
+    assert info.status == "running" and info.pid
+    with pytest.raises(RunnerBusy, match=f"already training: {info.name}"):
+        runner.start(_long_config(tiny_gemma3, shared_data))
+    # Found again by a runner that did not start it (the app after a restart).
+    assert Runner(tmp_path).active().name == info.name
+    with pytest.raises(RunnerBusy):
+        Runner(tmp_path).start(_long_config(tiny_gemma3, shared_data))
+
+    seen: list[dict] = []
+    stopper = None
+    for record in runner.follow(info.name, poll=0.1):  # ends by itself once the run has ended
+        seen.append(record)
+        if len(seen) == 3 and stopper is None:  # the log grows while the training runs
+            stopper = threading.Thread(target=runner.stop, kwargs={"timeout": 60})
+            stopper.start()
+    stopper.join()
+    assert [r["step"] for r in seen] == sorted(r["step"] for r in seen) and len(seen) >= 3
+    stopped = runner.registry.get(info.name)
+    assert stopped.status == "stopped" and stopped.error is None
+    assert (stopped.adapter_dir / "adapter_config.json").is_file()
+    assert stopped.metrics["steps"] >= 3
+    assert runner.active() is None and runner.stop() is None
+    assert not runs_mod.process_alive(info.pid)
+
+
+def test_a_killed_training_process_reads_as_failed(tiny_gemma3, shared_data, tmp_path):
+    runner = Runner(tmp_path)
+    info = runner.start(_long_config(tiny_gemma3, shared_data))
+    _wait_for(lambda: runner.registry.log(info.name), "the first log line")
+    os.kill(info.pid, signal.SIGKILL)
+    _wait_for(
+        lambda: not runs_mod.process_alive(info.pid, None) or runner.active() is None, "the process to die"
+    )
+    dead = RunRegistry(tmp_path).get(info.name)
+    assert dead.status == "failed" and dead.error == ENDED_UNEXPECTEDLY
+    assert runner.active() is None
+    assert json.loads((dead.path / "run.json").read_text())["status"] == "running"  # only the reading changed
+
+
+# -- the CLI ------------------------------------------------------------------------------------------
+def test_cli_train_ctrl_c_stops_cleanly_and_keeps_the_adapter(tiny_gemma3, shared_data, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    args = [
+        sys.executable, "-m", "gemma_emotion", "train", "--model", str(tiny_gemma3),
+        "--data", str(shared_data), "--train-size", "16", "--epochs", "500",
+        "--runs-dir", str(tmp_path), "--name", "interrupted",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        args, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        registry = RunRegistry(tmp_path)
+        _wait_for(
+            lambda: (tmp_path / "interrupted" / "log.jsonl").exists() and registry.log("interrupted"),
+            "a step",
+        )
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    info = registry.get("interrupted")
+    assert info.status == "stopped" and info.adapter_dir is not None
+    assert "stopping after this step" in err and "run interrupted: stopped" in out
+
+    listing = _cli("runs", "--runs-dir", str(tmp_path))
+    assert listing.returncode == 0, listing.stderr
+    assert re.search(r"^interrupted +stopped +16 ", listing.stdout, re.M), listing.stdout
+
+
+def test_runs_command_lists_metrics(trained_run, capsys):
+    from gemma_emotion.cli import main
+
+    info = trained_run[0]
+    assert main(["runs", "--runs-dir", str(info.path.parent)]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("tiny "))
+    assert "completed" in line and "%" in line and "→" in line
+    assert main(["runs", "--runs-dir", str(info.path.parent), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed[0]["name"] == "tiny" and listed[0]["metrics"]["n_test"] == 24
+
+
+def test_cli_train_rejects_bad_settings_with_one_line(tmp_path):
+    from gemma_emotion.cli import main
+
+    assert main(["train", "--epochs", "0", "--runs-dir", str(tmp_path)]) == 2
+    assert main(["train", "--lr", "-1", "--runs-dir", str(tmp_path)]) == 2
+    assert not any(tmp_path.iterdir())  # no run folder for a config that never started
+
+
+def test_cli_train_refuses_while_a_run_is_training(tmp_path, capsys):
+    from gemma_emotion.cli import main
+
+    RunFile(RunRegistry(tmp_path).create(TrainConfig(name="busy"), pid=os.getpid()).dir)
+    assert main(["train", "--runs-dir", str(tmp_path), "--model", "x"]) == 2
+    assert "already training: busy" in capsys.readouterr().err
