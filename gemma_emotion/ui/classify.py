@@ -123,7 +123,7 @@ def build(state: AppState) -> None:
         with gr.Column(scale=2):
             label = gr.Textbox(label="Label", interactive=False, elem_id="classify-label")
             message = gr.Textbox(label="Message", interactive=False, visible=True, elem_id="classify-message")
-            chart = gr.Plot(label="Probabilities", value=plots.empty("Label probabilities"))
+            chart = gr.Plot(show_label=False, value=plots.empty("Label probabilities"))
             with gr.Row():
                 raw = gr.Textbox(label="Raw answer", interactive=False)
                 valid = gr.Textbox(label="Valid", interactive=False)

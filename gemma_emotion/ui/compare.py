@@ -141,7 +141,7 @@ def build(state: AppState) -> dict[str, Any]:
             button = gr.Button("Compare", variant="primary", elem_id="compare-button")
         with gr.Column(scale=2):
             verdict = gr.Textbox(label="Result", interactive=False, elem_id="compare-result")
-            chart = gr.Plot(value=plots.empty("Base vs fine-tuned"))
+            chart = gr.Plot(show_label=False, value=plots.empty("Base vs fine-tuned"))
 
     with gr.Accordion("Compare a file of texts", open=False):
         with gr.Row():
@@ -163,7 +163,7 @@ def build(state: AppState) -> dict[str, Any]:
             refresh = gr.Button("Refresh runs", size="sm")
         run_message = gr.Textbox(label="Message", interactive=False)
         run_table = gr.Dataframe(label="Before / after", interactive=False)
-        run_chart = gr.Plot(value=plots.empty("F1 per class"))
+        run_chart = gr.Plot(show_label=False, value=plots.empty("F1 per class"))
 
     def on_compare(text_value: str, mode_value: str):
         try:

@@ -71,8 +71,11 @@ def run_evaluation(
 
     reports: dict[str, core_eval.Report] = {}
     with state.classifier() as clf:
+        note = None
         if "finetuned" in variants and clf.lm.adapter is None:
-            raise UserError("no adapter is loaded: evaluate the base model, or pick an adapter above")
+            if len(variants) == 1:
+                raise UserError("no adapter is loaded: evaluate the base model, or pick an adapter above")
+            variants, note = ("base",), "no adapter is loaded, so only the base model was evaluated"
         for i, variant in enumerate(variants):
 
             def step(done: int, total: int, i: int = i) -> None:
@@ -97,6 +100,7 @@ def run_evaluation(
         "report_dir": str(out_dir),
         "reports": {name: r.metrics for name, r in reports.items()},
         "comparison": None,
+        "note": note,
     }
     if len(reports) == 2:
         result["comparison"] = core_eval.compare_reports(reports["base"], reports["finetuned"])
@@ -150,8 +154,8 @@ def summary_frame(views: dict[str, dict]) -> pd.DataFrame:
         rows.append(
             {
                 "report": name,
-                "model": m.get("model"),
-                "adapter": Path(m["adapter"]).name if m.get("adapter") else "",
+                "model": _short_name(m.get("model")),
+                "adapter": _short_name(m.get("adapter")),
                 "mode": m.get("mode"),
                 "n": m.get("n"),
                 "accuracy": round(m["accuracy"], 4),
@@ -160,6 +164,16 @@ def summary_frame(views: dict[str, dict]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _short_name(spec: str | None) -> str:
+    """A model or adapter as a table cell: a Hub id as is, a folder by its name (a run's by the run's)."""
+    if not spec:
+        return ""
+    if not spec.startswith(("/", ".", "~")):
+        return spec
+    path = Path(spec)
+    return path.parent.name if path.name == "adapter" else path.name
 
 
 def mistakes(view: dict | None, gold: str = ALL, predicted: str = ALL) -> pd.DataFrame:
@@ -196,9 +210,12 @@ def build(state: AppState) -> dict[str, Any]:
                 label="Rows (0 = all)" if not demo else f"Rows (at most {state.settings.max_eval_rows})",
                 precision=0,
                 minimum=0,
+                elem_id="evaluate-rows",
             )
             mode = gr.Radio(list(MODES), value="score", label="Mode")
-            which = gr.Radio(list(WHICH), value="both", label="Model", info="base = adapter off")
+            which = gr.Radio(
+                list(WHICH), value="both", label="Model", info="base = adapter off", elem_id="evaluate-which"
+            )
             seed = gr.Number(value=0, label="Sampling seed", precision=0)
             button = gr.Button("Evaluate", variant="primary", elem_id="evaluate-button")
             earlier = gr.Dropdown(
@@ -216,15 +233,22 @@ def build(state: AppState) -> dict[str, Any]:
             )
             with gr.Row():
                 with gr.Column(scale=3):
-                    f1_chart = gr.Plot(value=plots.empty("F1 per class"))
+                    f1_chart = gr.Plot(show_label=False, value=plots.empty("F1 per class"))
                 with gr.Column(scale=1, min_width=200):
-                    invalid_chart = gr.Plot(value=plots.empty("Invalid answers"))
+                    invalid_chart = gr.Plot(show_label=False, value=plots.empty("Invalid answers"))
             view = gr.Dropdown(label="Report shown below", choices=[], elem_id="evaluate-view")
-            confusion_chart = gr.Plot(value=plots.empty("Confusion matrix"))
+            confusion_chart = gr.Plot(show_label=False, value=plots.empty("Confusion matrix"))
             with gr.Row():
                 gold_filter = gr.Dropdown([ALL, *LABELS], value=ALL, label="Gold label")
                 pred_filter = gr.Dropdown([ALL, *LABELS, INVALID], value=ALL, label="Predicted label")
-            mistakes_table = gr.Dataframe(label="Mistakes", interactive=False, wrap=True, max_height=400)
+            mistakes_table = gr.Dataframe(
+                value=pd.DataFrame(columns=MISTAKE_COLUMNS),
+                label="Mistakes",
+                interactive=False,
+                wrap=True,
+                max_height=400,
+                column_widths=["58%", "12%", "12%", "18%"],
+            )
             with gr.Row():
                 metrics_file = gr.File(label="metrics.json", interactive=False)
                 predictions_file = gr.File(label="predictions.csv", interactive=False)
@@ -289,6 +313,8 @@ def build(state: AppState) -> dict[str, Any]:
         ]
         n = next(iter(res["reports"].values()))["n"]
         text = f"{'; '.join(parts)} — {n} texts, saved in {res['report_dir']}"
+        if res["note"]:
+            text += f" ({res['note']})"
         return (text, all_views, *render(all_views, None, gold, pred))
 
     button.click(

@@ -83,8 +83,9 @@ def invalid_counts(reports: Mapping[str, Mapping], title: str = "Invalid answers
             textposition="outside",
         )
     )
+    top = max([reports[n].get("invalid", 0) for n in names] + [1])
     fig.update_layout(
-        title=title, yaxis=dict(title="answers that are not a label"), **{**_LAYOUT, "height": 260}
+        title=title, yaxis=dict(title="answers that are not a label", range=[0, top * 1.25]), **_LAYOUT
     )
     return fig
 

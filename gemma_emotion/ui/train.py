@@ -302,7 +302,7 @@ def build(state: AppState) -> dict[str, Any]:
             progress = gr.Slider(
                 0, 100, value=0, label="Progress (%)", interactive=False, elem_id="train-progress"
             )
-            curve = gr.Plot(value=plots.empty("Training loss"), elem_id="train-loss")
+            curve = gr.Plot(show_label=False, value=plots.empty("Training loss"), elem_id="train-loss")
             tail = gr.Textbox(
                 label="Log (latest steps)", lines=8, max_lines=16, interactive=False, elem_id="train-log"
             )
