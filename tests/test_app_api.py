@@ -29,7 +29,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def start_app(model: Path, runs_dir: Path, data: Path, log_file: Path, *, concurrency: int = 4, extra=()):
+def start_app(
+    model: Path, runs_dir: Path, data: Path, log_file: Path, *, concurrency: int = 4, extra=(), env_extra=None
+):
     """`python app.py` on a free localhost port; yields (url, process); stops it and any training after."""
     port = free_port()
     env = dict(os.environ)
@@ -39,6 +41,7 @@ def start_app(model: Path, runs_dir: Path, data: Path, log_file: Path, *, concur
         GEMMA_EMOTION_CONCURRENCY=str(concurrency),
         PYTHONUNBUFFERED="1",
     )
+    env.update(env_extra or {})
     env.pop("SPACE_ID", None)
     cmd = [sys.executable, "app.py", "--model", str(model), "--runs-dir", str(runs_dir),
            "--host", "127.0.0.1", "--port", str(port), *extra]  # fmt: skip
@@ -355,3 +358,49 @@ def test_malformed_upload_gives_a_message_naming_the_file(tmp_path):
     with open(good, "w", newline="") as fh:
         csv.writer(fh).writerows([["text", "label"], ["i am glad", "joy"], ["so sad", ""]])
     assert read_upload(str(good), settings) == (["i am glad", "so sad"], [1, -1])
+
+
+# -- demo mode -------------------------------------------------------------------------------------------
+@pytest.mark.timeout(300)
+def test_demo_mode_refuses_training_and_server_paths(tiny_gemma3, shared_data, tmp_path):
+    from gradio_client import Client
+
+    with start_app(tiny_gemma3, tmp_path / "runs", shared_data, tmp_path / "app.log", extra=("--demo",),
+                   env_extra={"GEMMA_EMOTION_MAX_EVAL_ROWS": "15"}) as (url, _proc):  # fmt: skip
+        client = Client(url, verbose=False)
+        status = wait_ready(client)
+        assert status["state"] == "ready" and status["demo_mode"] is True
+        assert status["allows_training"] is False
+        assert "switched off" in app_error(client, {"train_size": 8}, api_name="/train_start")
+        assert "switched off" in app_error(client, api_name="/train_stop")
+        assert "in this demo" in app_error(client, str(tmp_path), "none", api_name="/load_model")
+        assert "in this demo" in app_error(client, str(tmp_path / "x.jsonl"), "test", 5, api_name="/evaluate")
+        res = client.predict("", "test", 0, "score", "base", api_name="/evaluate")
+        assert res["reports"]["base"]["n"] == 15  # "all rows" clamped to max_eval_rows
+        assert client.predict("i feel great", api_name="/classify")["label"] in LABELS
+
+
+# -- the app state in process: thinking is a Gemma 4 switch ------------------------------------------------
+@pytest.mark.timeout(120)
+def test_thinking_toggle_reaches_gemma4_prompts_only(tiny_gemma3, tiny_gemma4, tmp_path):
+    from gemma_emotion.settings import load_settings
+    from gemma_emotion.ui.classify import classify_text
+    from gemma_emotion.ui.state import AppState
+
+    for model, supported in ((tiny_gemma4, True), (tiny_gemma3, False)):
+        state = AppState(
+            load_settings(None, env={}, overrides={"model": str(model), "storage": str(tmp_path)})
+        )
+        state.load(str(model), None)
+        assert state.wait_for_load(60)
+        plain = classify_text(state, "i feel so alone tonight", "score", thinking=False)
+        thinking = classify_text(state, "i feel so alone tonight", "score", thinking=True)
+        assert thinking["thinking"] is supported and plain["thinking"] is False
+        with state.classifier(thinking=True) as clf:
+            ids = clf.prompt_ids("hello")
+        think_id = state.model.tokenizer.convert_tokens_to_ids("<|think|>") if supported else None
+        assert (think_id in ids) is supported
+        if supported:
+            assert thinking["probabilities"] != plain["probabilities"]
+        else:
+            assert thinking["probabilities"] == plain["probabilities"]
