@@ -162,7 +162,11 @@ def build(state: AppState) -> dict[str, Any]:
             run = gr.Dropdown(label="Run", choices=[], allow_custom_value=False, elem_id="compare-run")
             refresh = gr.Button("Refresh runs", size="sm")
         run_message = gr.Textbox(label="Message", interactive=False)
-        run_table = gr.Dataframe(label="Before / after", interactive=False)
+        run_table = gr.Dataframe(
+            value=pd.DataFrame(columns=["metric", "base", "fine-tuned", "change"]),
+            label="Before / after",
+            interactive=False,
+        )
         run_chart = gr.Plot(show_label=False, value=plots.empty("F1 per class"))
 
     def on_compare(text_value: str, mode_value: str):
