@@ -150,7 +150,7 @@ class RunInfo:
         status = record.get("status", "failed")
         error = record.get("error")
         if status == "running" and not _looks_alive(record):
-            status, error = "failed", error or ENDED_UNEXPECTEDLY
+            status, error = "failed", error or ENDED_UNEXPECTEDLY + _last_output(run_dir)
         adapter = run_dir / ADAPTER_DIR
         return cls(
             name=run_dir.name,
@@ -169,6 +169,18 @@ class RunInfo:
             phase=record.get("phase"),
             notes=record.get("notes"),
         )
+
+
+def _last_output(run_dir: Path) -> str:
+    """The last line the training process printed (a crash before training started leaves its reason)."""
+    try:
+        with open(run_dir / PROCESS_LOG, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = [ln.strip() for ln in fh.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return f": {lines[-1][:300]}" if lines else ""
 
 
 def _looks_alive(record: dict) -> bool:

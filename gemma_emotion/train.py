@@ -323,6 +323,8 @@ def prepare_data(config: TrainConfig, runs_dir: str | os.PathLike) -> TrainData:
 
     if validation is not None and config.eval_steps:
         validation = sample(validation, config.eval_size, stratify=True, seed=config.seed)
+    elif config.eval_steps:
+        notes.append("no validation split: no evaluation during training")
     if test is not None:
         test = (
             sample(test, config.test_size, stratify=True, seed=config.seed) if config.test_size != 0 else None
@@ -801,7 +803,7 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
         model_resolved=lm.spec.name,
         n_train=len(train),
         n_corrections=data.n_corrections,
-        data_fingerprint=fingerprint(train),
+        data_fingerprint=fingerprint(data.train),
         label_counts=label_counts(train),
         notes=data.notes + plan.notes,
         plan=dataclasses.asdict(plan),

@@ -455,6 +455,9 @@ def test_a_running_run_without_a_live_process_reads_as_failed(tmp_path):
     # A reused pid (another process now) is not mistaken for the training.
     run.update(pid=os.getpid(), pid_started=1.0)
     assert registry.get("gone").status == "failed"
+    # A process that died before training started left its reason in process.log.
+    (run.dir / "process.log").write_text("Traceback ...\nImportError: no module named torch\n\n")
+    assert registry.get("gone").error == ENDED_UNEXPECTEDLY + ": ImportError: no module named torch"
 
 
 # -- the runner: subprocesses -------------------------------------------------------------------------
