@@ -223,6 +223,39 @@ def test_trainer_tokens_equal_the_classifiers_and_end_with_the_end_of_turn(
         verify_tokenisation(trainer.train_dataset, shuffled, ds["label"], classifier)
 
 
+def test_scoring_only_the_answer_positions_changes_neither_loss_nor_gradients(
+    tiny_gemma3, shared_data, tmp_path
+):
+    import torch
+    import trl.trainer.utils as trl_utils
+
+    from gemma_emotion.data import load_split
+    from gemma_emotion.models import load_model
+    from gemma_emotion.train import answer_positions_only
+
+    lm = load_model(str(tiny_gemma3))
+    ds = load_split(shared_data, "validation", limit=8, seed=2)
+    config = TrainConfig(model="x", lora_dropout=0.0)
+    trainer = build_trainer(lm, ds, config, plan_training(config, device_type="cpu"), tmp_path / "out")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(ds))])
+    model = trainer.model
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = model(**batch, fused_lm_head=True).loss
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    original = trl_utils._use_triton
+    full = loss_and_grads()
+    with answer_positions_only():
+        assert trl_utils._use_triton(torch.device("cpu"))  # the compact branch is taken on a CPU
+        compact = loss_and_grads()
+    assert trl_utils._use_triton is original
+    assert torch.allclose(full[0], compact[0], atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(full[1], compact[1]))
+
+
 def test_lora_on_multimodal_gemma4_touches_no_tower(tiny_gemma4_mm, shared_data, tmp_path):
     from peft import get_peft_model
     from transformers import Gemma4ForConditionalGeneration
