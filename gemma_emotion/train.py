@@ -784,6 +784,9 @@ def run_training(
                 error=describe_error(exc),
                 traceback="".join(tail).splitlines()[-TRACEBACK_LINES:],
             )
+    finally:
+        with contextlib.suppress(OSError):  # the Trainer's output folder; empty, as nothing is saved there
+            (run_dir / "trainer").rmdir()
     return RunRegistry(run_dir.parent).get(run_dir.name)
 
 

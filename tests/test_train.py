@@ -275,10 +275,20 @@ def test_lora_on_multimodal_gemma4_touches_no_tower(tiny_gemma4_mm, shared_data,
 
     # Our path: text-only load, trained end to end for a few steps.
     info = train(
-        TrainConfig(model=str(tiny_gemma4_mm), data=str(shared_data), train_size=16, epochs=1, test_size=6),
+        TrainConfig(
+            model=str(tiny_gemma4_mm),
+            data=str(shared_data),
+            train_size=16,
+            epochs=1,
+            test_size=6,
+            eval_generate=True,
+        ),
         tmp_path / "runs",
     )
     assert info.status == "completed", info.error
+    reports = RunRegistry(tmp_path / "runs").reports(info.name)
+    assert list(reports) == ["base", "finetuned", "base_generate", "finetuned_generate"]
+    assert reports["finetuned_generate"].metrics["mode"] == "generate"
     adapter_cfg = json.loads((info.adapter_dir / "adapter_config.json").read_text())
     assert adapter_cfg["modules_to_save"] is None
     assert not any("vision" in t or "audio" in t for t in adapter_cfg["target_modules"])
@@ -353,7 +363,7 @@ def test_run_json_records_the_run(trained_run):
         assert m[f"{which}_accuracy"] == m[which]["accuracy"]
         assert 0 <= m[which]["accuracy"] <= 1 and m[which]["invalid"] == 0
     assert trained_run.adapter_dir == trained_run.path / "adapter"
-    assert not (trained_run.path / "adapter.tmp").exists()
+    assert {p.name for p in trained_run.path.iterdir()} == {"run.json", "log.jsonl", "adapter", "reports"}
 
 
 def test_the_adapter_reloads_and_changes_predictions(trained_run, tiny_gemma3):
