@@ -27,6 +27,7 @@ MODES = ("score", "generate")
 MAX_TEXT_TOKENS = 256  # longer texts are cut: the dataset's longest is ~90 tokens
 MAX_NEW_TOKENS = 12
 _MARK = "\u2063TEXT\u2063"  # a placeholder that no tokenizer merges with its neighbours
+_CONTENT_FREE = ("N/A", "[MASK]", "...")
 _PROBES = ("i feel fine", "Hello, World! 123", "émoji 😀 text", "\u05e9\u05dc\u05d5\u05dd (rtl)", "a\nb")
 
 BatchProgress = Callable[[int, int], None]
@@ -72,6 +73,9 @@ class Classifier:
     lm: LoadedModel
     system_prompt: str = SYSTEM_PROMPT
     enable_thinking: bool = False
+    # Score mode only: divide by the label probabilities the model gives a content-free text, which
+    # removes a base model's bias towards one label (contextual calibration, Zhao et al. 2021).
+    calibrate: bool = False
     _prefix_ids: list[int] = field(init=False, default_factory=list)
     _tail_ids: list[int] = field(init=False, default_factory=list)
     _label_ids: list[int] = field(init=False, default_factory=list)
@@ -189,9 +193,10 @@ class Classifier:
 
     # -- score mode -----------------------------------------------------------------------------
     def _score_batch(self, batch: list[_Encoded]) -> list[Prediction]:
-        logits = self._last_logits(batch)
-        label_logits = logits[:, self._label_ids].float()
-        probs = torch.softmax(label_logits, dim=-1).cpu()
+        probs = self._label_probs(batch)
+        if self.calibrate:
+            probs = probs / self._content_free_prior()
+            probs = probs / probs.sum(-1, keepdim=True)
         preds = []
         for row in probs:
             best = int(row.argmax())
@@ -207,6 +212,17 @@ class Classifier:
                 )
             )
         return preds
+
+    def _label_probs(self, batch: list[_Encoded]) -> torch.Tensor:
+        logits = self._last_logits(batch)
+        return torch.softmax(logits[:, self._label_ids].float(), dim=-1).cpu()
+
+    def _content_free_prior(self) -> torch.Tensor:
+        key = ("prior", self.lm.adapter, _adapter_active(self.lm))
+        store = self.__dict__.setdefault("_cache_store", {})
+        if key not in store:
+            store[key] = self._label_probs(self._encode_many(_CONTENT_FREE)).mean(0)
+        return store[key]
 
     def _last_logits(self, batch: list[_Encoded]) -> torch.Tensor:
         """Next-token logits after each prompt, reusing the shared prefix's key/value cache."""

@@ -40,6 +40,15 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_calibrate_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="score mode: divide out the label bias the model shows on a content-free text "
+        "(helps an untrained base model; not needed after fine-tuning)",
+    )
+
+
 def add_data_args(p: argparse.ArgumentParser, split: str = "test") -> None:
     p.add_argument("--data", default=None, help="Hub dataset id, a folder of split files, or one file "
                    f"(default: ${paths.ENV_DATA} or dair-ai/emotion)")  # fmt: skip
@@ -72,7 +81,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if not text.strip():
         raise UserError("empty text: give a sentence to classify")
     lm = load_for_cli(args)
-    clf = Classifier(lm, enable_thinking=args.thinking)
+    clf = Classifier(lm, enable_thinking=args.thinking, calibrate=args.calibrate)
     clf.classify(text, args.mode)  # warm-up, so latency_ms is the steady-state figure
     pred = clf.classify(text, args.mode)
     if args.json:
@@ -98,13 +107,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = args.data or paths.default_data()
     ds = load_split(data, args.split, limit=args.limit, stratify=args.stratify, seed=args.seed)
     lm = load_for_cli(args)
-    clf = Classifier(lm)
+    clf = Classifier(lm, calibrate=args.calibrate)
     bar = tqdm(total=len(ds), desc=f"eval ({args.mode})", unit="ex", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
         bar.update(done - bar.n)
 
-    meta = {"data": str(data), "split": args.split, "limit": args.limit, "seed": args.seed}
+    meta = {"data": str(data), "split": args.split, "limit": args.limit, "seed": args.seed,
+            "calibrated": args.calibrate and args.mode == "score"}  # fmt: skip
     report = evaluate(clf, ds["text"], ds["label"], mode=args.mode, batch_size=args.batch_size,
                       progress=progress, meta=meta)  # fmt: skip
     bar.close()
@@ -151,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--thinking", action="store_true", help="Gemma 4 thinking mode (off by default)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_calibrate_arg(p)
     add_model_args(p)
     p.set_defaults(func=cmd_classify)
 
@@ -161,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("score", "generate"), default="score")
     p.add_argument("--batch-size", type=int, default=None, help="default: 512 on a GPU, 16 on a CPU")
     p.add_argument("--out", default="out/eval", help="report folder (default: out/eval)")
+    add_calibrate_arg(p)
     p.set_defaults(func=cmd_eval)
 
     for register in _registrars():

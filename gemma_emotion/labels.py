@@ -15,9 +15,8 @@ LABEL_TO_ID: dict[str, int] = {name: i for i, name in enumerate(LABELS)}
 INVALID = "invalid"
 
 SYSTEM_PROMPT = (
-    "You label the emotion of a short English text. "
-    "Reply with one word from this list and nothing else: "
-    "sadness, joy, love, anger, fear, surprise."
+    "Read the text and name the emotion it expresses. The answer is one word: "
+    "sadness, joy, love, anger, fear or surprise. Write only that word."
 )
 
 # Trimmed from both ends before the strict comparison: whitespace, quotes, brackets and end punctuation.
