@@ -100,8 +100,10 @@ def batch_rows(results: list[dict], labels: list[int]) -> list[dict]:
     return rows
 
 
-def build(state: AppState) -> None:
-    """The Classify tab's components and events (call inside a gr.Tab)."""
+def build(state: AppState) -> dict[str, Any]:
+    """The Classify tab's components and events (call inside a gr.Tab); returns the "wrong?" button and
+    the state holding the latest result, which the layout connects to the Label tab."""
+    last = gr.State(None)  # the latest result shown, for the "wrong?" button
     with gr.Row():
         with gr.Column(scale=3):
             text = gr.Textbox(
@@ -116,7 +118,9 @@ def build(state: AppState) -> None:
                 thinking = gr.Checkbox(
                     value=False, label="Thinking", info="Gemma 4 only; off is what classification wants"
                 )
-            button = gr.Button("Classify", variant="primary", elem_id="classify-button")
+            with gr.Row():
+                button = gr.Button("Classify", variant="primary", elem_id="classify-button", scale=3)
+                wrong = gr.Button("wrong? correct it", elem_id="classify-wrong", scale=1)
             examples = example_texts()
             if examples:
                 gr.Examples(examples=[[t] for t in examples], inputs=[text], label="Examples")
@@ -145,7 +149,7 @@ def build(state: AppState) -> None:
         try:
             res = classify_text(state, text_value, mode_value, thinking_value)
         except Exception as exc:
-            return "", warn(exc), plots.empty("Label probabilities"), "", "", ""
+            return "", warn(exc), plots.empty("Label probabilities"), "", "", "", None
         notes = [n for n in (res["note"],) if n]
         if thinking_value and not res["thinking"]:
             notes.append("thinking is a Gemma 4 switch; this model ignores it")
@@ -157,18 +161,19 @@ def build(state: AppState) -> None:
             res["raw"],
             "valid" if res["valid"] else "invalid: not one of the six labels",
             f"{res['latency_ms']:.0f} ms model, {res['total_ms']:.0f} ms in all",
+            res,
         )
 
     button.click(
         on_classify,
         [text, mode, thinking],
-        [label, message, chart, raw, valid, latency],
+        [label, message, chart, raw, valid, latency, last],
         api_visibility="private",
     )
     text.submit(
         on_classify,
         [text, mode, thinking],
-        [label, message, chart, raw, valid, latency],
+        [label, message, chart, raw, valid, latency, last],
         api_visibility="private",
     )
 
@@ -209,3 +214,4 @@ def build(state: AppState) -> None:
 
     gr.api(classify, api_name="classify")
     gr.api(classify_batch, api_name="classify_batch")
+    return {"wrong": wrong, "last": last}

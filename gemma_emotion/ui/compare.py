@@ -129,7 +129,8 @@ def pairs_frame(result: dict, labels: list[int] | None = None):
 
 
 def build(state: AppState) -> dict[str, Any]:
-    """The Compare tab (call inside a gr.Tab); returns components the layout refreshes."""
+    """The Compare tab (call inside a gr.Tab); returns components the layout refreshes or wires."""
+    last = gr.State(None)  # the latest fine-tuned result shown, for the "wrong?" button
     gr.Markdown(
         "The same text through the **base** model (adapter off) and the **fine-tuned** model (adapter on): "
         "one model in memory, the adapter switched per pass."
@@ -138,7 +139,9 @@ def build(state: AppState) -> dict[str, Any]:
         with gr.Column(scale=3):
             text = gr.Textbox(label="Text", lines=3, elem_id="compare-text")
             mode = gr.Radio(list(MODES), value="score", label="Mode")
-            button = gr.Button("Compare", variant="primary", elem_id="compare-button")
+            with gr.Row():
+                button = gr.Button("Compare", variant="primary", elem_id="compare-button", scale=3)
+                wrong = gr.Button("wrong? correct it", elem_id="compare-wrong", scale=1)
         with gr.Column(scale=2):
             verdict = gr.Textbox(label="Result", interactive=False, elem_id="compare-result")
             chart = gr.Plot(show_label=False, value=plots.empty("Base vs fine-tuned"))
@@ -173,17 +176,17 @@ def build(state: AppState) -> dict[str, Any]:
         try:
             res = compare_pairs(state, [text_value], mode_value)
         except Exception as exc:
-            return warn(exc), plots.empty("Base vs fine-tuned")
+            return warn(exc), plots.empty("Base vs fine-tuned"), None
         r = res["rows"][0]
         b, t = r["base"]["label"], r["finetuned"]["label"]
         line = f"base: {b}  |  fine-tuned: {t}  —  " + ("they agree" if r["agree"] else "THEY DISAGREE")
         if r["note"]:
             line += f"  ({r['note']})"
         probs = {"base": r["base"]["probabilities"], "fine-tuned": r["finetuned"]["probabilities"]}
-        return line, plots.probabilities(probs, "Base vs fine-tuned")
+        return line, plots.probabilities(probs, "Base vs fine-tuned"), r["finetuned"]
 
-    button.click(on_compare, [text, mode], [verdict, chart], api_visibility="private")
-    text.submit(on_compare, [text, mode], [verdict, chart], api_visibility="private")
+    button.click(on_compare, [text, mode], [verdict, chart, last], api_visibility="private")
+    text.submit(on_compare, [text, mode], [verdict, chart, last], api_visibility="private")
 
     def on_batch(path: str | None, mode_value: str, progress=gr.Progress()):
         try:
@@ -248,4 +251,4 @@ def build(state: AppState) -> dict[str, Any]:
     gr.api(compare, api_name="compare")
     gr.api(compare_batch, api_name="compare_batch")
     gr.api(compare_run, api_name="compare_run")
-    return {"run": run, "refresh_runs": refresh_runs}
+    return {"run": run, "refresh_runs": refresh_runs, "wrong": wrong, "last": last}

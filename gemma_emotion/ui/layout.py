@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from gemma_emotion.settings import NO_ADAPTER
-from gemma_emotion.ui import classify, compare, evaluate, train
+from gemma_emotion.ui import classify, compare, evaluate, label, train
 from gemma_emotion.ui.common import api_endpoint, md, warn
 from gemma_emotion.ui.state import AppState
 
@@ -92,15 +92,19 @@ def build_app(state: AppState) -> gr.Blocks:
                 )
             load = gr.Button("Load", variant="secondary", elem_id="model-load")
 
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Classify", id="classify"):
-                classify.build(state)
+                classify_parts = classify.build(state)
             with gr.Tab("Compare", id="compare"):
                 compare_parts = compare.build(state)
             with gr.Tab("Train", id="train"):
                 train_parts = train.build(state)
             with gr.Tab("Evaluate", id="evaluate"):
                 eval_parts = evaluate.build(state)
+            with gr.Tab("Label", id="label"):
+                label_parts = label.build(state)
+        label.connect_wrong(state, label_parts, classify_parts, "classify", tabs)
+        label.connect_wrong(state, label_parts, compare_parts, "compare", tabs)
 
         def poll():
             st = state.status()
@@ -152,11 +156,13 @@ def build_app(state: AppState) -> gr.Blocks:
             out = [status_markdown(st), gr.Timer(active=st["state"] == "loading"), adapter_update(current)]
             out.append(compare_parts["refresh_runs"]())
             out.append(eval_parts["refresh_reports"]())
+            out.append(label_parts["refresh_reports"]())
             if train_parts:
                 out.extend(train_parts["on_load"]())
             return tuple(out)
 
         load_outputs = [status, status_timer, adapter, compare_parts["run"], eval_parts["earlier"]]
+        load_outputs.append(label_parts["report"])
         if train_parts:
             load_outputs += train_parts["outputs"]
         app.load(on_page_load, None, load_outputs, api_visibility="private", concurrency_limit=None)
@@ -184,10 +190,11 @@ def build_app(state: AppState) -> gr.Blocks:
 
 
 def launch_options(state: AppState) -> dict[str, Any]:
-    """Keyword arguments for Blocks.launch that follow from the settings (theme, css, upload limit)."""
+    """Keyword arguments for Blocks.launch that follow from the settings (theme, css, keys, upload limit)."""
     return {
         "theme": gr.themes.Soft(),
         "css": CSS,
+        "js": label.keyboard_js(),
         "max_file_size": f"{state.settings.max_upload_mb}mb",
         "show_error": True,
     }

@@ -201,6 +201,8 @@ def status_line(status: dict) -> str:
         line += f" · epoch {prog.get('epoch', 0):.2f} of {prog.get('epochs', 1):g}"
         if prog.get("eta_s") is not None:
             line += f" · about {_duration(prog['eta_s'])} left"
+    if run.get("n_corrections"):
+        line += f" · trained with {run['n_corrections']} corrections"
     metrics = run.get("metrics") or {}
     if metrics:
         shown = []
@@ -260,6 +262,15 @@ def build(state: AppState) -> dict[str, Any]:
             with gr.Row():
                 number("eval_steps", "Evaluate every N steps (0 = off)", minimum=0, zero_is_none=True)
                 number("test_size", "Test rows after training (empty = all, 0 = skip)", minimum=0)
+            with gr.Row():
+                fields["use_corrections"] = gr.Checkbox(
+                    label="Add my corrections",
+                    value=bool(defaults.get("use_corrections")),
+                    interactive=allowed,
+                    info="the labels fixed in the Label tab join the training data",
+                    elem_id="train-use-corrections",
+                )
+                number("corrections_oversample", "Repeat each correction", minimum=1)
             fields["name"] = gr.Textbox(label="Run name (optional)", value="", interactive=allowed)
             with gr.Accordion("Advanced", open=False):
                 with gr.Row():
@@ -279,13 +290,6 @@ def build(state: AppState) -> dict[str, Any]:
                     number("lora_r", "LoRA r", minimum=1)
                     number("lora_alpha", "LoRA alpha", minimum=1)
                     number("lora_dropout", "LoRA dropout", whole=False, minimum=0)
-                with gr.Row():
-                    fields["use_corrections"] = gr.Checkbox(
-                        label="Add corrections to the training data",
-                        value=bool(defaults.get("use_corrections")),
-                        interactive=allowed,
-                    )
-                    number("corrections_oversample", "Repeat each correction", minimum=1)
                 if "eval_generate" in defaults:
                     fields["eval_generate"] = gr.Checkbox(
                         label="Also evaluate in generate mode after training (slow on a CPU)",

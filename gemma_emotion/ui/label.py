@@ -1,0 +1,763 @@
+"""The Label tab: review a queue of examples, fix their labels, export the corrections; the label API.
+
+A queue comes from an evaluation report (its mistakes and invalid answers), from texts without labels
+(scored by the loaded model, least confident first), or from the "wrong?" buttons of the Classify and
+Compare tabs. Each visitor has their own queue (`ReviewQueue` in a gr.State); the corrections they make go
+to the one shared `CorrectionStore`. Keys 1-6 pick a label, S skips, U undoes (see KEYBOARD_JS).
+
+API endpoints: `label_queue`, `label_submit`, `label_undo`, `corrections_list` (gr.api, JSON in and out)
+and `corrections_export` (a file, through the tab's own export button).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from gemma_emotion import corrections as core
+from gemma_emotion.evaluate import load_report
+from gemma_emotion.files import FORMULA_PREFIXES
+from gemma_emotion.labels import INVALID, LABELS
+from gemma_emotion.ui import plots
+from gemma_emotion.ui.common import api_endpoint, download, md, read_upload, warn
+from gemma_emotion.ui.evaluate import list_reports
+from gemma_emotion.ui.state import AppState, UserError
+
+ALL = "all"
+SOURCES = ("evaluation", "unlabeled", "live")
+MAX_TEXT_CHARS = 100_000  # a correction keeps its text whole (no cut), but a request stays bounded
+EXPORT_NAMES = {
+    "emotion-jsonl": "corrections.jsonl",
+    "chat-jsonl": "corrections-chat.jsonl",
+    "csv": "corrections.csv",
+}
+_ITEM_FIELDS = {f.name for f in dataclasses.fields(core.ReviewItem)}
+SKIP, UNDO = "s", "u"
+HELP = (
+    "Review examples and give each its right label: click a label or press **1-6**, **S** skips, "
+    "**U** undoes the last action. Load a queue on the left: the mistakes of an evaluation, or texts "
+    "without labels (the model scores them, least confident first); **wrong?** in Classify and Compare "
+    "adds the text shown there. Corrections are saved at once and can be exported or added to training."
+)
+
+# Keys 1-6 click the label buttons, S skip, U undo, only while the Label tab is shown and no text field
+# has the focus. Clicking the buttons (rather than calling the server) keeps one code path for both.
+KEYBOARD_JS = """
+() => {
+  const keys = {%KEYS%};
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    const target = event.target;
+    if (target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))) {
+      return;
+    }
+    const id = keys[(event.key || "").toLowerCase()];
+    const button = id && document.getElementById(id);
+    if (!button || button.offsetParent === null || button.disabled) return;
+    event.preventDefault();
+    button.click();
+  });
+}
+"""
+
+
+def button_id(name: str) -> str:
+    return f"label-btn-{name}"
+
+
+def keyboard_js() -> str:
+    """The page script that maps keys to the Label tab's buttons (pass as launch(js=...))."""
+    keys = {str(i + 1): button_id(name) for i, name in enumerate(LABELS)}
+    keys.update({SKIP: "label-skip", UNDO: "label-undo"})
+    body = ", ".join(f'"{k}": "{v}"' for k, v in keys.items())
+    return KEYBOARD_JS.replace("%KEYS%", body)
+
+
+# -- queue items ---------------------------------------------------------------------------------------
+def item_dict(item: core.ReviewItem, model: str | None = None, adapter: str | None = None) -> dict[str, Any]:
+    """A review item as JSON, with the model (and adapter) whose prediction it shows."""
+    return {**dataclasses.asdict(item), "model": model, "adapter": adapter}
+
+
+def to_item(data: dict[str, Any]) -> core.ReviewItem:
+    return core.ReviewItem(**{k: v for k, v in data.items() if k in _ITEM_FIELDS})
+
+
+def _unescape_cell(text: str) -> str:
+    # predictions.csv disarms formula-like cells with a leading quote; the text itself has none.
+    if text.startswith("'") and text[1:].startswith(FORMULA_PREFIXES):
+        return text[1:]
+    return text
+
+
+def resolve_report(state: AppState, folder: str) -> Path:
+    """A listed report folder (an evaluation's or a run's). A folder holding base/ and finetuned/ reports
+    means its fine-tuned one (else its base one). Nothing outside the listed reports is ever read."""
+    folder = (folder or "").strip()
+    if not folder:
+        raise UserError("pick an evaluation report first")
+    listed = {os.path.normpath(path) for _, path in list_reports(state)}
+    wanted = os.path.normpath(folder)
+    if wanted in listed:
+        return Path(wanted)
+    for variant in ("finetuned", "base"):
+        candidate = os.path.join(wanted, variant)
+        if candidate in listed:
+            return Path(candidate)
+    raise UserError(f"not a stored report: {folder} (pick one from the list, or evaluate first)")
+
+
+def _report_ref(state: AppState, folder: Path) -> str:
+    """The report as named in a correction's source_ref: relative to the storage folder, no server path."""
+    try:
+        return folder.resolve().relative_to(state.storage.resolve()).as_posix()
+    except ValueError:
+        return "/".join(folder.parts[-3:])
+
+
+def queue_from_report(state: AppState, folder: str, only_mistakes: bool = True) -> list[dict[str, Any]]:
+    """The review items of a stored report: its mistakes and invalid answers (or every row)."""
+    path = resolve_report(state, folder)
+    try:
+        report = load_report(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read the report {path.name}: {exc}") from exc
+    if not report.predictions:
+        raise UserError(f"the report {_report_ref(state, path)} has no predictions.csv")
+    rows = [{**r, "text": _unescape_cell(r.get("text") or "")} for r in report.predictions]
+    items = core.queue_from_predictions(
+        rows, only_mistakes, source="evaluation", source_ref=_report_ref(state, path)
+    )
+    model, adapter = report.metrics.get("model"), report.metrics.get("adapter")
+    return [item_dict(it, model, adapter) for it in core.mark_corrected(items, state.corrections)]
+
+
+def queue_from_texts(
+    state: AppState, texts: list[str], golds: list[int] | None = None, source_ref: str = "texts"
+) -> list[dict[str, Any]]:
+    """Texts scored by the loaded model (fine-tuned if an adapter is loaded), least confident first."""
+    from gemma_emotion.ui.classify import classify_texts
+
+    texts = [t for t in (texts or []) if isinstance(t, str) and t.strip()]
+    if not texts:
+        raise UserError("no texts: upload a file with a 'text' column or type one text per line")
+    results = classify_texts(state, texts, "score")
+    rows = []
+    for i, res in enumerate(results):
+        gold = golds[i] if golds and i < len(golds) and golds[i] >= 0 else None
+        rows.append(
+            {
+                "text": res["text"],
+                "gold": None if gold is None else LABELS[gold],
+                "predicted": res["label"],
+                "valid": res["valid"],
+                "raw": res["raw"],
+                "probabilities": res["probabilities"] or {},
+            }
+        )
+    items = core.queue_from_unlabeled(rows, source="unlabeled", source_ref=source_ref)
+    lm = state.model
+    model, adapter = (lm.spec.name, lm.adapter) if lm is not None else (None, None)
+    return [item_dict(it, model, adapter) for it in core.mark_corrected(items, state.corrections)]
+
+
+def live_item(result: dict[str, Any], origin: str, state: AppState) -> dict[str, Any]:
+    """A review item for a prediction shown in the Classify or Compare tab (`result` is its dict)."""
+    probs = result.get("probabilities") or {}
+    item = core.ReviewItem(
+        text=result["text"],
+        gold=None,
+        predicted=result.get("label") or INVALID,
+        probabilities=dict(probs),
+        confidence=max(probs.values()) if probs else None,
+        source="live",
+        source_ref=origin,
+        raw=result.get("raw"),
+        valid=bool(result.get("valid", True)),
+    )
+    (item,) = core.mark_corrected([item], state.corrections)
+    return item_dict(item, result.get("model"), result.get("adapter"))
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """Which items of a queue are shown: "all" (or None) means no filter; max_confidence 1 keeps all."""
+
+    gold: str | None = ALL
+    predicted: str | None = ALL
+    max_confidence: float | None = 1.0
+    source: str | None = ALL
+
+    def indices(self, items: list[dict[str, Any]]) -> list[int]:
+        def opt(value: str | None) -> str | None:
+            return None if value in (None, "", ALL) else value
+
+        conf = None if self.max_confidence is None or self.max_confidence >= 1 else float(self.max_confidence)
+        objects = [to_item(d) for d in items]
+        kept = core.filter_queue(objects, opt(self.gold), opt(self.predicted), conf, opt(self.source))
+        keep = {id(it) for it in kept}  # filter_queue returns the objects it was given
+        return [i for i, it in enumerate(objects) if id(it) in keep]
+
+
+@dataclass
+class ReviewQueue:
+    """One visitor's queue: the items, what was done to each (label name or "skip"), the cursor, history.
+
+    Items already corrected in the store when loaded count as reviewed. `history` lists (action, index)
+    of this session, newest last, so undo can move the cursor back.
+    """
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    done: dict[int, str] = field(default_factory=dict)
+    pos: int | None = None
+    history: list[tuple[str, int]] = field(default_factory=list)
+
+    def load(self, items: list[dict[str, Any]], flt: QueueFilter) -> None:
+        self.items = list(items)
+        self.done = {i: f"corrected:{it['corrected']}" for i, it in enumerate(items) if it.get("corrected")}
+        self.history = []
+        self.pos = None
+        self.advance(flt, start=None)
+
+    def add_live(self, item: dict[str, Any]) -> int:
+        """Append a live item (or reuse the queued one with the same text) and put the cursor on it."""
+        for i, it in enumerate(self.items):
+            if it["text"] == item["text"] and it["source"] == "live":
+                self.items[i] = item
+                self.done.pop(i, None)
+                self.pos = i
+                return i
+        self.items.append(item)
+        self.pos = len(self.items) - 1
+        return self.pos
+
+    @property
+    def current(self) -> dict[str, Any] | None:
+        return self.items[self.pos] if self.pos is not None and 0 <= self.pos < len(self.items) else None
+
+    def advance(self, flt: QueueFilter, start: int | None) -> None:
+        """Move to the next unreviewed item in view after `start` (wrapping); None when all are done."""
+        view = flt.indices(self.items)
+        if not view:
+            self.pos = None
+            return
+        begin = 0 if start is None else next((k for k, i in enumerate(view) if i > start), len(view))
+        order = view[begin:] + view[:begin]
+        self.pos = next((i for i in order if i not in self.done), None)
+
+    def settle(self, flt: QueueFilter) -> None:
+        """After a filter change: keep the cursor if its item is still shown and open, else move on."""
+        view = flt.indices(self.items)
+        if self.pos is None or self.pos not in view or self.pos in self.done:
+            self.advance(flt, None)
+
+    def progress(self, flt: QueueFilter) -> tuple[int, int]:
+        view = flt.indices(self.items)
+        return sum(1 for i in view if i in self.done), len(view)
+
+
+# -- corrections ---------------------------------------------------------------------------------------
+def correction_dict(c: core.Correction | None) -> dict[str, Any] | None:
+    return None if c is None else dataclasses.asdict(c)
+
+
+def event_dict(e: core.HistoryEvent | None) -> dict[str, Any] | None:
+    return None if e is None else dataclasses.asdict(e)
+
+
+def _opt(value: Any) -> Any:
+    return None if value is None or (isinstance(value, str) and not value.strip()) else value
+
+
+def submit_correction(
+    state: AppState,
+    text: str,
+    label: str | int,
+    *,
+    annotator: str | None = None,
+    predicted: str | None = None,
+    gold: str | None = None,
+    source: str | None = None,
+    source_ref: str | None = None,
+    model: str | None = None,
+    adapter: str | None = None,
+    probabilities: dict[str, float] | None = None,
+) -> core.Correction:
+    """Store the right label of a text; UserError for an empty/huge text or a label outside the six."""
+    if not isinstance(text, str) or not text.strip():
+        raise UserError("empty text: there is nothing to label")
+    if len(text) > MAX_TEXT_CHARS:
+        raise UserError(f"the text has {len(text)} characters; corrections take at most {MAX_TEXT_CHARS}")
+    try:
+        return state.corrections.add(
+            text,
+            label,
+            predicted=_opt(predicted),
+            gold=_opt(gold),
+            source=_opt(source),
+            source_ref=_opt(source_ref),
+            model=_opt(model),
+            adapter=_opt(adapter),
+            annotator=_opt(annotator),
+            probabilities=probabilities or None,
+        )
+    except (TypeError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+
+
+def submit_item(state: AppState, item: dict[str, Any], label: str, annotator: str | None) -> core.Correction:
+    return submit_correction(
+        state,
+        item["text"],
+        label,
+        annotator=annotator,
+        predicted=item.get("predicted"),
+        gold=item.get("gold"),
+        source=item.get("source"),
+        source_ref=item.get("source_ref"),
+        model=item.get("model"),
+        adapter=item.get("adapter"),
+        probabilities=item.get("probabilities"),
+    )
+
+
+def undo_last(state: AppState, annotator: str | None = None) -> core.Undone | None:
+    """Revert the latest correction (of `annotator`, if named); None when there is nothing to undo."""
+    return state.corrections.undo_last(_opt(annotator))
+
+
+def export_file(state: AppState, fmt: str) -> str:
+    """The corrections in `fmt`, written to a fresh temporary file for download (never the store itself)."""
+    if fmt not in core.FORMATS:
+        raise UserError(f"format must be one of {', '.join(core.FORMATS)}, got {fmt!r}")
+    return download(EXPORT_NAMES[fmt], core.render(state.corrections, fmt))
+
+
+def push_corrections(state: AppState, repo_id: str, private: bool = True) -> str:
+    """Upload the corrections to a Hub dataset with HF_TOKEN from the environment; the commit URL."""
+    if state.settings.demo_mode:
+        raise UserError("pushing to the Hub is switched off in this demo")
+    try:
+        return core.push_to_hub(state.corrections, (repo_id or "").strip(), token=None, private=private)
+    except core.CorrectionsError as exc:
+        raise UserError(str(exc)) from exc
+
+
+# -- the tab -------------------------------------------------------------------------------------------
+def _filter(
+    gold: str | None, predicted: str | None, max_conf: float | None, source: str | None
+) -> QueueFilter:
+    return QueueFilter(gold, predicted, 1.0 if max_conf is None else float(max_conf), source)
+
+
+def progress_line(queue: ReviewQueue, flt: QueueFilter, total_corrections: int) -> str:
+    if not queue.items:
+        return f"**No queue yet.** {total_corrections} corrections saved so far."
+    reviewed, shown = queue.progress(flt)
+    hidden = len(queue.items) - shown
+    line = f"**{reviewed} of {shown} reviewed**"
+    if hidden:
+        line += f" ({hidden} more hidden by the filters)"
+    if shown and reviewed == shown:
+        line += " · all done ✔"
+    return line + f" · {total_corrections} corrections saved"
+
+
+def item_markdown(item: dict[str, Any] | None, queue: ReviewQueue) -> str:
+    if item is None:
+        return "Nothing to review here: load a queue, change the filters, or undo." if queue.items else ""
+    parts = []
+    if item.get("gold"):
+        parts.append(f"gold **{md(item['gold'])}**")
+    pred = md(item["predicted"])
+    conf = item.get("confidence")
+    parts.append(f"predicted **{pred}**" + (f" ({conf:.0%})" if isinstance(conf, (int, float)) else ""))
+    if not item.get("valid", True) and item.get("raw") is not None:
+        parts.append(f"raw answer `{md(item['raw'][:200])}`")
+    ref = item.get("source_ref")
+    parts.append(f"from {md(item['source'])}" + (f" `{md(ref)}`" if ref else ""))
+    if item.get("corrected"):
+        parts.append(f"already corrected as **{md(item['corrected'])}**")
+    return " · ".join(parts)
+
+
+def build(state: AppState) -> dict[str, Any]:
+    """The Label tab (call inside a gr.Tab); returns the parts the layout wires to other tabs."""
+    demo = state.settings.demo_mode
+    queue = gr.State(ReviewQueue())
+    gr.Markdown(HELP)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            with gr.Group():
+                gr.Markdown("**Mistakes of an evaluation**")
+                report = gr.Dropdown(
+                    label="Report",
+                    choices=[],
+                    elem_id="label-report",
+                    info="from the Evaluate tab and from training runs",
+                )
+                only_mistakes = gr.Checkbox(value=True, label="Only mistakes and invalid answers")
+                with gr.Row():
+                    load_report_btn = gr.Button("Load report", variant="primary", elem_id="label-load-report")
+                    refresh = gr.Button("Refresh", size="sm")
+            with gr.Group():
+                gr.Markdown("**Texts without labels** (scored by the loaded model)")
+                upload = gr.File(
+                    label="Texts file (CSV, JSONL, Parquet)",
+                    file_types=[".csv", ".tsv", ".jsonl", ".json", ".parquet"],
+                )
+                pasted = gr.Textbox(label="…or one text per line", lines=3, elem_id="label-texts")
+                load_texts_btn = gr.Button("Score and load", elem_id="label-load-texts")
+            with gr.Accordion("Filters", open=False):
+                gold_f = gr.Dropdown([ALL, *LABELS], value=ALL, label="Gold label")
+                pred_f = gr.Dropdown([ALL, *LABELS, INVALID], value=ALL, label="Predicted label")
+                conf_f = gr.Slider(0, 1, value=1, step=0.05, label="Max confidence (1 = all)")
+                source_f = gr.Dropdown([ALL, *SOURCES], value=ALL, label="Source")
+            annotator = gr.Textbox(
+                label="Your name (optional)",
+                max_lines=1,
+                elem_id="label-annotator",
+                info="saved with each correction; undo then reverts only yours",
+            )
+        with gr.Column(scale=2):
+            progress = gr.Markdown(progress_line(ReviewQueue(), QueueFilter(), 0), elem_id="label-progress")
+            text = gr.Textbox(label="Text", lines=3, max_lines=12, interactive=False, elem_id="label-text")
+            info = gr.Markdown(elem_id="label-info")
+            with gr.Row(elem_id="label-buttons"):
+                label_btns = [
+                    gr.Button(f"{i + 1} · {name}", elem_id=button_id(name), min_width=90)
+                    for i, name in enumerate(LABELS)
+                ]
+            with gr.Row():
+                skip = gr.Button("Skip (S)", size="sm", elem_id="label-skip")
+                undo = gr.Button("Undo (U)", size="sm", elem_id="label-undo")
+            message = gr.Textbox(label="Message", interactive=False, elem_id="label-message")
+            chart = gr.Plot(show_label=False, value=plots.empty("Model probabilities"))
+
+    with gr.Accordion("Export and share the corrections", open=False):
+        with gr.Row():
+            fmt = gr.Radio(
+                list(core.FORMATS),
+                value="emotion-jsonl",
+                label="Format",
+                info="emotion-jsonl: {text, label id}; chat-jsonl: prompt/completion; csv: everything",
+            )
+            export_btn = gr.Button("Export", elem_id="label-export")
+            export_out = gr.File(label="Download", interactive=False, elem_id="label-export-file")
+        with gr.Row():
+            repo = gr.Textbox(
+                label="Hub dataset repo (owner/name)",
+                interactive=not demo,
+                max_lines=1,
+                info="switched off in this demo" if demo else "uses HF_TOKEN from the server's environment",
+            )
+            private = gr.Checkbox(value=True, label="Private", interactive=not demo)
+            push_btn = gr.Button("Push to Hub", interactive=not demo)
+        push_msg = gr.Textbox(label="Hub", interactive=False)
+
+    filters = [gold_f, pred_f, conf_f, source_f]
+    shown = [queue, progress, text, info, chart]
+
+    def view(q: ReviewQueue, flt: QueueFilter):
+        item = q.current
+        probs = (item or {}).get("probabilities") or {}
+        chart_v = (
+            plots.probabilities({"model": probs}, "Model probabilities")
+            if probs
+            else plots.empty("Model probabilities", "no probabilities for this item" if item else "")
+        )
+        return (
+            q,
+            progress_line(q, flt, state.corrections.count()),
+            (item or {}).get("text", ""),
+            item_markdown(item, q),
+            chart_v,
+        )
+
+    def on_load_report(q: ReviewQueue, folder, only, *flt_v):
+        try:
+            items = queue_from_report(state, folder, bool(only))
+        except Exception as exc:
+            return (*view(q, _filter(*flt_v)), warn(exc))
+        flt = _filter(*flt_v)
+        q.load(items, flt)
+        return (*view(q, flt), f"loaded {len(items)} examples from {_report_label(state, folder)}")
+
+    load_report_btn.click(
+        on_load_report, [queue, report, only_mistakes, *filters], [*shown, message], api_visibility="private"
+    )
+
+    def on_load_texts(q: ReviewQueue, path, lines, *flt_v):
+        try:
+            texts, golds, ref = [], [], "texts"
+            if path:
+                texts, golds = read_upload(path, state.settings)
+                ref = Path(path).name
+            typed = [t for t in (lines or "").splitlines() if t.strip()]
+            texts, golds = texts + typed, golds + [-1] * len(typed)
+            items = queue_from_texts(state, texts, golds, ref)
+        except Exception as exc:
+            return (*view(q, _filter(*flt_v)), warn(exc))
+        flt = _filter(*flt_v)
+        q.load(items, flt)
+        return (*view(q, flt), f"loaded {len(items)} texts, least confident first")
+
+    load_texts_btn.click(
+        on_load_texts, [queue, upload, pasted, *filters], [*shown, message], api_visibility="private"
+    )
+
+    def on_label(name: str):
+        def handler(q: ReviewQueue, who: str, *flt_v):
+            flt = _filter(*flt_v)
+            item = q.current
+            if item is None:
+                gr.Warning("nothing to label: load a queue first")
+                return (*view(q, flt), "nothing to label")
+            try:
+                submit_item(state, item, name, who)
+            except Exception as exc:
+                return (*view(q, flt), warn(exc))
+            index = q.pos
+            q.done[index] = name
+            q.items[index] = {**item, "corrected": name}
+            q.history.append(("label", index))
+            q.advance(flt, index)
+            return (*view(q, flt), f"saved: {name}")
+
+        return handler
+
+    for name, btn in zip(LABELS, label_btns):
+        btn.click(
+            on_label(name),
+            [queue, annotator, *filters],
+            [*shown, message],
+            api_visibility="private",
+            concurrency_limit=None,
+            show_progress="hidden",
+        )
+
+    def on_skip(q: ReviewQueue, *flt_v):
+        flt = _filter(*flt_v)
+        if q.current is None:
+            return (*view(q, flt), "nothing to skip")
+        index = q.pos
+        q.done[index] = "skip"
+        q.history.append(("skip", index))
+        q.advance(flt, index)
+        return (*view(q, flt), "skipped")
+
+    skip.click(
+        on_skip,
+        [queue, *filters],
+        [*shown, message],
+        api_visibility="private",
+        concurrency_limit=None,
+        show_progress="hidden",
+    )
+
+    def on_undo(q: ReviewQueue, who: str, *flt_v):
+        flt = _filter(*flt_v)
+        if q.history and q.history[-1][0] == "skip":
+            _, index = q.history.pop()
+            q.done.pop(index, None)
+            q.pos = index
+            return (*view(q, flt), "skip undone")
+        try:
+            undone = undo_last(state, who)
+        except Exception as exc:
+            return (*view(q, flt), warn(exc))
+        if undone is None:
+            return (*view(q, flt), "nothing to undo")
+        reverted = undone.event.text
+        label_now = undone.current.label if undone.current else None
+        index = _find_undone(q, reverted)
+        if index is not None:
+            if q.history and q.history[-1][1] == index:
+                q.history.pop()
+            q.done.pop(index, None)
+            q.items[index] = {**q.items[index], "corrected": label_now}
+            if label_now:
+                q.done[index] = f"corrected:{label_now}"
+            q.pos = index
+        short = reverted if len(reverted) <= 60 else reverted[:57] + "…"
+        note = f"undid {undone.event.label or 'the removal'} for “{short}”"
+        return (*view(q, flt), note + (f" (now {label_now})" if label_now else ""))
+
+    undo.click(
+        on_undo,
+        [queue, annotator, *filters],
+        [*shown, message],
+        api_visibility="private",
+        concurrency_limit=None,
+        show_progress="hidden",
+    )
+
+    def on_filter(q: ReviewQueue, *flt_v):
+        flt = _filter(*flt_v)
+        q.settle(flt)
+        return view(q, flt)
+
+    for control in filters:
+        control.input(
+            on_filter,
+            [queue, *filters],
+            shown,
+            api_visibility="private",
+            concurrency_limit=None,
+            show_progress="hidden",
+        )
+
+    def corrections_export(format: str) -> str:  # noqa: A002 - the API parameter's public name
+        try:
+            return export_file(state, format)
+        except Exception as exc:
+            raise gr.Error(str(exc) if isinstance(exc, UserError) else f"export failed: {exc}") from exc
+
+    export_btn.click(
+        corrections_export, [fmt], [export_out], api_name="corrections_export", concurrency_limit=None
+    )
+
+    def on_push(repo_v: str, private_v: bool):
+        try:
+            url = push_corrections(state, repo_v, bool(private_v))
+        except Exception as exc:
+            return warn(exc)
+        return f"pushed {state.corrections.count()} corrections: {url}"
+
+    push_btn.click(on_push, [repo, private], [push_msg], api_visibility="private")
+
+    def refresh_reports(current: str | None = None):
+        choices = list_reports(state)
+        values = [v for _, v in choices]
+        return gr.Dropdown(
+            choices=choices, value=current if current in values else (values[0] if values else None)
+        )
+
+    refresh.click(refresh_reports, [report], [report], api_visibility="private", concurrency_limit=None)
+
+    # -- API ------------------------------------------------------------------------------------------
+    @api_endpoint
+    def label_queue(
+        report: str = "",
+        texts: list[str] | None = None,
+        only_mistakes: bool = True,
+        gold: str = ALL,
+        predicted: str = ALL,
+        max_confidence: float = 1.0,
+        source: str = ALL,
+    ) -> dict:
+        """A review queue: a stored report's mistakes (report = its folder) or texts scored by the model,
+        least confident first; filtered by gold, predicted, max_confidence and source."""
+        if report and texts:
+            raise UserError("give a report or texts, not both")
+        items = queue_from_report(state, report, only_mistakes) if report else queue_from_texts(state, texts)
+        flt = QueueFilter(gold, predicted, max_confidence, source)
+        kept = [items[i] for i in flt.indices(items)]
+        return {"items": kept, "total": len(items), "shown": len(kept)}
+
+    @api_endpoint
+    def label_submit(
+        text: str,
+        label: str,
+        annotator: str = "",
+        predicted: str = "",
+        gold: str = "",
+        source: str = "",
+        source_ref: str = "",
+        model: str = "",
+        adapter: str = "",
+        probabilities: dict | None = None,
+    ) -> dict:
+        """Save the right label of a text (one of the six); returns {correction, total}."""
+        c = submit_correction(
+            state,
+            text,
+            label,
+            annotator=annotator,
+            predicted=predicted,
+            gold=gold,
+            source=source,
+            source_ref=source_ref,
+            model=model,
+            adapter=adapter,
+            probabilities=probabilities,
+        )
+        return {"correction": correction_dict(c), "total": state.corrections.count()}
+
+    @api_endpoint
+    def label_undo(annotator: str = "") -> dict:
+        """Undo the latest correction (of `annotator`, if given): {undone, current, total}."""
+        done = undo_last(state, annotator)
+        return {
+            "undone": event_dict(done.event) if done else None,
+            "current": correction_dict(done.current) if done else None,
+            "total": state.corrections.count(),
+        }
+
+    @api_endpoint
+    def corrections_list() -> dict:
+        """Every current correction, oldest first, and the count per label."""
+        store = state.corrections
+        return {
+            "corrections": [correction_dict(c) for c in store.current()],
+            "counts": store.counts_by_label(),
+        }
+
+    gr.api(label_queue, api_name="label_queue")
+    gr.api(label_submit, api_name="label_submit", concurrency_limit=None)
+    gr.api(label_undo, api_name="label_undo", concurrency_limit=None)
+    gr.api(corrections_list, api_name="corrections_list", concurrency_limit=None)
+    return {
+        "queue": queue,
+        "filters": filters,
+        "shown": shown,
+        "message": message,
+        "view": view,
+        "report": report,
+        "refresh_reports": refresh_reports,
+    }
+
+
+def _report_label(state: AppState, folder: str) -> str:
+    try:
+        return _report_ref(state, resolve_report(state, folder))
+    except UserError:
+        return str(folder)
+
+
+def _find_undone(q: ReviewQueue, text: str) -> int | None:
+    """The queue position of the text an undo reverted: this session's last action first, else any."""
+    for _, index in reversed(q.history):
+        if q.items[index]["text"] == text:
+            return index
+    return next((i for i, it in enumerate(q.items) if it["text"] == text), None)
+
+
+def connect_wrong(
+    state: AppState, parts: dict[str, Any], source_tab: dict[str, Any], origin: str, tabs=None
+) -> None:
+    """Wire a tab's "wrong?" button (`source_tab["wrong"]`): the tab's latest result (`source_tab["last"]`,
+    a gr.State holding the prediction dict) joins the visitor's queue as a live item, and the Label tab
+    opens on it."""
+    outputs = [*parts["shown"], parts["message"], *parts["filters"]]
+    if tabs is not None:
+        outputs.append(tabs)
+
+    def on_wrong(q: ReviewQueue, result: dict | None):
+        if not result or not result.get("text"):
+            gr.Warning("classify a text first, then press wrong? to correct it")
+            return tuple(gr.skip() for _ in outputs)
+        q.add_live(live_item(result, origin, state))
+        flt = QueueFilter()
+        out = [*parts["view"](q, flt), "added from " + origin + ": pick the right label", ALL, ALL, 1.0, ALL]
+        if tabs is not None:
+            out.append(gr.Tabs(selected="label"))
+        return tuple(out)
+
+    inputs = [parts["queue"], source_tab["last"]]
+    source_tab["wrong"].click(on_wrong, inputs, outputs, api_visibility="private", concurrency_limit=None)
