@@ -164,15 +164,19 @@ def load_model(
     if progress:
         progress(f"loading {resolved.name}", 0.5)
 
+    # Never run code shipped with a checkpoint: False (not None) also stops transformers from asking on a tty.
+    remote = {"trust_remote_code": False}
     try:
         config = (
-            AutoConfig.from_pretrained(source, gguf_file=gguf_file)
+            AutoConfig.from_pretrained(source, gguf_file=gguf_file, **remote)
             if gguf_file
-            else AutoConfig.from_pretrained(source)
+            else AutoConfig.from_pretrained(source, **remote)
         )
     except OSError as exc:
         raise ModelLoadError(_hub_error(resolved, exc)) from exc
-    kwargs: dict = {"dtype": dtype, "attn_implementation": options.attn_implementation}
+    except ValueError as exc:  # unknown model type, or a checkpoint that needs its own code
+        raise ModelLoadError(_config_error(resolved, exc)) from exc
+    kwargs: dict = {"dtype": dtype, "attn_implementation": options.attn_implementation, **remote}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     if options.load_in_4bit:
@@ -273,8 +277,17 @@ def _hub_error(spec: ModelSpec, exc: Exception) -> str:
     return f"could not load model {spec.ref}: {exc}"
 
 
+def _config_error(spec: ModelSpec, exc: Exception) -> str:
+    if "custom code" in str(exc) or "trust_remote_code" in str(exc):
+        return (
+            f"{spec.name} needs custom code shipped with the checkpoint to load; gemma-emotion never runs "
+            "such code (trust_remote_code stays off). Use a checkpoint transformers supports natively"
+        )
+    return f"could not load model {spec.name}: {str(exc).strip().splitlines()[0]}"
+
+
 def load_tokenizer(source: str, gguf_file: str | None = None) -> PreTrainedTokenizerBase:
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    kwargs: dict = {"trust_remote_code": False, **({"gguf_file": gguf_file} if gguf_file else {})}
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     if tokenizer.chat_template is None:
         from gemma_emotion.embedded import GEMMA3_CHAT_TEMPLATE
