@@ -133,11 +133,15 @@ def _prediction_row(pred: Prediction, gold: int) -> dict:
 
 
 def write_report(report: Report, out_dir: str | os.PathLike) -> Path:
-    """Write metrics.json and predictions.csv, each atomically, into `out_dir`."""
+    """Write predictions.csv, then metrics.json, each atomically, into `out_dir`.
+
+    metrics.json is what marks a folder as a report, so it goes last: a write that fails half way (a full
+    disk) never leaves a folder that reads as a complete report without its predictions.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / METRICS_FILE, json.dumps(report.metrics, indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(out / PREDICTIONS_FILE, predictions_csv(report.predictions))
+    atomic_write_text(out / METRICS_FILE, json.dumps(report.metrics, indent=2, ensure_ascii=False) + "\n")
     return out
 
 

@@ -8,11 +8,13 @@ is reported by type and text rather than crashing the request handler.
 from __future__ import annotations
 
 import csv
+import errno
 import functools
 import html
 import io
 import json
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from gemma_emotion.data import DataError, load_split
-from gemma_emotion.files import spreadsheet_safe
+from gemma_emotion.files import atomic_write_text, spreadsheet_safe
 from gemma_emotion.models import ModelLoadError
 from gemma_emotion.settings import Settings
 from gemma_emotion.ui.state import UserError
@@ -34,6 +36,8 @@ UPLOAD_TYPES = [".csv", ".tsv", ".jsonl", ".json", ".parquet"]
 
 def message_of(exc: BaseException) -> str:
     """The message to show for an exception: its text for user errors, type and text otherwise."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "no space left on the device: nothing was saved; free some disk space and try again"
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0])
     if isinstance(exc, USER_ERRORS):
@@ -63,7 +67,7 @@ def warn(exc: BaseException) -> str:
     text = message_of(exc)
     if not isinstance(exc, USER_ERRORS):
         log.exception("request failed", exc_info=exc)
-    gr.Warning(text)
+    gr.Warning(md(text))  # a toast renders HTML; the message may quote a file name or a dataset row
     return f"⚠️ {text}"
 
 
@@ -80,7 +84,11 @@ def download(name: str, content: str) -> str:
     """
     folder = Path(tempfile.mkdtemp(prefix="gemma-emotion-"))
     path = folder / name
-    path.write_text(content, encoding="utf-8")
+    try:
+        atomic_write_text(path, content)  # a full disk leaves no half file behind
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return str(path)
 
 

@@ -9,6 +9,7 @@ gold and predicted label, downloads, and earlier reports (the app's own and the 
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,12 @@ def run_evaluation(
                 meta={**meta, "variant": variant},
             )
     out_dir = _new_report_dir(state.reports_dir)
-    for variant, report in reports.items():
-        core_eval.write_report(report, out_dir / variant)
+    try:
+        for variant, report in reports.items():
+            core_eval.write_report(report, out_dir / variant)
+    except OSError:
+        shutil.rmtree(out_dir, ignore_errors=True)  # a full disk: no half evaluation left in the list
+        raise
     result: dict[str, Any] = {
         "report_dir": str(out_dir),
         "reports": {name: r.metrics for name, r in reports.items()},
