@@ -112,6 +112,11 @@ class TrainConfig:
             raise ValueError(f"learning rate must be between 0 and 1 (e.g. 2e-4), got {self.learning_rate!r}")
         whole("train size", self.train_size, 1, allow_none=True)
         whole("batch size", self.batch_size, 1, allow_none=True)
+        if self.batch_size is not None and self.train_size is not None and self.batch_size > self.train_size:
+            raise ValueError(
+                f"batch size {self.batch_size} is larger than the {self.train_size} training rows: "
+                f"use at most {self.train_size}, or leave it unset to fit the device"
+            )
         whole("gradient accumulation", self.grad_accum, 1, allow_none=True)
         whole("max length", self.max_length, 16)
         whole("seed", self.seed, 0)
