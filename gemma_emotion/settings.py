@@ -77,7 +77,7 @@ class QueueSettings:
     """Arguments of Blocks.queue(): one GPU serves one job at a time."""
 
     default_concurrency_limit: int = 1
-    max_size: int | None = 32
+    max_size: int | None = 64
 
 
 @dataclass(frozen=True)
