@@ -208,14 +208,15 @@ class QueueFilter:
 class ReviewQueue:
     """One visitor's queue: the items, what was done to each (label name or "skip"), the cursor, history.
 
-    Items already corrected in the store when loaded count as reviewed. `history` lists (action, index)
-    of this session, newest last, so undo can move the cursor back.
+    Items already corrected in the store when loaded count as reviewed. `history` lists (action, index,
+    annotator) of this session, newest last, so undo can move the cursor back and revert as the same
+    annotator.
     """
 
     items: list[dict[str, Any]] = field(default_factory=list)
     done: dict[int, str] = field(default_factory=dict)
     pos: int | None = None
-    history: list[tuple[str, int]] = field(default_factory=list)
+    history: list[tuple[str, int, str | None]] = field(default_factory=list)
 
     def load(self, items: list[dict[str, Any]], flt: QueueFilter) -> None:
         self.items = list(items)
@@ -410,6 +411,7 @@ def build(state: AppState) -> dict[str, Any]:
                 upload = gr.File(
                     label="Texts file (CSV, JSONL, Parquet)",
                     file_types=[".csv", ".tsv", ".jsonl", ".json", ".parquet"],
+                    height=120,
                 )
                 pasted = gr.Textbox(label="…or one text per line", lines=3, elem_id="label-texts")
                 load_texts_btn = gr.Button("Score and load", elem_id="label-load-texts")
@@ -525,7 +527,7 @@ def build(state: AppState) -> dict[str, Any]:
             index = q.pos
             q.done[index] = name
             q.items[index] = {**item, "corrected": name}
-            q.history.append(("label", index))
+            q.history.append(("label", index, who))
             q.advance(flt, index)
             return (*view(q, flt), f"saved: {name}")
 
@@ -547,7 +549,7 @@ def build(state: AppState) -> dict[str, Any]:
             return (*view(q, flt), "nothing to skip")
         index = q.pos
         q.done[index] = "skip"
-        q.history.append(("skip", index))
+        q.history.append(("skip", index, None))
         q.advance(flt, index)
         return (*view(q, flt), "skipped")
 
@@ -563,10 +565,12 @@ def build(state: AppState) -> dict[str, Any]:
     def on_undo(q: ReviewQueue, who: str, *flt_v):
         flt = _filter(*flt_v)
         if q.history and q.history[-1][0] == "skip":
-            _, index = q.history.pop()
+            _, index, _ = q.history.pop()
             q.done.pop(index, None)
             q.pos = index
             return (*view(q, flt), "skip undone")
+        if q.history:
+            who = q.history[-1][2]  # as it was labelled, even if the name field changed since
         try:
             undone = undo_last(state, who)
         except Exception as exc:
@@ -732,7 +736,7 @@ def _report_label(state: AppState, folder: str) -> str:
 
 def _find_undone(q: ReviewQueue, text: str) -> int | None:
     """The queue position of the text an undo reverted: this session's last action first, else any."""
-    for _, index in reversed(q.history):
+    for _, index, _ in reversed(q.history):
         if q.items[index]["text"] == text:
             return index
     return next((i for i, it in enumerate(q.items) if it["text"] == text), None)

@@ -24,6 +24,8 @@ INTRO = (
 CSS = """
 #classify-label textarea { font-size: 1.6em; font-weight: 700; }
 #model-status { min-height: 2.5em; }
+#label-buttons button { white-space: nowrap; padding-left: 4px; padding-right: 4px; }
+#label-text textarea { font-size: 1.15em; }
 """
 STATUS_POLL_S = 1.0
 
