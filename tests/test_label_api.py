@@ -226,3 +226,19 @@ def test_review_queue_cursor_skip_and_filters():
     assert q.current["text"] == "d"
     assert q.add_live(_items(("live one", None, "joy", 0.6, None))[0]) == 4
     assert q.current["text"] == "live one"
+
+
+def test_push_to_hub_needs_a_token_and_is_off_in_demo_mode(tmp_path, monkeypatch):
+    from gemma_emotion.settings import load_settings
+    from gemma_emotion.ui.label import push_corrections, submit_correction
+    from gemma_emotion.ui.state import AppState, UserError
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    for demo, message in ((True, "switched off in this demo"), (False, "set HF_TOKEN")):
+        settings = load_settings(
+            None, env={}, overrides={"storage": str(tmp_path / str(demo)), "demo_mode": demo}
+        )
+        state = AppState(settings)
+        submit_correction(state, "i am glad it rained", "joy")
+        with pytest.raises(UserError, match=message):
+            push_corrections(state, "someone/corrections")
