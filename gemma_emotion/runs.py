@@ -323,7 +323,6 @@ class Runner:
         self.registry = RunRegistry(runs_dir)
         self.python = python
         self._proc: subprocess.Popen | None = None
-        self._name: str | None = None
 
     def start(self, config: TrainConfig) -> RunInfo:
         """Start training `config` in a subprocess; RunnerBusy when a run is already training."""
@@ -345,7 +344,7 @@ class Runner:
                     start_new_session=True,
                 )
             run.update(pid=proc.pid, pid_started=process_start_time(proc.pid))
-            self._proc, self._name = proc, run.dir.name
+            self._proc = proc
         return self.registry.get(run.dir.name)
 
     def claim(self, config: TrainConfig, pid: int | None) -> RunFile:
