@@ -121,6 +121,10 @@ class LoadedModel:
                 self.model, adapter_dir, adapter_name=ADAPTER_NAME, is_trainable=False
             )
         except (ValueError, RuntimeError, KeyError, OSError) as exc:
+            # PEFT puts its layers into the model before it loads their weights, and a shape mismatch is
+            # found only after the layers that fit were filled: take them out, or the "base" model would
+            # go on answering with part of a foreign adapter.
+            _remove_adapter_layers(self.model)
             raise ModelLoadError(f"adapter {adapter_dir} does not fit model {self.spec.name}: {exc}") from exc
         self.model.eval()
         self.adapter = adapter_dir
@@ -131,6 +135,19 @@ class LoadedModel:
             return
         self.model = self.model.unload()
         self.adapter = None
+
+
+def _remove_adapter_layers(model: torch.nn.Module) -> None:
+    """Put every PEFT layer's original layer back in its place (what PeftModel.unload does)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, module.get_base_layer())
+    if hasattr(model, "peft_config"):
+        del model.peft_config
 
 
 def pick_device(device: str | None = None) -> torch.device:
