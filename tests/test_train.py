@@ -144,6 +144,16 @@ def test_4bit_is_chosen_for_big_models_on_small_cards_only():
     assert not choose_4bit(TrainConfig(load_in_4bit=False), "cuda", 16, 8_000_000_000)[0]
 
 
+def test_parameters_are_counted_from_the_checkpoint_without_the_towers(tiny_gemma4_mm):
+    from gemma_emotion.models import load_model
+    from gemma_emotion.train import estimate_parameters
+
+    text_only = sum(p.numel() for p in load_model(str(tiny_gemma4_mm)).model.parameters())
+    estimate = estimate_parameters(str(tiny_gemma4_mm))
+    assert abs(estimate - text_only) <= 0.001 * text_only  # saved buffers (layer scalars) count too
+    assert estimate_parameters("embedded") is None  # small: never worth 4-bit
+
+
 # -- data ---------------------------------------------------------------------------------------------
 def _write_jsonl(path: Path, rows: list[tuple[str, int]]) -> None:
     path.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows))
