@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,7 +57,6 @@ def pct(values: list[float], q: float) -> float:
 
 def load_texts(data: Path | None, n: int) -> list[str]:
     """Distinct texts: the data file's (or the shared test split's), else assets/examples.json."""
-    sys.path.insert(0, str(REPO))
     if data is None and (SHARED / "test.jsonl").is_file():
         data = SHARED / "test.jsonl"
     if data is not None:
@@ -103,6 +102,7 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=100, help="sustained requests before the RSS baseline")
     p.add_argument("--timeout", type=float, default=900, help="seconds to wait for the app and the model")
     args = p.parse_args()
+    sys.path.insert(0, str(REPO))  # run as a script from anywhere: the package and tests/tiny.py
 
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
     model = str(tiny_model(work / "tiny")) if args.model == "tiny" else args.model
@@ -152,11 +152,18 @@ def main() -> int:
 
         errors: list[str] = []
         mismatches: list[str] = []
+        client_cancels: list[str] = []
 
         def one(text: str) -> float:
             t0 = time.perf_counter()
             try:
-                res = client.predict(text, "score", False, True, api_name="/classify")
+                try:
+                    res = client.predict(text, "score", False, True, api_name="/classify")
+                except CancelledError:
+                    # gradio_client's shared event-stream reader can drop a job when it closes just as the
+                    # job is submitted (a client-side race; the server sees no error). Counted, then retried.
+                    client_cancels.append(text)
+                    res = client.predict(text, "score", False, True, api_name="/classify")
             except Exception as exc:  # noqa: BLE001 - every failure is counted and shown, whatever its type
                 errors.append(f"{type(exc).__name__}: {exc}")
                 return time.perf_counter() - t0
@@ -220,6 +227,7 @@ def main() -> int:
         (f"sustained: {args.total}, {args.concurrent} in flight", f"{steady_s:.1f} s, {rate:.1f} req/s"),
         ("sustained latency p50 / p99", "{:.0f} / {:.0f} ms".format(*ms["s"])),
         ("errors / wrong answers", f"{len(errors)} / {len(mismatches)} of {args.concurrent + args.total}"),
+        ("client-side cancels, retried", str(len(client_cancels))),
         ("RSS ready / warm / end / max", f"{rss_ready:.0f} / {warm:.0f} / {rss_end:.0f} / {peak:.0f} MiB"),
         (f"RSS growth after {args.warmup}", f"{rss_end - warm:+.1f} MiB ({per_k:+.1f} MiB per 1000)"),
         ("app still running", "yes" if alive else "NO"),
