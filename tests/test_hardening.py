@@ -727,7 +727,9 @@ def _filler(name: str, ptype: str):
 
 
 @pytest.mark.timeout(300)
-def test_demo_every_endpoint_with_a_path_in_every_text_parameter(demo_client, demo_app, attacks, outside):
+def test_demo_every_endpoint_with_a_path_in_every_text_parameter(
+    demo_client, demo_app, attacks, outside, leaks, record_property
+):
     """Each named endpoint, each of its text parameters set to each path-like value (the others filled in):
     an answer or a clear error, never the contents of a file outside, and the app stays up."""
     before = canary_state(outside["root"])
@@ -746,8 +748,11 @@ def test_demo_every_endpoint_with_a_path_in_every_text_parameter(demo_client, de
                         kwargs[p["parameter_name"]] = _call_value(ptype, value)
                     elif not p["parameter_has_default"]:
                         kwargs[p["parameter_name"]] = _filler(p["parameter_name"], p["python_type"]["type"])
-                assert_no_leak(answer(demo_client, api_name=api, **kwargs))
+                text = answer(demo_client, api_name=api, **kwargs)
+                assert_no_leak(text)
+                leaks["answers"].append(text)
                 calls += 1
+    record_property("calls", calls)
     assert calls > 50
     assert demo_app["proc"].poll() is None
     assert canary_state(outside["root"]) == before
@@ -755,7 +760,7 @@ def test_demo_every_endpoint_with_a_path_in_every_text_parameter(demo_client, de
 
 
 @pytest.mark.timeout(120)
-def test_file_inputs_only_take_files_the_visitor_uploaded(demo_app, demo_client, outside):
+def test_file_inputs_only_take_files_the_visitor_uploaded(demo_app, demo_client, outside, record_property):
     """The page's file inputs (private events) sent a server path by hand: refused by gradio."""
     cfg = httpx.get(demo_app["url"] + "config", timeout=30).json()
     components = {c["id"]: c for c in cfg["components"]}
@@ -778,6 +783,42 @@ def test_file_inputs_only_take_files_the_visitor_uploaded(demo_app, demo_client,
             assert msg["success"] is False, (dep.get("api_name"), path, msg)
             assert "not uploaded by a user" in json.dumps(msg)
             assert_no_leak(json.dumps(msg))
+    record_property("calls", len(events) * len(paths))
+    assert demo_client.predict(SERVING_TEXT, api_name="/classify")["label"] in LABELS
+
+
+@pytest.mark.timeout(300)
+def test_demo_every_page_event_with_a_path_in_every_text_input(
+    demo_app, demo_client, attacks, outside, leaks, record_property
+):
+    """The page's own events (private: what a browser sends), each textbox and dropdown set to a path in
+    turn: a dropdown refuses what it does not list, a textbox value is used as text or refused."""
+    before = canary_state(outside["root"])
+    cfg = httpx.get(demo_app["url"] + "config", timeout=30).json()
+    components = {c["id"]: c for c in cfg["components"]}
+    calls = 0
+    for fn_index, dep in enumerate(cfg["dependencies"]):
+        if dep.get("api_visibility") != "private" or not dep["inputs"]:
+            continue
+        kinds = [components[c]["type"] for c in dep["inputs"]]
+        defaults = [None if k == "file" else components[c].get("props", {}).get("value") for c, k in
+                    zip(dep["inputs"], kinds)]  # fmt: skip
+        trigger = dep["targets"][0][0] if dep["targets"] else None
+        for i, kind in enumerate(kinds):
+            if kind not in ("textbox", "dropdown"):
+                continue
+            multi = components[dep["inputs"][i]].get("props", {}).get("multiselect")
+            for value in attacks[:2]:
+                data = list(defaults)
+                data[i] = [value] if multi else value
+                text = json.dumps(queue_call(demo_app["url"], fn_index, data, trigger))
+                assert_no_leak(text)
+                leaks["answers"].append(text)
+                calls += 1
+    record_property("calls", calls)
+    assert calls > 50
+    assert demo_app["proc"].poll() is None
+    assert canary_state(outside["root"]) == before
     assert demo_client.predict(SERVING_TEXT, api_name="/classify")["label"] in LABELS
 
 
@@ -953,7 +994,9 @@ def test_markup_in_a_table_row_is_shown_as_text_in_the_page(app, tmp_path):
 
 # == the token, last: everything the module's apps printed, wrote and answered ===========================
 @pytest.mark.timeout(120)
-def test_hf_token_never_appears_in_logs_files_or_answers(app, client, demo_app, demo_client, leaks, tmp_path):
+def test_hf_token_never_appears_in_logs_files_or_answers(
+    app, client, demo_app, demo_client, leaks, record_property
+):
     answers = list(leaks["answers"])
     for c in (client, demo_client):
         for api in ("/status", "/adapters", "/reports", "/corrections_list"):
@@ -970,6 +1013,7 @@ def test_hf_token_never_appears_in_logs_files_or_answers(app, client, demo_app, 
         answers.append(httpx.get(url + "config", timeout=30).text)
     for text in answers:
         assert TOKEN not in text
+    record_property("answers", len(answers))
 
     assert len(leaks["logs"]) >= 2 and len(leaks["dirs"]) >= 2
     checked = 0
@@ -977,6 +1021,7 @@ def test_hf_token_never_appears_in_logs_files_or_answers(app, client, demo_app, 
         if file.exists():
             assert TOKEN.encode() not in file.read_bytes(), file
             checked += 1
+    record_property("files", checked)
     assert checked > 10
     # A training process's own output is among them.
     assert any((Path(d) / "fault" / "process.log").is_file() for d in leaks["dirs"])
