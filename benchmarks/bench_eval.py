@@ -30,13 +30,26 @@ from gemma_emotion.models import LoadedModel, LoadOptions, load_model, stop_toke
 
 # Gemma 4 E4B text decoder (gemma-notes.md); random weights, real shapes.
 E4B = dict(
-    vocab_size=262144, hidden_size=2560, num_hidden_layers=42, intermediate_size=10240,
-    num_attention_heads=8, num_key_value_heads=2, head_dim=256, global_head_dim=512,
-    layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 7, sliding_window=512,
-    num_kv_shared_layers=18, hidden_size_per_layer_input=256, vocab_size_per_layer_input=262144,
-    final_logit_softcapping=30.0, max_position_embeddings=4096, tie_word_embeddings=True,
-    pad_token_id=0, bos_token_id=2, eos_token_id=1,
-)  # fmt: skip
+    vocab_size=262144,
+    hidden_size=2560,
+    num_hidden_layers=42,
+    intermediate_size=10240,
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    head_dim=256,
+    global_head_dim=512,
+    layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 7,
+    sliding_window=512,
+    num_kv_shared_layers=18,
+    hidden_size_per_layer_input=256,
+    vocab_size_per_layer_input=262144,
+    final_logit_softcapping=30.0,
+    max_position_embeddings=4096,
+    tie_word_embeddings=True,
+    pad_token_id=0,
+    bos_token_id=2,
+    eos_token_id=1,
+)
 
 
 def sync(device: torch.device) -> None:
@@ -52,7 +65,9 @@ def e4b_model(tokenizer_from: LoadedModel, device: torch.device) -> LoadedModel:
     with torch.device(device):
         model = Gemma4ForCausalLM(Gemma4TextConfig(**E4B)).to(torch.bfloat16).eval()
     tok = tokenizer_from.tokenizer
-    return LoadedModel(model, tok, tokenizer_from.spec, device, torch.bfloat16, stop_token_ids=stop_token_ids(tok))
+    return LoadedModel(
+        model, tok, tokenizer_from.spec, device, torch.bfloat16, stop_token_ids=stop_token_ids(tok)
+    )
 
 
 def reference_score(lm: LoadedModel, clf: Classifier, texts: list[str], batch_size: int = 32) -> list[str]:
@@ -75,10 +90,16 @@ def reference_generate(lm: LoadedModel, clf: Classifier, texts: list[str]) -> li
         for text in texts:
             ids = torch.tensor([clf.prompt_ids(text)], device=lm.device)
             out = lm.model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12,
-                eos_token_id=lm.stop_token_ids, pad_token_id=tok.pad_token_id, top_p=None, top_k=None,
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=12,
+                eos_token_id=lm.stop_token_ids,
+                pad_token_id=tok.pad_token_id,
+                top_p=None,
+                top_k=None,
                 temperature=None,
-            )  # fmt: skip
+            )
             raws.append(tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip())
     return raws
 
@@ -121,9 +142,14 @@ def main() -> None:
     if gpu:
         torch.backends.cuda.matmul.allow_tf32 = True
     clf = Classifier(lm)
-    results: dict = {"model": args.model if args.shape == "real" else "gemma4-e4b-shaped (random)",
-                     "device": torch.cuda.get_device_name() if gpu else "cpu", "rows": len(texts),
-                     "dtype": str(lm.dtype), "load_s": round(t_load, 2), "torch": torch.__version__}  # fmt: skip
+    results: dict = {
+        "model": args.model if args.shape == "real" else "gemma4-e4b-shaped (random)",
+        "device": torch.cuda.get_device_name() if gpu else "cpu",
+        "rows": len(texts),
+        "dtype": str(lm.dtype),
+        "load_s": round(t_load, 2),
+        "torch": torch.__version__,
+    }
     import transformers
 
     results["transformers"] = transformers.__version__
@@ -164,7 +190,9 @@ def main() -> None:
         gpreds, gsecs = timed(lambda: clf.predict(texts, "generate", batch_size=args.batch_size), device)
         results["generate_ours_eps"] = len(texts) / gsecs
         results["generate_ours_invalid"] = sum(not p.valid for p in gpreds)
-        results["generate_ours_accuracy"] = sum(p.label == LABELS[g] for p, g in zip(gpreds, gold)) / len(texts)
+        results["generate_ours_accuracy"] = sum(p.label == LABELS[g] for p, g in zip(gpreds, gold)) / len(
+            texts
+        )
         single, ssecs = timed(lambda: reference_generate(lm, clf, texts[:gen_n]), device)
         results["generate_single_eps"] = gen_n / ssecs
         results["generate_identical"] = sum(a.raw == b for a, b in zip(gpreds[:gen_n], single))
@@ -176,23 +204,35 @@ def main() -> None:
 
 
 def print_table(r: dict) -> None:
-    print(f"\n{r['model']} on {r['device']}, {r['rows']} rows, {r['dtype']}, torch {r['torch']}, "
-          f"transformers {r['transformers']}")  # fmt: skip
+    print(
+        f"\n{r['model']} on {r['device']}, {r['rows']} rows, {r['dtype']}, torch {r['torch']}, "
+        f"transformers {r['transformers']}"
+    )
     print(f"{'path':<44}{'examples/s':>12}{'ratio':>8}")
-    print(f"{'score, ours (prefix cache, last logits)':<44}{r['score_ours_eps']:>12.1f}"
-          f"{r['score_ours_eps'] / r['score_plain_eps']:>8.1f}")  # fmt: skip
+    print(
+        f"{'score, ours (prefix cache, last logits)':<44}{r['score_ours_eps']:>12.1f}"
+        f"{r['score_ours_eps'] / r['score_plain_eps']:>8.1f}"
+    )
     print(f"{'score, plain padded loop (full logits)':<44}{r['score_plain_eps']:>12.1f}{1:>8.1f}")
     if "generate_ours_eps" in r:
-        print(f"{'generate, ours (batched)':<44}{r['generate_ours_eps']:>12.1f}"
-              f"{r['generate_ours_eps'] / r['generate_single_eps']:>8.1f}")  # fmt: skip
+        print(
+            f"{'generate, ours (batched)':<44}{r['generate_ours_eps']:>12.1f}"
+            f"{r['generate_ours_eps'] / r['generate_single_eps']:>8.1f}"
+        )
         print(f"{'generate, one-at-a-time generate()':<44}{r['generate_single_eps']:>12.1f}{1:>8.1f}")
-        print(f"batched generate == one-at-a-time on {r['generate_identical']}/{r['generate_compared']} rows; "
-              f"invalid {r['generate_ours_invalid']}, accuracy {r['generate_ours_accuracy']:.4f}")  # fmt: skip
-    print(f"score accuracy {r['score_ours_accuracy']:.4f}; agreement with plain loop "
-          f"{r['score_agreement_with_plain']:.4f}; classify median {r['classify_median_ms']:.1f} ms")  # fmt: skip
+        print(
+            f"batched generate == one-at-a-time on {r['generate_identical']}/{r['generate_compared']} rows; "
+            f"invalid {r['generate_ours_invalid']}, accuracy {r['generate_ours_accuracy']:.4f}"
+        )
+    print(
+        f"score accuracy {r['score_ours_accuracy']:.4f}; agreement with plain loop "
+        f"{r['score_agreement_with_plain']:.4f}; classify median {r['classify_median_ms']:.1f} ms"
+    )
     if "score_peak_gib" in r:
-        print(f"peak GPU memory (score) {r['score_peak_gib']:.2f} GiB; tokens/example "
-              f"{r['score_tokens_per_example']:.1f}; body params {r['score_body_params'] / 1e9:.2f} B")  # fmt: skip
+        print(
+            f"peak GPU memory (score) {r['score_peak_gib']:.2f} GiB; tokens/example "
+            f"{r['score_tokens_per_example']:.1f}; body params {r['score_body_params'] / 1e9:.2f} B"
+        )
 
 
 if __name__ == "__main__":
