@@ -365,6 +365,11 @@ def shipped_adapter() -> Path | None:
     return path if (path / "adapter_config.json").is_file() else None
 
 
+def shipped_run_dir() -> Path | None:
+    """The folder of the run that trained the shipped adapter, laid out like a run folder: assets/."""
+    return paths.ASSETS if (paths.ASSETS / "run.json").is_file() else None
+
+
 def resolve_adapter(model: str | None, adapter: str | None, *, no_adapter: bool = False) -> str | None:
     """The adapter to use: the one named, else the shipped one when the model is `embedded`."""
     if no_adapter:

@@ -2,24 +2,28 @@
 
 Base and fine-tuned predictions come from ONE loaded model: the adapter is switched off for the base
 pass and on for the fine-tuned one, both under the same hold of the model lock, so an adapter switch
-can never fall between them. The before/after table reads a run's stored reports.
+can never fall between them. The before/after table reads a run's stored reports (score mode, and
+generate mode where the run wrote those too); the page opens on the shipped run's, never recomputed.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
-from gemma_emotion.evaluate import compare_reports
+from gemma_emotion.evaluate import METRICS_FILE, compare_reports
 from gemma_emotion.labels import LABELS
 from gemma_emotion.ui import plots
 from gemma_emotion.ui.classify import MODES, check_mode, prediction_dict
 from gemma_emotion.ui.common import api_endpoint, csv_text, download, read_upload, warn
-from gemma_emotion.ui.state import AppState, UserError
+from gemma_emotion.ui.state import SHIPPED, AppState, UserError
 
 PAIR_COLUMNS = ["agree", "text", "base", "finetuned", "base_p", "finetuned_p", "gold"]
+TABLE_COLUMNS = ["mode", "metric", "base", "fine-tuned", "change"]
+TABLE_METRICS = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("invalid", "invalid answers"))
 DISAGREE_STYLE = "background-color: #fde2e1; font-weight: 600"
 
 
@@ -60,10 +64,13 @@ def compare_pairs(state: AppState, texts: list[str], mode: str = "score", progre
 
 
 def run_comparison(state: AppState, run: str) -> dict[str, Any]:
-    """Before/after numbers of a run from its stored base and fine-tuned reports."""
+    """Before/after numbers of a run (or the shipped run) from its stored base and fine-tuned reports.
+
+    `generate` holds the same comparison for the generate-mode reports, None when the run has none.
+    """
     if not run:
         raise UserError("pick a run first")
-    reports = state.registry.reports(run)
+    reports = state.run_reports(run)
     if "base" not in reports or "finetuned" not in reports:
         raise UserError(f"run {run} has no base and fine-tuned reports (yet)")
     out = compare_reports(reports["base"], reports["finetuned"])
@@ -71,35 +78,43 @@ def run_comparison(state: AppState, run: str) -> dict[str, Any]:
     out["n"] = reports["finetuned"].metrics.get("n")
     out["base_metrics"] = reports["base"].metrics
     out["finetuned_metrics"] = reports["finetuned"].metrics
+    out["generate"] = None
+    if "base_generate" in reports and "finetuned_generate" in reports:
+        out["generate"] = compare_reports(reports["base_generate"], reports["finetuned_generate"])
     return out
 
 
 def comparison_table(result: dict) -> pd.DataFrame:
     rows = []
-    for key, title in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("invalid", "invalid answers")):
-        m = result["metrics"][key]
-        fmt = (lambda v: f"{v:.0f}") if key == "invalid" else (lambda v: f"{v:.4f}")
-        rows.append(
-            {
-                "metric": title,
-                "base": fmt(m["base"]),
-                "fine-tuned": fmt(m["finetuned"]),
-                "change": ("+" if m["delta"] >= 0 else "") + fmt(m["delta"]),
-            }
-        )
-    return pd.DataFrame(rows)
+    modes = [(result["base_metrics"].get("mode") or "score", result)]
+    if result.get("generate"):
+        modes.append(("generate", result["generate"]))
+    for mode, section in modes:
+        for key, title in TABLE_METRICS:
+            m = section["metrics"][key]
+            fmt = (lambda v: f"{v:.0f}") if key == "invalid" else (lambda v: f"{v:.4f}")
+            rows.append(
+                {
+                    "mode": mode,
+                    "metric": title,
+                    "base": fmt(m["base"]),
+                    "fine-tuned": fmt(m["finetuned"]),
+                    "change": ("+" if m["delta"] >= 0 else "") + fmt(m["delta"]),
+                }
+            )
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
 def runs_with_reports(state: AppState) -> list[str]:
-    names = []
-    for run in state.list_runs():
-        try:
-            reports = state.registry.reports(run.name)
-        except Exception:  # a run folder being written or broken must not break the picker
-            continue
-        if "base" in reports and "finetuned" in reports:
-            names.append(run.name)
-    return names
+    """Picker names of the runs with base and fine-tuned reports: the shipped run first, then the runs'."""
+    shipped = state.shipped_run()
+    runs = ([shipped] if shipped is not None else []) + state.list_runs()
+    # Only whether the reports are there: reading them all would load every predictions.csv per refresh.
+    return [run.name for run in runs if _has_pair(Path(run.path) / "reports")]
+
+
+def _has_pair(reports: Path) -> bool:
+    return all((reports / variant / METRICS_FILE).is_file() for variant in ("base", "finetuned"))
 
 
 def pairs_frame(result: dict, labels: list[int] | None = None):
@@ -166,9 +181,10 @@ def build(state: AppState) -> dict[str, Any]:
             refresh = gr.Button("Refresh runs", size="sm")
         run_message = gr.Textbox(label="Message", interactive=False)
         run_table = gr.Dataframe(
-            value=pd.DataFrame(columns=["metric", "base", "fine-tuned", "change"]),
+            value=pd.DataFrame(columns=TABLE_COLUMNS),
             label="Before / after",
             interactive=False,
+            elem_id="compare-run-table",
         )
         run_chart = gr.Plot(show_label=False, value=plots.empty("F1 per class"))
 
@@ -215,9 +231,8 @@ def build(state: AppState) -> dict[str, Any]:
         except Exception as exc:
             return warn(exc), None, plots.empty("F1 per class")
         changed = res.get("changed_predictions")
-        note = f"run {name}: {res.get('n')} test texts" + (
-            f", {changed} predictions changed" if changed else ""
-        )
+        title = name if name.startswith(SHIPPED) else f"run {name}"
+        note = f"{title}: {res.get('n')} test texts" + (f", {changed} predictions changed" if changed else "")
         chart = plots.per_class_f1({"base": res["base_metrics"], "fine-tuned": res["finetuned_metrics"]})
         return note, comparison_table(res), chart
 
@@ -244,9 +259,10 @@ def build(state: AppState) -> dict[str, Any]:
 
     @api_endpoint
     def compare_run(run: str) -> dict:
-        """Before/after metrics of a training run from its stored reports."""
+        """Before/after metrics of a training run (or "shipped: <name>") from its stored reports; `generate`
+        holds the generate-mode comparison where the run has one."""
         res = run_comparison(state, run)
-        return {k: res[k] for k in ("run", "n", "metrics", "per_class_f1", "changed_predictions")}
+        return {k: res[k] for k in ("run", "n", "metrics", "per_class_f1", "changed_predictions", "generate")}
 
     gr.api(compare, api_name="compare")
     gr.api(compare_batch, api_name="compare_batch")

@@ -4,7 +4,8 @@ An evaluation scores the loaded model (base, fine-tuned or both, from the one mo
 writes each result as a report folder: `<storage>/reports/<timestamp>/{base,finetuned}/` holding
 metrics.json and predictions.csv (the same layout as a run's reports/). The tab shows accuracy and
 macro-F1, per-class F1 and invalid counts grouped by model, a confusion matrix, the mistakes filtered by
-gold and predicted label, downloads, and earlier reports (the app's own and the runs') side by side.
+gold and predicted label, downloads, and earlier reports (the app's own, the runs' and the shipped run's)
+side by side. The page opens on the shipped run's base and fine-tuned reports, read from disk.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from gemma_emotion.labels import INVALID, LABELS
 from gemma_emotion.ui import plots
 from gemma_emotion.ui.classify import MODES, check_mode
 from gemma_emotion.ui.common import api_endpoint, download, json_text, warn
-from gemma_emotion.ui.state import AppState, UserError
+from gemma_emotion.ui.state import SHIPPED, AppState, UserError
 
 WHICH = {"fine-tuned": ("finetuned",), "base": ("base",), "both": ("base", "finetuned")}
 SPLITS = ["test", "validation", "train"]
@@ -32,6 +33,7 @@ DEFAULT_SIZE = 200
 ALL = "all"
 MISTAKE_COLUMNS = ["text", "gold", "predicted", "raw"]
 SUMMARY_COLUMNS = ["report", "model", "adapter", "mode", "n", "accuracy", "macro-F1", "invalid"]
+EARLIER_PREFIXES = ("evaluation ", "run ", SHIPPED)  # view names of reports picked from the list
 
 
 def run_evaluation(
@@ -123,7 +125,8 @@ def _new_report_dir(root: Path) -> Path:
 
 
 def list_reports(state: AppState) -> list[tuple[str, str]]:
-    """(label, folder) of every stored report: the app's evaluations, then the runs', newest first."""
+    """(label, folder) of every stored report: the app's evaluations, then the runs', newest first, then
+    the shipped run's."""
     found: list[tuple[str, str]] = []
     if state.reports_dir.is_dir():
         for folder in sorted(state.reports_dir.iterdir(), reverse=True):
@@ -132,7 +135,21 @@ def list_reports(state: AppState) -> list[tuple[str, str]]:
         found += [
             (f"run {run.name} {sub.name}", str(sub)) for sub in _report_folders(Path(run.path) / "reports")
         ]
+    shipped = state.shipped_run()
+    if shipped is not None:
+        found += [
+            (f"{shipped.name} {sub.name}", str(sub)) for sub in _report_folders(shipped.path / "reports")
+        ]
     return found
+
+
+def shipped_selection(state: AppState) -> list[str]:
+    """The folders the tab opens on: the shipped run's base and fine-tuned reports (score mode)."""
+    shipped = state.shipped_run()
+    if shipped is None:
+        return []
+    wanted = {str(shipped.path / "reports" / variant) for variant in ("base", "finetuned")}
+    return [path for _, path in list_reports(state) if path in wanted]
 
 
 def _report_folders(parent: Path) -> list[Path]:
@@ -144,10 +161,15 @@ def _report_folders(parent: Path) -> list[Path]:
     return sorted(subs, key=lambda p: (order.get(p.name, 2), p.name))
 
 
-def load_view(folder: str) -> dict[str, Any]:
+def load_view(state: AppState, folder: str) -> dict[str, Any]:
+    """A report as the tab holds it: {metrics, predictions, dir}; the shipped ones from the state's copy."""
+    shipped = state.shipped_run()
     try:
-        report = core_eval.load_report(folder)
-    except (OSError, ValueError) as exc:
+        if shipped is not None and Path(folder).parent == shipped.path / "reports":
+            report = state.shipped_reports()[Path(folder).name]
+        else:
+            report = core_eval.load_report(folder)
+    except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"cannot read the report in {folder}: {exc}") from exc
     return {"metrics": report.metrics, "predictions": report.predictions, "dir": folder}
 
@@ -234,7 +256,10 @@ def build(state: AppState) -> dict[str, Any]:
         with gr.Column(scale=3):
             message = gr.Textbox(label="Result", interactive=False, elem_id="evaluate-message")
             summary = gr.Dataframe(
-                value=pd.DataFrame(columns=SUMMARY_COLUMNS), label="Accuracy and macro-F1", interactive=False
+                value=pd.DataFrame(columns=SUMMARY_COLUMNS),
+                label="Accuracy and macro-F1",
+                interactive=False,
+                elem_id="evaluate-summary",
             )
             with gr.Row():
                 with gr.Column(scale=3):
@@ -309,7 +334,7 @@ def build(state: AppState) -> dict[str, Any]:
             all_views = _earlier_views(earlier_v)
             stamp = Path(res["report_dir"]).name
             for variant in res["reports"]:
-                all_views[f"{variant} ({stamp})"] = load_view(str(Path(res["report_dir"]) / variant))
+                all_views[f"{variant} ({stamp})"] = load_view(state, str(Path(res["report_dir"]) / variant))
         except Exception as exc:
             return (warn(exc), gr.skip(), *[gr.skip()] * len(shown_outputs))
         parts = [
@@ -331,11 +356,11 @@ def build(state: AppState) -> dict[str, Any]:
 
     def _earlier_views(selected: list[str] | None) -> dict[str, dict]:
         labels = dict((path, label) for label, path in list_reports(state))
-        return {labels.get(path, path): load_view(path) for path in selected or [] if path in labels}
+        return {labels.get(path, path): load_view(state, path) for path in selected or [] if path in labels}
 
     def on_earlier(selected, current: dict, gold, pred):
         # Keep this session's fresh evaluations, replace the earlier ones with the selection.
-        kept = {n: v for n, v in (current or {}).items() if not n.startswith(("evaluation ", "run "))}
+        kept = {n: v for n, v in (current or {}).items() if not n.startswith(EARLIER_PREFIXES)}
         try:
             all_views = {**_earlier_views(selected), **kept}
         except Exception as exc:
@@ -365,6 +390,10 @@ def build(state: AppState) -> dict[str, Any]:
 
     refresh.click(refresh_reports, [earlier], [earlier], api_visibility="private", concurrency_limit=None)
 
+    def on_load():
+        """The report list on page load, with the shipped run's reports picked: their change fills the tab."""
+        return refresh_reports(shipped_selection(state))
+
     @api_endpoint
     def evaluate(
         data: str = "",
@@ -384,4 +413,4 @@ def build(state: AppState) -> dict[str, Any]:
 
     gr.api(evaluate, api_name="evaluate")
     gr.api(reports, api_name="reports")
-    return {"earlier": earlier, "refresh_reports": refresh_reports}
+    return {"earlier": earlier, "refresh_reports": refresh_reports, "on_load": on_load}

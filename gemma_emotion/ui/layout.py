@@ -143,6 +143,25 @@ def build_app(state: AppState) -> gr.Blocks:
                 choices.append((current, current))
             return gr.Dropdown(choices=choices, value=current if current else NO_ADAPTER)
 
+        def adapter_for_model(model_v: str | None, adapter_v: str | None):
+            # Picking `embedded` with no adapter chosen brings its shipped adapter; picking another model
+            # drops the shipped adapter, which fits the embedded model only.
+            default, shipped = state.default_adapter(model_v), state.default_adapter("embedded")
+            if adapter_v in (None, "", NO_ADAPTER) and default:
+                return adapter_update(default)
+            if adapter_v == shipped and default != shipped:
+                return adapter_update(NO_ADAPTER)
+            return gr.skip()
+
+        model.input(
+            adapter_for_model,
+            [model, adapter],
+            [adapter],
+            api_visibility="private",
+            concurrency_limit=None,
+            show_progress="hidden",
+        )
+
         adapter.focus(
             adapter_update,
             [adapter],
@@ -157,7 +176,7 @@ def build_app(state: AppState) -> gr.Blocks:
             current = state.model.adapter if state.model is not None else state.initial_adapter()
             out = [status_markdown(st), gr.Timer(active=st["state"] == "loading"), adapter_update(current)]
             out.append(compare_parts["refresh_runs"]())
-            out.append(eval_parts["refresh_reports"]())
+            out.append(eval_parts["on_load"]())
             out.append(label_parts["refresh_reports"]())
             if train_parts:
                 out.extend(train_parts["on_load"]())
@@ -175,9 +194,13 @@ def build_app(state: AppState) -> gr.Blocks:
             return state.status()
 
         @api_endpoint
-        def load_model(model: str, adapter: str = NO_ADAPTER) -> dict:
-            """Load another model and/or adapter in the background; poll `status` for progress."""
-            state.load(model, adapter)
+        def load_model(model: str, adapter: str = "") -> dict:
+            """Load another model and/or adapter in the background; poll `status` for progress.
+
+            adapter: a folder from `adapters`, "none" for the bare model, or empty for the model's default
+            (the shipped adapter for `embedded`).
+            """
+            state.load(model, adapter if adapter and adapter.strip() else state.default_adapter(model))
             return state.status()
 
         @api_endpoint

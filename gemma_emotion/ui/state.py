@@ -10,21 +10,30 @@ never see a half-switched model. Nothing in here imports gradio: the tabs turn i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
+import json
+import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gemma_emotion import gpu, models
 from gemma_emotion.classify import BatchProgress, Classifier, Prediction
 from gemma_emotion.models import LoadedModel, LoadOptions, ModelLoadError
 from gemma_emotion.settings import GPU_TASKS, NO_ADAPTER, Settings
 
+if TYPE_CHECKING:
+    from gemma_emotion.evaluate import Report
+    from gemma_emotion.runs import RunInfo
+
 LOAD_WAIT_S = 600.0  # how long a request waits for the first model load (embedded conversion ~1 min)
 PRESET_MODELS = ("embedded", "google/gemma-4-E2B-it", "google/gemma-4-E4B-it", "google/gemma-3-270m-it")
+# The shipped run's name in the pickers: a run's own name never holds a space, so the two cannot clash.
+SHIPPED = "shipped: "
 
 
 class UserError(ValueError):
@@ -60,10 +69,21 @@ class TextInput:
 
 
 class AppState:
-    """Settings, the loaded model behind a lock, the training runner and the corrections store."""
+    """Settings, the loaded model behind a lock, the training runner, the corrections store, and the shipped
+    run (the one that trained the shipped adapter, read from its folder like a run of the runs directory)."""
 
-    def __init__(self, settings: Settings, *, load_options: LoadOptions | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        load_options: LoadOptions | None = None,
+        shipped_run: str | os.PathLike | None = None,
+    ) -> None:
         self.settings = settings
+        # The shipped run (adapter, log, reports) belongs to the embedded model: beside another model its
+        # numbers would mislead, so it is shown only there unless a folder is named here.
+        self.shipped_dir = Path(shipped_run) if shipped_run else _default_shipped_dir(settings.model)
+        self._shipped_reports: dict | None = None
         self.storage = Path(settings.storage)
         self.load_options = load_options or LoadOptions()
         # Serialises all model work (classify, evaluate, adapter switches): one device, one job at a time.
@@ -89,6 +109,13 @@ class AppState:
             return None
         try:
             return models.resolve_adapter(model or self.settings.model, configured)
+        except ModelLoadError:
+            return None
+
+    def default_adapter(self, model: str | None) -> str | None:
+        """The adapter a model gets when none is chosen: the shipped one for `embedded`, else none."""
+        try:
+            return models.resolve_adapter(model or self.settings.model, None)
         except ModelLoadError:
             return None
 
@@ -314,9 +341,67 @@ class AppState:
     def reports_dir(self) -> Path:
         return self.storage / "reports"
 
+    # -- the shipped run: read like a run of the runs directory, named SHIPPED + its name ----------------
+    def shipped_run(self) -> RunInfo | None:
+        """The run that trained the shipped adapter (a RunInfo), or None where this app shows none."""
+        folder = self.shipped_dir
+        if folder is None:
+            return None
+        from gemma_emotion.runs import RUN_FILE, RunInfo
+
+        try:
+            record = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict):
+            return None
+        info = RunInfo.from_record(folder, record)
+        return dataclasses.replace(info, name=SHIPPED + str(record.get("name") or folder.name))
+
+    def shipped_reports(self) -> dict[str, Report]:
+        """The shipped run's reports ({"base": Report, ...}), read once: they never change, and every page
+        load shows them, so all sessions share these objects instead of each holding its own copy."""
+        if self._shipped_reports is None:
+            found = {}
+            if self.shipped_run() is not None:
+                found = self._shipped_registry().reports(self.shipped_dir.name)
+            self._shipped_reports = found
+        return self._shipped_reports
+
+    def _shipped_registry(self):
+        from gemma_emotion.runs import RunRegistry
+
+        return RunRegistry(self.shipped_dir.parent)
+
+    def _is_shipped(self, name: str | None) -> bool:
+        shipped = self.shipped_run() if name and name.startswith(SHIPPED) else None
+        return shipped is not None and shipped.name == name
+
+    def find_run(self, name: str) -> RunInfo:
+        """A run by its picker name: the shipped run, or one of the runs directory (RunNotFound if none)."""
+        return self.shipped_run() if self._is_shipped(name) else self.registry.get(name)
+
+    def run_reports(self, name: str) -> dict[str, Report]:
+        """A run's stored reports by its picker name ({"base": Report, "finetuned": Report, ...})."""
+        return self.shipped_reports() if self._is_shipped(name) else self.registry.reports(name)
+
+    def run_log(self, name: str, since: int = 0) -> tuple[list[dict], int]:
+        """A run's log records from line `since`, and the line to continue from (see RunRegistry.read_log)."""
+        if self._is_shipped(name):
+            return self._shipped_registry().read_log(self.shipped_dir.name, since)
+        return self.registry.read_log(name, since)
+
 
 def _call(fn, *args, **kwargs):
     return fn(*args, **kwargs)
+
+
+def _default_shipped_dir(model: str) -> Path | None:
+    try:
+        embedded = models.resolve_spec(model).kind == "embedded"
+    except ModelLoadError:
+        return None
+    return models.shipped_run_dir() if embedded else None
 
 
 def _same_model(lm: LoadedModel, spec: str) -> bool:

@@ -4,6 +4,7 @@ The tab builds a `TrainConfig`, hands it to the one `Runner` (training runs in i
 follows the run by polling its log.jsonl on a `gr.Timer`: loss curve with evaluation points, progress
 with ETA, the log's tail. A page reload finds the running job again (`Runner.active()` on load); a
 second Start is refused with the name of the run that is training. In demo mode the tab is read-only.
+With no run of its own yet, the tab shows the shipped run (the one that trained the shipped adapter).
 """
 
 from __future__ import annotations
@@ -103,20 +104,21 @@ def stop_training(state: AppState) -> dict[str, Any]:
 
 
 def training_status(state: AppState, name: str | None = None, since: int = 0) -> dict[str, Any]:
-    """The named run (else the running one, else the newest): its record, log from `since`, progress."""
+    """The named run (else the running one, else the newest, else the shipped one): its record, log from
+    `since`, progress."""
     active = state.runner.active() if state.settings.allows_training else None
     info = None
     if name:
-        info = state.registry.get(name)
+        info = state.find_run(name)
     elif active is not None:
         info = active
     else:
         runs = state.list_runs()
-        info = runs[0] if runs else None
+        info = runs[0] if runs else state.shipped_run()
     if info is None:
         return {"active": None, "run": None, "records": [], "next": 0, "progress": None}
-    records, next_line = state.registry.read_log(info.name, max(0, int(since or 0)))
-    every = records if since == 0 else state.registry.log(info.name)
+    records, next_line = state.run_log(info.name, max(0, int(since or 0)))
+    every = records if since == 0 else state.run_log(info.name)[0]
     return {
         "active": active.name if active else None,
         "run": run_dict(info),
@@ -337,7 +339,8 @@ def build(state: AppState) -> dict[str, Any]:
         except Exception as exc:
             return (name_, f"⚠️ {exc}", 0, plots.empty("Training loss"), "", gr.skip(), gr.Timer(active=False))
         run = st["run"]
-        names = [r.name for r in state.list_runs()]
+        shipped = state.shipped_run()
+        names = [r.name for r in state.list_runs()] + ([shipped.name] if shipped is not None else [])
         if run is None:
             return (
                 None,
