@@ -20,7 +20,6 @@ import math
 import os
 import sqlite3
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gemma_emotion import paths
+from gemma_emotion.files import FORMULA_PREFIXES, atomic_write_bytes
 from gemma_emotion.labels import INVALID, LABEL_TO_ID, LABELS, label_id, parse_answer, to_prompt_completion
 
 DB_NAME = "corrections.db"
@@ -40,8 +40,6 @@ CSV_COLUMNS: tuple[str, ...] = (
 HUB_FILENAME = "train.jsonl"
 DEFAULT_SOURCE = "live"  # a correction typed in the app, not picked from a report
 _SCHEMA_VERSION = 1
-# OWASP CSV injection: a spreadsheet treats a cell starting with one of these as a formula.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _META_FIELDS = ("predicted", "gold", "source", "source_ref", "model", "adapter", "annotator", "probabilities")
 
 _SCHEMA = """
@@ -675,7 +673,7 @@ def mark_corrected(items: Sequence[ReviewItem], store: CorrectionStore) -> list[
 def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
         return "'" + value
     return value
 
@@ -715,46 +713,11 @@ def _describe_os_error(e: OSError) -> str:
 
 
 def atomic_write(out_path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `out_path` so that the final name holds either the old file or the whole new one.
-
-    A temp file in the same folder is written, fsynced and renamed over the target; on failure it is
-    removed and CorrectionsError says why (a full disk included).
-    """
-    out = Path(out_path)
-    if out.is_dir():
-        raise CorrectionsError(f"cannot write {out}: it is a folder")
+    """`files.atomic_write_bytes`, with a CorrectionsError that says why (a full disk included)."""
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        return atomic_write_bytes(out_path, data)
     except OSError as e:
-        raise CorrectionsError(f"cannot write {out}: {_describe_os_error(e)}") from e
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fchmod(fd, 0o644)  # mkstemp makes it 0600; an export is meant to be shared
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, out)
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise CorrectionsError(f"cannot write {out}: {_describe_os_error(e)}") from e
-    try:
-        # Make the rename itself durable; not every platform/filesystem can fsync a folder.
-        dir_fd = os.open(out.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    return out
+        raise CorrectionsError(f"cannot write {out_path}: {_describe_os_error(e)}") from e
 
 
 def export(store: CorrectionStore, fmt: str, out_path: str | os.PathLike) -> Path:
