@@ -551,17 +551,20 @@ class _OsProxy:
 
 
 def disk_full_after(monkeypatch, writes_ok: int) -> None:
-    """gemma_emotion.files' atomic writes: the first `writes_ok` succeed, then the disk is full."""
+    """gemma_emotion.files' atomic writes: the first `writes_ok` files are written, then the disk is full
+    (the next write puts half its bytes down and fails with ENOSPC, as a real full disk does)."""
     from gemma_emotion import files
 
     calls = {"n": 0}
 
-    def fdopen(fd, *args, **kwargs):
+    def write(fd, data):
         calls["n"] += 1
-        fh = os.fdopen(fd, *args, **kwargs)
-        return fh if calls["n"] <= writes_ok else _FullDisk(fh)
+        if calls["n"] <= writes_ok:
+            return os.write(fd, data)
+        os.write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(files, "os", _OsProxy(fdopen=fdopen))
+    monkeypatch.setattr(files, "os", _OsProxy(write=write))
 
 
 def tiny_report():
@@ -630,7 +633,6 @@ def test_disk_full_while_preparing_a_download_leaves_no_file(monkeypatch):
 
 
 def test_disk_full_while_exporting_corrections_keeps_the_previous_export(tmp_path, monkeypatch):
-    from gemma_emotion import corrections
     from gemma_emotion.corrections import CorrectionsError, CorrectionStore, export
 
     store = CorrectionStore(tmp_path / "runs")
@@ -647,7 +649,9 @@ def test_disk_full_while_exporting_corrections_keeps_the_previous_export(tmp_pat
         state["written"] = True
         return os.write(fd, bytes(data[: len(data) // 2]))
 
-    monkeypatch.setattr(corrections, "os", _OsProxy(write=write))
+    from gemma_emotion import files
+
+    monkeypatch.setattr(files, "os", _OsProxy(write=write))
     with pytest.raises(CorrectionsError, match="no space left on the device"):
         export(store, "csv", out)
     assert out.read_bytes() == first
