@@ -15,6 +15,13 @@ if not SHARED_DATA.is_dir():  # CI clones elsewhere, with shared/ beside the clo
     SHARED_DATA = Path(os.environ.get("GEMMA_EMOTION_SHARED_DATA", Path.cwd().parent / "shared/data/emotion"))
 
 
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; never `playwright install`
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "embedded: loads the real embedded Gemma 3 270M (slow, needs the GGUF)"
@@ -53,3 +60,19 @@ def tiny_gemma4_mm(tmp_path_factory, shared_data) -> Path:
     return make_gemma4(
         tmp_path_factory.mktemp("tiny-gemma4-mm"), shared_data / "train.jsonl", multimodal=True
     )
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for every browser test; missing it fails CI rather than skipping there."""
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.is_file() and not shutil.which("chromium"):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (apt-get install -y chromium)")
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -5,24 +5,12 @@ go to test-artifacts/."""
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 from test_app_api import start_app, wait_ready
-from test_browser import CHROMIUM, CHROMIUM_ARGS, LABEL_RE, open_tab, shot
+from test_browser import LABEL_RE, open_tab, shot
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.is_file() and not shutil.which("chromium"):
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

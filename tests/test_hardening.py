@@ -956,15 +956,10 @@ def test_the_app_refuses_a_checkpoint_that_needs_its_own_code(client, app, direc
 
 @pytest.mark.browser
 @pytest.mark.timeout(180)
-def test_markup_in_a_table_row_is_shown_as_text_in_the_page(app, tmp_path):
+def test_markup_in_a_table_row_is_shown_as_text_in_the_page(app, tmp_path, browser):
     """A real Chromium: rows that are HTML/script land in the Classify file table as text, and a message
     quoting one shows as text in the toast (a toast renders HTML: unescaped, an <img> appeared there)."""
-    from test_browser import CHROMIUM_ARGS
 
-    sync_api = pytest.importorskip("playwright.sync_api")
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).is_file():
-        pytest.skip("chromium is not installed")
     rows = [MARKUP.replace("alert(1)", "window.__xss=1"), "<script>window.__xss=2</script>i am sad",
             "<b>bold</b> and **stars** i am happy"]  # fmt: skip
     upload = tmp_path / "markup.csv"
@@ -980,22 +975,19 @@ def test_markup_in_a_table_row_is_shown_as_text_in_the_page(app, tmp_path):
         page.get_by_text(path.name).wait_for(timeout=30_000)  # uploaded
         page.get_by_role("button", name="Classify file").click()
 
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        classify_file(page, upload)
-        page.get_by_text(rows[0], exact=True).wait_for(timeout=60_000)
-        assert all(page.get_by_text(row, exact=True).count() >= 1 for row in rows)  # literal text in cells
-        assert page.locator("img[src=x]").count() == 0 and page.locator("table b").count() == 0
-        assert page.evaluate("window.__xss") is None
+    page = browser.new_page()
+    classify_file(page, upload)
+    page.get_by_text(rows[0], exact=True).wait_for(timeout=60_000)
+    assert all(page.get_by_text(row, exact=True).count() >= 1 for row in rows)  # literal text in cells
+    assert page.locator("img[src=x]").count() == 0 and page.locator("table b").count() == 0
+    assert page.evaluate("window.__xss") is None
 
-        classify_file(page, bad)
-        toast = page.locator("[data-testid=toast-body]").first
-        toast.wait_for(timeout=60_000)
-        assert f"unknown label '{rows[0]}'" in toast.inner_text()
-        assert toast.locator("img").count() == 0
-        assert page.evaluate("window.__xss") is None
-        browser.close()
+    classify_file(page, bad)
+    toast = page.locator("[data-testid=toast-body]").first
+    toast.wait_for(timeout=60_000)
+    assert f"unknown label '{rows[0]}'" in toast.inner_text()
+    assert toast.locator("img").count() == 0
+    assert page.evaluate("window.__xss") is None
 
 
 # == the token, last: everything the module's apps printed, wrote and answered ===========================

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 
@@ -154,31 +153,26 @@ def test_shipped_run_belongs_to_the_embedded_model(tiny_gemma3, tmp_path):
 # -- in a browser: the tabs are filled on page load ------------------------------------------------------
 @pytest.mark.browser
 @pytest.mark.timeout(300)
-def test_page_opens_compare_evaluate_and_train_on_the_shipped_run(app):
+def test_page_opens_compare_evaluate_and_train_on_the_shipped_run(app, browser):
     sync_api = pytest.importorskip("playwright.sync_api")
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, open_tab
+    from test_browser import open_tab
 
-    if not CHROMIUM.is_file() and not shutil.which("chromium"):
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
     tuned, generate = shipped_metrics("finetuned"), shipped_metrics("finetuned_generate")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(app["url"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(app["url"])
 
-        open_tab(page, "Compare")
-        table = page.locator("#compare-run-table")
-        sync_api.expect(table).to_contain_text(f"{tuned['accuracy']:.4f}")
-        sync_api.expect(table).to_contain_text(f"{generate['macro_f1']:.4f}")
+    open_tab(page, "Compare")
+    table = page.locator("#compare-run-table")
+    sync_api.expect(table).to_contain_text(f"{tuned['accuracy']:.4f}")
+    sync_api.expect(table).to_contain_text(f"{generate['macro_f1']:.4f}")
 
-        open_tab(page, "Evaluate")
-        summary = page.locator("#evaluate-summary")
-        sync_api.expect(summary).to_contain_text(f"{shipped_name()} finetuned")
-        sync_api.expect(summary).to_contain_text(str(round(tuned["accuracy"], 4)))
-        sync_api.expect(page.locator(".js-plotly-plot .heatmaplayer")).to_have_count(1)
+    open_tab(page, "Evaluate")
+    summary = page.locator("#evaluate-summary")
+    sync_api.expect(summary).to_contain_text(f"{shipped_name()} finetuned")
+    sync_api.expect(summary).to_contain_text(str(round(tuned["accuracy"], 4)))
+    sync_api.expect(page.locator(".js-plotly-plot .heatmaplayer")).to_have_count(1)
 
-        open_tab(page, "Train")
-        status = page.locator("#train-status textarea")
-        sync_api.expect(status).to_have_value(re.compile("^Run " + re.escape(shipped_name()) + ": completed"))
-        browser.close()
+    open_tab(page, "Train")
+    status = page.locator("#train-status textarea")
+    sync_api.expect(status).to_have_value(re.compile("^Run " + re.escape(shipped_name()) + ": completed"))
