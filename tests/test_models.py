@@ -74,11 +74,16 @@ def test_lora_targets_skip_the_clippable_tower(tiny_gemma4_mm):
     assert sum(t.endswith("k_proj") for t in targets) == 2
 
 
+@pytest.mark.parametrize("softcap", [None, 5.0])
 @pytest.mark.parametrize("fixture", ["tiny_gemma3", "tiny_gemma4"])
-def test_score_mode_matches_an_uncached_forward(fixture, request):
+def test_score_mode_matches_an_uncached_forward(fixture, softcap, request):
     lm = load_model(str(request.getfixturevalue(fixture)))
+    # Gemma 4 E4B caps its logits (30.0); the six-row head must cap them the same way.
+    lm.model.config.get_text_config().final_logit_softcapping = softcap
     clf = Classifier(lm)
     preds = clf.predict(TEXTS, "score", batch_size=3)
+    # The fast path (six LM-head rows) is what ran, not the full-vocabulary fallback.
+    assert clf._label_head() is not None
     for text, pred in zip(TEXTS, preds):
         assert pred.valid and pred.label in LABELS
         assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
