@@ -255,7 +255,9 @@ class Classifier:
         if key not in store:
             head = _LabelHead.find(self.lm.model, self._label_ids)
             if head is not None:
-                ids = torch.tensor([self._prefix_ids or self._encode_many(["x"])[0].ids], device=self.lm.device)
+                ids = torch.tensor(
+                    [self._prefix_ids or self._encode_many(["x"])[0].ids], device=self.lm.device
+                )
                 full = self.lm.model(input_ids=ids, logits_to_keep=1).logits[:, -1, self._label_ids].float()
                 mine = head({"input_ids": ids}).float()
                 # Only the head's arithmetic differs (six rows instead of the whole vocabulary).
@@ -327,7 +329,11 @@ class _LabelHead:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         decoder, head = getattr(base, "model", None), getattr(base, "lm_head", None)
         weight = getattr(head, "weight", None)
-        if not isinstance(decoder, torch.nn.Module) or not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        if (
+            not isinstance(decoder, torch.nn.Module)
+            or not isinstance(weight, torch.Tensor)
+            or weight.dim() != 2
+        ):
             return None
         if getattr(head, "bias", None) is not None:
             return None
@@ -347,7 +353,9 @@ def _expand_cache(cache: DynamicCache, batch_size: int) -> DynamicCache:
     new keys onto the cached ones, so broadcast views of the stored tensors are never written to."""
     layers = getattr(cache, "layers", None)
     if layers is None or any(
-        not isinstance(getattr(layer, name, None), torch.Tensor) for layer in layers for name in ("keys", "values")
+        not isinstance(getattr(layer, name, None), torch.Tensor)
+        for layer in layers
+        for name in ("keys", "values")
     ):
         out = copy.deepcopy(cache)
         out.batch_repeat_interleave(batch_size)

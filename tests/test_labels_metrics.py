@@ -47,9 +47,8 @@ def test_label_id_rejects_the_rest(value):
 def test_prompt_completion_record():
     rec = to_prompt_completion("i feel great", 1)
     assert rec["prompt"] == build_messages("i feel great")
-    assert (
-        rec["prompt"][0]["role"] == "system"
-        and all(name in rec["prompt"][0]["content"] for name in LABELS)
+    assert rec["prompt"][0]["role"] == "system" and all(
+        name in rec["prompt"][0]["content"] for name in LABELS
     )
     assert rec["completion"] == [{"role": "assistant", "content": "joy"}]
     with pytest.raises(ValueError):
