@@ -409,6 +409,43 @@ def training_records(texts: list[str], labels: list[int]) -> datasets.Dataset:
     return datasets.Dataset.from_list(rows)
 
 
+def answer_ids(classifier: Classifier) -> list[list[int]]:
+    """Per label, the tokens the chat template writes after the prompt: the label and its end-of-turn."""
+    tok = classifier.lm.tokenizer
+    prompt = tok(classifier._render("x"), add_special_tokens=False)["input_ids"]
+    out = []
+    for label in LABELS:
+        record = to_prompt_completion("x", label, classifier.system_prompt)
+        full = tok.apply_chat_template(
+            record["prompt"] + record["completion"], tokenize=False, enable_thinking=classifier.enable_thinking
+        )
+        ids = tok(full, add_special_tokens=False)["input_ids"]
+        if ids[: len(prompt)] != prompt:
+            raise TokenisationError(f"the chat template renders the prompt differently once {label!r} follows")
+        out.append(ids[len(prompt) :])
+    return out
+
+
+def tokenised_records(texts: list[str], labels: list[int], classifier: Classifier) -> datasets.Dataset:
+    """The token ids of the prompt/completion chat records, with labels -100 on the prompt.
+
+    The prompt is the classifier's own encoding and the completion the template's answer tokens, which is
+    what TRL's tokenisation of `training_records` gives (tested). Handing TRL ids skips its per-example
+    chat rendering and its cache fingerprint, which pickles the 262k-entry tokenizer: 15-30 s per run on
+    a CPU before the first step.
+    """
+    import datasets
+
+    answers = answer_ids(classifier)
+    prompts = [e.ids for e in classifier._encode_many(texts)]
+    return datasets.Dataset.from_dict(
+        {
+            "input_ids": [p + answers[y] for p, y in zip(prompts, labels)],
+            "labels": [[-100] * len(p) + answers[y] for p, y in zip(prompts, labels)],
+        }
+    )
+
+
 class TokenisationError(RuntimeError):
     """Training would see other tokens than inference does."""
 
@@ -652,7 +689,9 @@ def build_trainer(
 ) -> Any:
     """An SFTTrainer for prompt/completion records of `train`; LoRA is put on `lm.model` by the trainer."""
     from transformers import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
+
+    from gemma_emotion.classify import Classifier
 
     steps = total_steps(len(train), plan, config.epochs)
     args = SFTConfig(
@@ -687,11 +726,12 @@ def build_trainer(
         train_sampling_strategy="group_by_length",
         dataset_num_proc=None,
     )
-    trainer = SFTTrainer(
+    classifier = Classifier(lm)
+    trainer = _lean_trainer_class()(
         model=lm.model,
         args=args,
-        train_dataset=training_records(train["text"], train["label"]),
-        eval_dataset=training_records(validation["text"], validation["label"])
+        train_dataset=tokenised_records(list(train["text"]), list(train["label"]), classifier),
+        eval_dataset=tokenised_records(list(validation["text"]), list(validation["label"]), classifier)
         if validation is not None
         else None,
         processing_class=lm.tokenizer,
@@ -700,6 +740,51 @@ def build_trainer(
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; log.jsonl holds them
     return trainer
+
+
+LEAN_LOSS = True  # benchmarks switch it off to measure TRL's own loss step
+
+
+def _lean_trainer_class() -> type:
+    """SFTTrainer with a training loss step that never waits for the GPU.
+
+    TRL's `compute_loss` reads three numbers back to the CPU on every step (entropy, token accuracy, token
+    count) so that it can log them. Each read drains the GPU's queue, and a small model's step is mostly
+    the CPU launching kernels, so the GPU then idles while the next step is launched. Here the token
+    accuracy and count add up on the device and are read once per logging step; entropy is not logged.
+    The loss is TRL's: the fused LM head's log-probabilities of the answer tokens, averaged.
+    """
+    import torch
+    from trl import SFTTrainer
+
+    class LeanSFTTrainer(SFTTrainer):
+        _lean_stats: torch.Tensor | None = None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not (LEAN_LOSS and model.training):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            inputs["use_cache"] = False
+            out = model(**inputs, fused_lm_head=True)
+            n_items = out.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+            loss = -out.log_probs.sum() / torch.as_tensor(n_items).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as TRL: DDP averages the gradients
+            stats = torch.stack(
+                [out.is_top1.sum(), out.label_mask.sum(), inputs["attention_mask"].sum()]
+            ).double()
+            self._lean_stats = stats if self._lean_stats is None else self._lean_stats + stats
+            return (loss, out) if return_outputs else loss
+
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+            if self._lean_stats is not None and "loss" in logs:
+                correct, valid, tokens = self.accelerator.reduce(self._lean_stats, "sum").tolist()
+                self._lean_stats = None
+                self._total_train_tokens += int(tokens)
+                self._metrics["train"]["mean_token_accuracy"] = [correct / valid if valid else 0.0]
+                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+            super().log(logs, start_time)
+
+    return LeanSFTTrainer
 
 
 @contextlib.contextmanager
@@ -828,7 +913,9 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
         plan.notes.insert(0, note)
 
     budget = text_budget(config, lm.tokenizer)
-    train = data.train.map(lambda b: {"text": fit_text(b["text"], lm.tokenizer, budget)}, batched=True)
+    # Not Dataset.map: its fingerprint would pickle the tokenizer (seconds to tens of seconds).
+    fitted = fit_text(list(data.train["text"]), lm.tokenizer, budget)
+    train = data.train.remove_columns("text").add_column("text", fitted)
     validation = data.validation if config.eval_steps else None
     run.update(
         model_resolved=lm.spec.name,

@@ -233,6 +233,56 @@ def test_trainer_tokens_equal_the_classifiers_and_end_with_the_end_of_turn(
         verify_tokenisation(trainer.train_dataset, shuffled, ds["label"], classifier)
 
 
+@pytest.mark.parametrize("fixture", ["tiny_gemma3", "tiny_gemma4"])
+def test_our_token_ids_equal_trls_tokenisation_of_the_chat_records(fixture, request, shared_data, tmp_path):
+    from trl import SFTConfig, SFTTrainer
+
+    from gemma_emotion.classify import Classifier
+    from gemma_emotion.data import load_split
+    from gemma_emotion.models import load_model
+    from gemma_emotion.train import tokenised_records, training_records
+
+    lm = load_model(str(request.getfixturevalue(fixture)))
+    ds = load_split(shared_data, "validation", limit=12, seed=3)
+    texts, labels = list(ds["text"]), list(ds["label"])
+    args = SFTConfig(output_dir=str(tmp_path / "trl"), report_to="none", max_length=256, use_cpu=True)
+    trl_side = SFTTrainer(
+        model=lm.model, args=args, train_dataset=training_records(texts, labels), processing_class=lm.tokenizer
+    ).train_dataset
+    ours = tokenised_records(texts, labels, Classifier(lm))
+    assert ours["input_ids"] == trl_side["input_ids"]
+    assert ours["labels"] == trl_side["labels"]
+
+
+def test_lean_loss_step_equals_trls(tiny_gemma3, shared_data, tmp_path):
+    import torch
+
+    import gemma_emotion.train as train_mod
+    from gemma_emotion.data import load_split
+    from gemma_emotion.models import load_model
+
+    lm = load_model(str(tiny_gemma3))
+    ds = load_split(shared_data, "validation", limit=8, seed=4)
+    config = TrainConfig(model="x", lora_dropout=0.0)
+    trainer = build_trainer(lm, ds, config, plan_training(config, device_type="cpu"), tmp_path / "out")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(ds))])
+    trainer.model.train()
+    lean = trainer.compute_loss(trainer.model, dict(batch))
+    train_mod.LEAN_LOSS = False
+    try:
+        reference = trainer.compute_loss(trainer.model, dict(batch))
+    finally:
+        train_mod.LEAN_LOSS = True
+    assert torch.allclose(lean, reference, atol=1e-6)
+    # What TRL logs per step, the lean step hands over at logging time: token accuracy and the token count.
+    trl_accuracy = trainer._metrics["train"]["mean_token_accuracy"][-1]
+    trainer._total_train_tokens = 0  # TRL's own step counted the batch too
+    logs = {"loss": lean.detach().item()}
+    trainer.log(logs)
+    assert logs["num_tokens"] == int(batch["attention_mask"].sum())
+    assert logs["mean_token_accuracy"] == pytest.approx(trl_accuracy, abs=1e-6)
+
+
 def test_scoring_only_the_answer_positions_changes_neither_loss_nor_gradients(
     tiny_gemma3, shared_data, tmp_path
 ):
