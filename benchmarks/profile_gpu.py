@@ -127,7 +127,10 @@ def profile_train_steps(model_dir: Path, data: str, out: Path, batch: int) -> No
     model.train()
     trainer.current_gradient_accumulation_steps = 1  # set by the Trainer's loop, which this bypasses
     batches = [
-        {k: v.to(lm.device) for k, v in trainer.data_collator([trainer.train_dataset[i] for i in range(j, j + batch)]).items()}
+        {
+            k: v.to(lm.device)
+            for k, v in trainer.data_collator([trainer.train_dataset[i] for i in range(j, j + batch)]).items()
+        }
         for j in range(0, batch * 8, batch)
     ]
 

@@ -153,7 +153,10 @@ def _remove_adapter_layers(model: torch.nn.Module) -> None:
 def pick_device(device: str | None = None) -> torch.device:
     if device:
         return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        # Under accelerate launch / torchrun each process owns the GPU of its local rank.
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
 
 
 def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:

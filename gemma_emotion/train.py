@@ -56,10 +56,44 @@ if TYPE_CHECKING:
 ENV_FAULT = "GEMMA_EMOTION_FAULT"  # test hook: "oom_at_step:N" raises an out-of-memory error after step N
 CPU_BATCH = 8
 TARGET_EFFECTIVE_BATCH = 16  # the published recipe's batch; GPU plans accumulate up to it
-MAX_GPU_BATCH = 32
+# A small model's training step is mostly the CPU launching kernels, whatever the batch: on an H200 the
+# embedded model trained at 135 examples/s in batches of 32 and 595 in batches of 256
+# (benchmarks/profile_gpu.py). Memory bounds the batch below this for larger models.
+MAX_GPU_BATCH = 128
+BASE_LEARNING_RATE = 2e-4  # up to the recipe's batch of 16; larger batches scale it by sqrt(batch / 16)
 WARMUP_FRACTION = 0.03
 VERIFY_EXAMPLES = 8  # training examples whose tokens are checked against the classifier's at start
 TRACEBACK_LINES = 20
+
+
+# -- several processes (accelerate launch / torchrun) -------------------------------------------------
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class _FollowerRun(RunFile):
+    """Another rank's view of the run: it reads run.json, and only the main process writes it."""
+
+    def update(self, **fields: Any) -> dict:
+        self.record.update(fields)
+        return self.record
+
+
+def _share_run_dir(run_dir: Path | None) -> Path:
+    """The main process's run folder, sent to every rank (the process group is the Trainer's own)."""
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    PartialState()  # joins the process group the launcher described; the Trainer reuses it
+    box = [str(run_dir) if run_dir is not None else None]
+    dist.broadcast_object_list(box, src=0)
+    if box[0] is None:
+        raise RuntimeError("the main process could not create the run")
+    return Path(box[0])
 
 
 # -- config -------------------------------------------------------------------------------------------
@@ -71,7 +105,7 @@ class TrainConfig:
     data: str = field(default_factory=paths.default_data)  # Hub id / folder / file
     train_size: int | None = None  # None = all rows; else a stratified seeded sample
     epochs: float = 1.0
-    learning_rate: float = 2e-4
+    learning_rate: float | None = None  # None = BASE_LEARNING_RATE scaled to the effective batch
     batch_size: int | None = None  # None = fit the device
     grad_accum: int | None = None
     max_length: int = 256
@@ -108,7 +142,7 @@ class TrainConfig:
             raise ValueError("data is empty: name a dataset (Hub id, folder or file)")
         if not 0 < number("epochs", self.epochs) <= 1000:
             raise ValueError(f"epochs must be more than 0 (and at most 1000), got {self.epochs!r}")
-        if not 0 < number("learning rate", self.learning_rate) < 1:
+        if self.learning_rate is not None and not 0 < number("learning rate", self.learning_rate) < 1:
             raise ValueError(f"learning rate must be between 0 and 1 (e.g. 2e-4), got {self.learning_rate!r}")
         whole("train size", self.train_size, 1, allow_none=True)
         whole("batch size", self.batch_size, 1, allow_none=True)
@@ -163,6 +197,14 @@ class TrainPlan:
     gradient_checkpointing: bool
     optim: str
     notes: list[str] = field(default_factory=list)
+    learning_rate: float = BASE_LEARNING_RATE
+
+
+def auto_learning_rate(effective_batch: int) -> float:
+    """The recipe's 2e-4 up to a batch of 16; above it, times sqrt(batch / 16) (as for Adam)."""
+    return BASE_LEARNING_RATE * math.sqrt(
+        max(effective_batch, TARGET_EFFECTIVE_BATCH) / TARGET_EFFECTIVE_BATCH
+    )
 
 
 def choose_4bit(
@@ -193,7 +235,8 @@ def plan_training(
     if device_type != "cuda":
         batch = config.batch_size or CPU_BATCH
         accum = config.grad_accum or 1
-        return TrainPlan(device_type, batch, accum, False, False, False, False, "adamw_torch", notes)
+        plan = TrainPlan(device_type, batch, accum, False, False, False, False, "adamw_torch", notes)
+        return _with_learning_rate(plan, config)
 
     checkpointing = load_in_4bit
     batch = config.batch_size
@@ -211,7 +254,19 @@ def plan_training(
     if not bf16:
         notes.append("this GPU has no bfloat16: fp16 mixed precision")
     optim = "paged_adamw_8bit" if load_in_4bit else "adamw_torch_fused"
-    return TrainPlan("cuda", batch, accum, load_in_4bit, bf16, not bf16, checkpointing, optim, notes)
+    plan = TrainPlan("cuda", batch, accum, load_in_4bit, bf16, not bf16, checkpointing, optim, notes)
+    return _with_learning_rate(plan, config)
+
+
+def _with_learning_rate(plan: TrainPlan, config: TrainConfig) -> TrainPlan:
+    if config.learning_rate is not None:
+        plan.learning_rate = config.learning_rate
+    else:
+        plan.learning_rate = auto_learning_rate(plan.batch_size * plan.grad_accum)
+        plan.notes.append(
+            f"learning rate {plan.learning_rate:.2e} for batches of {plan.batch_size * plan.grad_accum}"
+        )
+    return plan
 
 
 def _fit_batch(
@@ -417,11 +472,15 @@ def answer_ids(classifier: Classifier) -> list[list[int]]:
     for label in LABELS:
         record = to_prompt_completion("x", label, classifier.system_prompt)
         full = tok.apply_chat_template(
-            record["prompt"] + record["completion"], tokenize=False, enable_thinking=classifier.enable_thinking
+            record["prompt"] + record["completion"],
+            tokenize=False,
+            enable_thinking=classifier.enable_thinking,
         )
         ids = tok(full, add_special_tokens=False)["input_ids"]
         if ids[: len(prompt)] != prompt:
-            raise TokenisationError(f"the chat template renders the prompt differently once {label!r} follows")
+            raise TokenisationError(
+                f"the chat template renders the prompt differently once {label!r} follows"
+            )
         out.append(ids[len(prompt) :])
     return out
 
@@ -585,6 +644,8 @@ def make_callback(
             self.bar = None
 
         def _write(self, record: dict) -> None:
+            if not is_main_process():
+                return
             # One write per line in append mode: a reader sees whole lines or an unterminated tail.
             with open(log_path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -603,7 +664,7 @@ def make_callback(
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.started = time.time()
-            if progress_bar:
+            if progress_bar and is_main_process():
                 from tqdm import tqdm
 
                 self.bar = tqdm(total=state.max_steps, desc="training", unit="step", file=sys.stderr)
@@ -615,7 +676,7 @@ def make_callback(
                 raise torch.OutOfMemoryError(
                     f"CUDA out of memory at step {state.global_step} (simulated by {ENV_FAULT})"
                 )
-            if stop.requested():
+            if _any_rank(stop.requested()):
                 control.should_training_stop = True
                 self.stopped = True
             return control
@@ -655,6 +716,18 @@ def make_callback(
     return RunCallback()
 
 
+def _any_rank(flag: bool) -> bool:
+    """True on every rank when it is true on one: ranks that stopped at different steps would hang."""
+    if world_size() == 1:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([int(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 # -- the trainer --------------------------------------------------------------------------------------
 def lora_config(model: Any, config: TrainConfig) -> Any:
     """LoRA on the decoder's linear projections only (full names: no tower, nothing in modules_to_save)."""
@@ -672,8 +745,8 @@ def lora_config(model: Any, config: TrainConfig) -> Any:
     )
 
 
-def total_steps(n_train: int, plan: TrainPlan, epochs: float) -> int:
-    per_epoch = max(1, math.ceil(n_train / plan.batch_size) // plan.grad_accum)
+def total_steps(n_train: int, plan: TrainPlan, epochs: float, world: int = 1) -> int:
+    per_epoch = max(1, math.ceil(n_train / (plan.batch_size * world)) // plan.grad_accum)
     return max(1, math.ceil(per_epoch * epochs))
 
 
@@ -693,11 +766,11 @@ def build_trainer(
 
     from gemma_emotion.classify import Classifier
 
-    steps = total_steps(len(train), plan, config.epochs)
+    steps = total_steps(len(train), plan, config.epochs, world_size())
     args = SFTConfig(
         output_dir=str(output_dir),
         num_train_epochs=config.epochs,
-        learning_rate=config.learning_rate,
+        learning_rate=plan.learning_rate,
         per_device_train_batch_size=plan.batch_size,
         per_device_eval_batch_size=plan.batch_size,
         gradient_accumulation_steps=plan.grad_accum,
@@ -764,7 +837,8 @@ def _lean_trainer_class() -> type:
             if not (LEAN_LOSS and model.training):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             inputs["use_cache"] = False
-            out = model(**inputs, fused_lm_head=True)
+            with self._lean_autocast():
+                out = model(**inputs, fused_lm_head=True)
             n_items = out.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
             loss = -out.log_probs.sum() / torch.as_tensor(n_items).clamp(min=1)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
@@ -774,6 +848,14 @@ def _lean_trainer_class() -> type:
             ).double()
             self._lean_stats = stats if self._lean_stats is None else self._lean_stats + stats
             return (loss, out) if return_outputs else loss
+
+        def _lean_autocast(self) -> contextlib.AbstractContextManager:
+            # PEFT keeps LoRA weights in fp32 over a bf16 model and casts each layer's input up to match:
+            # without autocast every adapter product runs in fp32 on fp32 copies of the activations (most
+            # of a 270M model's step on an H200). Autocast runs them in bf16; fp32 stays the master copy.
+            if self.args.bf16 and self.model.device.type == "cuda":
+                return torch.autocast("cuda", dtype=torch.bfloat16)
+            return contextlib.nullcontext()
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             if self._lean_stats is not None and "loss" in logs:
@@ -847,7 +929,7 @@ def run_training(
     Never raises for a failed run (the failure is in run.json); KeyboardInterrupt is recorded, then re-raised.
     """
     run_dir = Path(run_dir)
-    run = RunFile(run_dir)
+    run = RunFile(run_dir) if is_main_process() else _FollowerRun(run_dir)
     stop = stop or StopSignal(run_dir)
     run.update(
         status="running", phase="loading", pid=os.getpid(), pid_started=process_start_time(os.getpid())
@@ -925,7 +1007,8 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
         label_counts=label_counts(train),
         notes=data.notes + plan.notes,
         plan=dataclasses.asdict(plan),
-        total_steps=total_steps(len(train), plan, config.epochs),
+        total_steps=total_steps(len(train), plan, config.epochs, world_size()),
+        world_size=world_size(),
     )
 
     classifier = Classifier(lm)
@@ -933,7 +1016,7 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
     callback = make_callback(
         run.dir / LOG_FILE,
         stop,
-        plan.batch_size * plan.grad_accum,
+        plan.batch_size * plan.grad_accum * world_size(),
         eval_accuracy=(lambda: _score_accuracy(classifier, validation, eval_batch))
         if validation is not None
         else None,
@@ -950,6 +1033,8 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
     run.update(phase="training")
     with stop.deferred(), answer_positions_only():
         result = trainer.train()
+    if not is_main_process():
+        return  # the main process saves the adapter and evaluates
     adapter_dir = _save_adapter(trainer.model, run.dir)
     metrics = {
         "train_loss": round(result.training_loss, 6),
@@ -1045,12 +1130,25 @@ def _bar(enabled: bool, total: int, desc: str) -> Any:
 def train(
     config: TrainConfig, runs_dir: str | os.PathLike | None = None, *, progress_bar: bool = False
 ) -> RunInfo:
-    """Run one training in this process (the foreground `train` command); Ctrl-C / SIGTERM stop it cleanly."""
+    """Run one training in this process (the foreground `train` command); Ctrl-C / SIGTERM stop it cleanly.
+
+    Under `accelerate launch` / `torchrun` every process calls this: the main one creates and records the
+    run, the others train their share of each batch into it."""
     config.validate()
-    run = Runner(paths.runs_dir(runs_dir)).claim(config, pid=os.getpid())
-    stop = StopSignal(run.dir)
+    runner = Runner(paths.runs_dir(runs_dir))
+    if world_size() == 1:
+        run_dir = runner.claim(config, pid=os.getpid()).dir
+    else:
+        claimed = None
+        if is_main_process():
+            with contextlib.suppress(Exception):
+                claimed = runner.claim(config, pid=os.getpid()).dir
+        run_dir = _share_run_dir(claimed)
+        if claimed is None and is_main_process():
+            runner.claim(config, pid=os.getpid())  # raises the reason, now that the other ranks know
+    stop = StopSignal(run_dir)
     with stop.handling(signal.SIGINT, signal.SIGTERM):
-        return run_training(run.dir, progress_bar=progress_bar, stop=stop)
+        return run_training(run_dir, progress_bar=progress_bar and is_main_process(), stop=stop)
 
 
 # -- CLI ----------------------------------------------------------------------------------------------
@@ -1120,6 +1218,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         info = train(config, getattr(args, "runs_dir", None), progress_bar=True)
     except RunnerBusy as exc:
         raise UserError(str(exc)) from None
+    if not is_main_process():
+        return 0
     print(f"run {info.name}: {info.status}  ({info.path})")
     for note in info.notes or []:
         print(f"  note: {note}")
@@ -1147,7 +1247,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--train-size", type=int, default=None, help="train on N rows, a stratified seeded sample")
     p.add_argument("--epochs", type=float, default=None, help=f"default {d.epochs:g}")
-    p.add_argument("--lr", type=float, default=None, help=f"learning rate (default {d.learning_rate:g})")
+    p.add_argument(
+        "--lr", type=float, default=None,
+        help=f"learning rate (default {BASE_LEARNING_RATE:g}, times sqrt(batch / 16) above a batch of 16)",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=None, help="default: fit the device (8 on a CPU)")
     p.add_argument("--grad-accum", type=int, default=None, help="gradient accumulation steps (default: fit)")
     p.add_argument(

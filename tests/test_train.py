@@ -120,7 +120,11 @@ def test_cpu_plan_is_fp32_batch_8_without_4bit():
 def test_gpu_plan_fits_the_card():
     small_model = dict(hidden_size=640, num_layers=18)  # Gemma 3 270M
     big = plan_training(TrainConfig(), device_type="cuda", free_memory_gb=78, **small_model)
-    assert big.batch_size == 32 and big.grad_accum == 1 and big.bf16 and big.optim == "adamw_torch_fused"
+    assert big.batch_size == 128 and big.grad_accum == 1 and big.bf16 and big.optim == "adamw_torch_fused"
+    # The learning rate follows the batch unless given: 2e-4 at 16, x sqrt(8) at 128.
+    assert big.learning_rate == pytest.approx(2e-4 * math.sqrt(8))
+    assert plan_training(TrainConfig(learning_rate=1e-4), device_type="cuda").learning_rate == 1e-4
+    assert plan_training(TrainConfig(), device_type="cpu").learning_rate == pytest.approx(2e-4)
     e4b = dict(hidden_size=2560, num_layers=42)
     tight = plan_training(TrainConfig(), device_type="cuda", free_memory_gb=12, **e4b)
     assert tight.batch_size * tight.grad_accum >= 16 and tight.batch_size < big.batch_size
@@ -247,7 +251,10 @@ def test_our_token_ids_equal_trls_tokenisation_of_the_chat_records(fixture, requ
     texts, labels = list(ds["text"]), list(ds["label"])
     args = SFTConfig(output_dir=str(tmp_path / "trl"), report_to="none", max_length=256, use_cpu=True)
     trl_side = SFTTrainer(
-        model=lm.model, args=args, train_dataset=training_records(texts, labels), processing_class=lm.tokenizer
+        model=lm.model,
+        args=args,
+        train_dataset=training_records(texts, labels),
+        processing_class=lm.tokenizer,
     ).train_dataset
     ours = tokenised_records(texts, labels, Classifier(lm))
     assert ours["input_ids"] == trl_side["input_ids"]
@@ -663,3 +670,28 @@ def test_cli_train_refuses_while_a_run_is_training(tmp_path, capsys):
     RunFile(RunRegistry(tmp_path).create(TrainConfig(name="busy"), pid=os.getpid()).dir)
     assert main(["train", "--runs-dir", str(tmp_path), "--model", "x"]) == 2
     assert "already training: busy" in capsys.readouterr().err
+
+
+def test_two_processes_train_one_run(tiny_gemma3, shared_data, tmp_path):
+    """The `train` command under a distributed launcher (torchrun here, as `accelerate launch` sets the same
+    environment): one run folder, written by the main process, trained by both."""
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "gemma_emotion", "train", "--model", str(tiny_gemma3), "--data", str(shared_data),
+        "--train-size", "64", "--test-size", "10", "--runs-dir", str(tmp_path), "--name", "ddp",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("run ddp: completed") == 1  # the other rank prints nothing
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["ddp"]
+    record = json.loads((tmp_path / "ddp" / "run.json").read_text())
+    assert record["status"] == "completed" and record["world_size"] == 2
+    # 64 rows in batches of 8 per process and 2 processes: 4 optimizer steps, not 8.
+    assert record["total_steps"] == record["metrics"]["steps"] == 4
+    lines = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if r["kind"] == "train"] == [1, 2, 3, 4]  # one writer, no duplicates
+    assert (tmp_path / "ddp" / "adapter" / "adapter_config.json").is_file()
+    assert (tmp_path / "ddp" / "reports" / "finetuned" / "metrics.json").is_file()

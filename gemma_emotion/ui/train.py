@@ -70,7 +70,7 @@ def make_config(state: AppState, values: dict[str, Any]):
     values.setdefault("model", state.settings.model)
     values.setdefault("data", paths.default_data())
     # The API takes 0 for "auto"/"all"/"off" as well as None; test_size 0 means "skip" to TrainConfig.
-    for key in ("train_size", "batch_size", "grad_accum", "eval_steps"):
+    for key in ("train_size", "batch_size", "grad_accum", "eval_steps", "learning_rate"):
         if key in values and values[key] in (0, ""):
             values[key] = None
     if not values.get("name"):
@@ -259,7 +259,8 @@ def build(state: AppState) -> dict[str, Any]:
                 number("train_size", "Training rows (0 = all)", minimum=0, zero_is_none=True)
                 number("epochs", "Epochs", whole=False, minimum=0)
             with gr.Row():
-                number("learning_rate", "Learning rate", whole=False)
+                number("learning_rate", "Learning rate (0 = auto for the batch)", whole=False, minimum=0,
+                       zero_is_none=True)  # fmt: skip
                 number("seed", "Seed", minimum=0)
             with gr.Row():
                 number("eval_steps", "Evaluate every N steps (0 = off)", minimum=0, zero_is_none=True)

@@ -1,0 +1,248 @@
+"""Gemma 4 E4B-shaped figures on one GPU: score-mode throughput, LoRA and QLoRA training, memory, MFU.
+
+    python benchmarks/bench_e4b.py --tokenizer KIT --data DATA --out DIR
+
+The model is the E4B text decoder's real config (benchmarks/bench_eval.py: E4B) with random weights,
+saved once as a checkpoint folder so it goes through the project's own loading (bf16, or NF4 4-bit via
+bitsandbytes), `Classifier` and trainer (`build_trainer`: TRL SFTTrainer + PEFT LoRA r=16 on every
+decoder projection). KIT is a folder holding a Gemma tokenizer (262,144 tokens, like E4B's).
+
+- matmul rate: the card's measured bf16 rate (8192^3 products), the denominator of every MFU below;
+- score mode: examples/s over the test split, MFU = 2 x decoder parameters x tokens/s / rate;
+- training: sequences of exactly `--seq` tokens (96 by default), LoRA in bf16 and QLoRA (NF4, paged 8-bit
+  AdamW, gradient checkpointing) at several batch sizes: tokens/s, MFU = 4 x decoder parameters x tokens/s
+  / rate (forward, and the backward pass through the frozen weights), and peak GPU memory. Weights frozen
+  under LoRA need no weight gradients, hence 4 rather than 6.
+
+Decoder parameters are the weights of the matrix products a token goes through: embeddings and the
+per-layer-input table are lookups and are not counted. Speed only: the random model's answers mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_eval import E4B  # noqa: E402
+
+from gemma_emotion.data import load_split  # noqa: E402
+
+TINY = dict(E4B, hidden_size=64, intermediate_size=128, num_hidden_layers=6, num_attention_heads=2,
+            num_key_value_heads=1, head_dim=32, global_head_dim=64, num_kv_shared_layers=2,
+            layer_types=(["sliding_attention"] * 2 + ["full_attention"]) * 2,
+            hidden_size_per_layer_input=16, vocab_size=262144, vocab_size_per_layer_input=262144)  # fmt: skip
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def peak_gib() -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+
+
+def reset() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def matmul_rate(n: int = 8192, reps: int = 50) -> float:
+    """Measured bf16 FLOP/s of large square products on this card."""
+    if not torch.cuda.is_available():
+        return float("nan")
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    for _ in range(5):
+        a @ b
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync()
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def build_checkpoint(kit: Path, target: Path, shape: dict) -> Path:
+    from transformers import Gemma4ForCausalLM, Gemma4TextConfig
+
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        model = Gemma4ForCausalLM(Gemma4TextConfig(**shape)).to(torch.bfloat16)
+    # Random normal weights everywhere make the attention and the logits of a 42-layer stack overflow into
+    # NaN; a small scale keeps the activations finite, which is all speed needs.
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.mul_(0.02 / max(float(p.float().std()), 1e-6))
+    model.save_pretrained(target)
+    del model
+    for f in kit.iterdir():
+        if f.is_file() and f.name not in ("config.json", "model.safetensors", "generation_config.json"):
+            shutil.copy(f, target / f.name)
+    return target
+
+
+def decoder_params(model: torch.nn.Module) -> int:
+    total = 0
+    for name, p in model.named_parameters():
+        if "embed" in name or "lora_" in name or p.dim() != 2:
+            continue
+        # bitsandbytes packs two 4-bit weights per byte: count the logical weights
+        total += p.numel() * (2 if p.dtype == torch.uint8 else 1)
+    return total
+
+
+def score(ckpt: Path, texts: list[str], four_bit: bool, rate: float, batch: int | None) -> dict:
+    from gemma_emotion.classify import Classifier
+    from gemma_emotion.models import LoadOptions, load_model
+
+    reset()
+    lm = load_model(str(ckpt), LoadOptions(load_in_4bit=four_bit))
+    clf = Classifier(lm)
+    clf.predict(texts[:64], batch_size=batch)
+    sync()
+    t0 = time.perf_counter()
+    clf.predict(texts, batch_size=batch)
+    sync()
+    secs = time.perf_counter() - t0
+    n_tokens = sum(len(e.ids) for e in clf._encode_many(texts))
+    params = decoder_params(lm.model)
+    r = {
+        "mode": "score", "weights": "nf4" if four_bit else "bf16", "examples_per_s": len(texts) / secs,
+        "tokens_per_example": n_tokens / len(texts), "decoder_params": params, "peak_gib": peak_gib(),
+        # the system prompt is computed once (prefix cache), so count only the tokens actually run
+        "mfu_tokens_run": 2 * params * (n_tokens - len(clf._prefix_ids) * len(texts)) / secs / rate,
+    }  # fmt: skip
+    print(json.dumps(r), flush=True)
+    del clf, lm
+    return r
+
+
+def train_steps(ckpt: Path, data: str, four_bit: bool, batch: int, seq: int, steps: int, rate: float) -> dict:
+    from gemma_emotion.models import LoadOptions, load_model
+    from gemma_emotion.train import TrainConfig, build_trainer, plan_training
+
+    reset()
+    lm = load_model(str(ckpt), LoadOptions(load_in_4bit=four_bit))
+    after_load = peak_gib()
+    config = TrainConfig(model="x", batch_size=batch, grad_accum=1, max_length=seq, load_in_4bit=four_bit)
+    plan = plan_training(config, device_type=lm.device.type, load_in_4bit=four_bit)
+    # Texts long enough to be cut: every training sequence is then exactly `seq` tokens.
+    ds = load_split(data, "train", limit=batch * steps, seed=0)
+    ds = ds.map(lambda r: {"text": (r["text"] + " ") * 8})
+    from gemma_emotion.train import fit_text, text_budget
+
+    budget = text_budget(config, lm.tokenizer)
+    ds = ds.remove_columns("text").add_column("text", fit_text(list(ds["text"]), lm.tokenizer, budget))
+    trainer = build_trainer(lm, ds, config, plan, Path(tempfile.mkdtemp()))
+    trainer.create_optimizer_and_scheduler(num_training_steps=steps)
+    trainer.current_gradient_accumulation_steps = 1
+    model = trainer.model
+    model.train()
+    if plan.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
+    lengths = [len(r["input_ids"]) for r in rows]
+    batches = [
+        {k: v.to(lm.device) for k, v in trainer.data_collator(rows[j : j + batch]).items()}
+        for j in range(0, len(rows) - batch + 1, batch)
+    ]
+
+    def step(b: dict) -> None:
+        trainer.training_step(model, dict(b))
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+
+    warm = 3
+    for b in batches[:warm]:
+        step(b)
+    sync()
+    t0 = time.perf_counter()
+    for b in batches[warm:]:
+        step(b)
+    sync()
+    secs = time.perf_counter() - t0
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches[warm:])
+    params = decoder_params(model)
+    r = {
+        "mode": "train", "weights": "nf4" if four_bit else "bf16", "batch": batch, "seq": seq,
+        "seq_min_max": [min(lengths), max(lengths)], "optimizer": plan.optim,
+        "gradient_checkpointing": plan.gradient_checkpointing, "steps_timed": len(batches) - warm,
+        "tokens_per_s": tokens / secs, "examples_per_s": (len(batches) - warm) * batch / secs,
+        "mfu": 4 * params * tokens / secs / rate, "decoder_params": params,
+        "peak_gib": peak_gib(), "after_load_gib": after_load,
+    }  # fmt: skip
+    print(json.dumps(r), flush=True)
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--tokenizer", required=True, help="a folder with a Gemma tokenizer (e.g. the embedded one)"
+    )
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", default="out/e4b")
+    ap.add_argument("--workdir", default=None, help="where the random checkpoint is written (~16 GB)")
+    ap.add_argument("--limit", type=int, default=2000, help="test rows for score mode")
+    ap.add_argument("--seq", type=int, default=96)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--lora-batches", default="16,32")
+    ap.add_argument("--qlora-batches", default="4,8")
+    ap.add_argument("--score-batch", type=int, default=None)
+    ap.add_argument("--stages", default="score,lora,qlora")
+    ap.add_argument("--tiny", action="store_true", help="a scaled-down shape, to check the script on a CPU")
+    args = ap.parse_args()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.workdir or tempfile.mkdtemp())
+    rate = matmul_rate()
+    result: dict = {
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__, "matmul_tflops": rate / 1e12, "runs": [],
+    }  # fmt: skip
+    print(f"{result['device']}: bf16 matmul {rate / 1e12:.0f} TFLOP/s", flush=True)
+    ckpt = build_checkpoint(Path(args.tokenizer), work / "e4b", TINY if args.tiny else E4B)
+    texts = list(load_split(args.data, "test")["text"])[: args.limit]
+    stages = args.stages.split(",")
+
+    def record(fn, *a) -> None:
+        try:
+            result["runs"].append(fn(*a))
+        except Exception as exc:  # noqa: BLE001 - an out-of-memory batch is a result too
+            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            print(msg, flush=True)
+            result["runs"].append({"args": [str(x) for x in a[1:]], "error": msg})
+        (out / "bench_e4b.json").write_text(json.dumps(result, indent=2) + "\n")
+
+    if "score" in stages:
+        record(score, ckpt, texts, False, rate, args.score_batch)
+        if torch.cuda.is_available():
+            record(score, ckpt, texts, True, rate, args.score_batch)
+    if "lora" in stages:
+        for b in [int(x) for x in args.lora_batches.split(",") if x]:
+            record(train_steps, ckpt, args.data, False, b, args.seq, args.steps, rate)
+    if "qlora" in stages and torch.cuda.is_available():
+        for b in [int(x) for x in args.qlora_batches.split(",") if x]:
+            record(train_steps, ckpt, args.data, True, b, args.seq, args.steps, rate)
+    shutil.rmtree(work / "e4b", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
