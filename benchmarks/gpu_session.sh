@@ -45,7 +45,7 @@ sweep)
     ln -sf "$(realpath $data/validation.jsonl)" /root/valdata/test.jsonl
     python3 -c "from gemma_emotion.embedded import ensure_embedded_checkpoint as e; print(e())" > "$out/convert.log" 2>&1 &
     conv=$!
-    CUDA_VISIBLE_DEVICES=1 timeout 360 python3 benchmarks/bench_e4b.py --tokenizer .gpu/kit --data "$data" --out "$out" \
+    CUDA_VISIBLE_DEVICES=1 timeout 360 python3 benchmarks/bench_e4b.py --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out" \
         --workdir /root/e4b-work 2>&1 | quiet > "$out/e4b.log" &
     e4b=$!
     wait $conv
