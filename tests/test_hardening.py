@@ -380,7 +380,7 @@ NONSENSE = [
     ({"epochs": -1}, "epochs must be more than 0"),
     ({"epochs": 0}, "epochs must be more than 0"),
     ({"epochs": "abc"}, "epochs must be a number, got 'abc'"),
-    ({"learning_rate": 0}, "learning rate must be between 0 and 1"),
+    ({"learning_rate": "fast"}, "learning rate must be a number"),
     ({"learning_rate": -0.001}, "learning rate must be between 0 and 1"),
     ({"learning_rate": 5}, "learning rate must be between 0 and 1"),
     ({"batch_size": 64, "train_size": 8}, "batch size 64 is larger than the 8 training rows"),
