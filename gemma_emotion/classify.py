@@ -116,26 +116,42 @@ class Classifier:
         encoded = self._encode_many(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i].ids))
         results: list[Prediction | None] = [None] * len(texts)
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
         done = 0
         with torch.inference_mode(), self.lm.use(adapter):
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
+            if mode == "score":
+                # No read-back per batch: the GPU computes batch k while the CPU prepares batch k + 1, and
+                # the probabilities of all batches come back in one transfer at the end.
                 t0 = time.perf_counter()
-                batch = [encoded[i] for i in idx]
-                if mode == "score":
-                    outs = self._score_batch(batch)
-                else:
-                    outs = self._generate_batch(batch)
+                pending = []
+                for idx in batches:
+                    pending.append(self._label_probs([encoded[i] for i in idx]))
+                    done += len(idx)
+                    if progress:
+                        progress(done, len(texts))
+                probs = torch.cat(pending).cpu()
+                per_item = (time.perf_counter() - t0) * 1000 / len(texts)
+                flat = [i for idx in batches for i in idx]
+                for i, pred in zip(flat, self._score_predictions(probs)):
+                    results[i] = self._finish(pred, texts[i], encoded[i], per_item)
+                return results  # type: ignore[return-value]
+            for idx in batches:
+                t0 = time.perf_counter()
+                outs = self._generate_batch([encoded[i] for i in idx])
                 per_item = (time.perf_counter() - t0) * 1000 / len(idx)
                 for i, pred in zip(idx, outs):
-                    pred.text = texts[i]
-                    pred.latency_ms = per_item
-                    pred.truncated = encoded[i].truncated
-                    results[i] = pred
+                    results[i] = self._finish(pred, texts[i], encoded[i], per_item)
                 done += len(idx)
                 if progress:
                     progress(done, len(texts))
         return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _finish(pred: Prediction, text: str, encoded: _Encoded, latency_ms: float) -> Prediction:
+        pred.text = text
+        pred.latency_ms = latency_ms
+        pred.truncated = encoded.truncated
+        return pred
 
     def classify(self, text: str, mode: str = "score", *, adapter: bool = True) -> Prediction:
         return self.predict([text], mode, adapter=adapter, batch_size=1)[0]
@@ -193,11 +209,7 @@ class Classifier:
         return firsts
 
     # -- score mode -----------------------------------------------------------------------------
-    def _score_batch(self, batch: list[_Encoded]) -> list[Prediction]:
-        probs = self._label_probs(batch)
-        if self.calibrate:
-            probs = probs / self._content_free_prior()
-            probs = probs / probs.sum(-1, keepdim=True)
+    def _score_predictions(self, probs: torch.Tensor) -> list[Prediction]:
         preds = []
         for row in probs.tolist():
             best = max(range(len(LABELS)), key=row.__getitem__)
@@ -215,13 +227,19 @@ class Classifier:
         return preds
 
     def _label_probs(self, batch: list[_Encoded]) -> torch.Tensor:
-        return torch.softmax(self._last_logits(batch).float(), dim=-1).cpu()
+        """The six label probabilities of each prompt, on the model's device."""
+        probs = torch.softmax(self._last_logits(batch).float(), dim=-1)
+        if self.calibrate:
+            probs = probs / self._content_free_prior()
+            probs = probs / probs.sum(-1, keepdim=True)
+        return probs
 
     def _content_free_prior(self) -> torch.Tensor:
         key = ("prior", self.lm.adapter, _adapter_active(self.lm))
         store = self.__dict__.setdefault("_cache_store", {})
         if key not in store:
-            store[key] = self._label_probs(self._encode_many(_CONTENT_FREE)).mean(0)
+            logits = self._last_logits(self._encode_many(_CONTENT_FREE))
+            store[key] = torch.softmax(logits.float(), dim=-1).mean(0)
         return store[key]
 
     def _last_logits(self, batch: list[_Encoded]) -> torch.Tensor:
@@ -393,5 +411,6 @@ def _left_pad(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple
 def default_batch_size(lm: LoadedModel, mode: str) -> int:
     """Large batches on a GPU, small ones on a CPU where they stop paying off."""
     if lm.device.type == "cuda":
-        return 512 if mode == "score" else 256
+        # Score batches are forward passes of ~25 new tokens a row: 1,024 rows beat 512 by ~30 % on an H200.
+        return 1024 if mode == "score" else 256
     return 16

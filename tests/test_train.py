@@ -121,8 +121,9 @@ def test_gpu_plan_fits_the_card():
     small_model = dict(hidden_size=640, num_layers=18)  # Gemma 3 270M
     big = plan_training(TrainConfig(), device_type="cuda", free_memory_gb=78, **small_model)
     assert big.batch_size == 128 and big.grad_accum == 1 and big.bf16 and big.optim == "adamw_torch_fused"
-    # The learning rate follows the batch unless given: 2e-4 at 16, x sqrt(8) at 128.
-    assert big.learning_rate == pytest.approx(2e-4 * math.sqrt(8))
+    # The learning rate follows the batch unless given: 2e-4 up to 16, 4e-4 at 32, at most 1e-3.
+    assert big.learning_rate == pytest.approx(1e-3)
+    assert plan_training(TrainConfig(batch_size=32), device_type="cuda").learning_rate == pytest.approx(4e-4)
     assert plan_training(TrainConfig(learning_rate=1e-4), device_type="cuda").learning_rate == 1e-4
     assert plan_training(TrainConfig(), device_type="cpu").learning_rate == pytest.approx(2e-4)
     e4b = dict(hidden_size=2560, num_layers=42)
