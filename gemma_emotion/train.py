@@ -124,6 +124,7 @@ class TrainConfig:
     use_corrections: bool = False  # add the corrections store's examples to the training data
     corrections_oversample: int = 1
     eval_generate: bool = False  # also evaluate in generate mode after training (slow on a CPU)
+    balance: bool = False  # repeat the rarer labels' rows until every label is as frequent as the commonest
 
     def validate(self) -> None:
         """ValueError with a message for the user when a setting makes no sense."""
@@ -359,6 +360,12 @@ def prepare_data(config: TrainConfig, runs_dir: str | os.PathLike) -> TrainData:
     if config.train_size is not None and config.train_size > len(full):
         notes.append(f"train size {config.train_size} is more than the {len(full)} rows there are: using all")
     train = sample(full, config.train_size, stratify=True, seed=config.seed)
+    if config.balance:
+        before = len(train)
+        train = balanced(train, config.seed)
+        notes.append(
+            f"labels balanced: {before} rows became {len(train)} ({len(train) // len(LABELS)} a label)"
+        )
 
     n_corrections = 0
     if config.use_corrections:
@@ -392,6 +399,25 @@ def prepare_data(config: TrainConfig, runs_dir: str | os.PathLike) -> TrainData:
             sample(test, config.test_size, stratify=True, seed=config.seed) if config.test_size != 0 else None
         )
     return TrainData(train, validation, test, n_corrections, notes)
+
+
+def balanced(ds: datasets.Dataset, seed: int) -> datasets.Dataset:
+    """Every label as often as the commonest: rarer labels' rows repeated whole, the remainder a seeded
+    sample of them, all in a seeded order. For macro-F1, which weighs the rare labels (surprise: 3.6 % of
+    the training split) as much as the common ones."""
+    import random
+
+    by_label: dict[int, list[int]] = {}
+    for i, y in enumerate(ds["label"]):
+        by_label.setdefault(int(y), []).append(i)
+    target = max(len(rows) for rows in by_label.values())
+    rng = random.Random(seed)
+    order: list[int] = []
+    for _, rows in sorted(by_label.items()):
+        whole, rest = divmod(target, len(rows))
+        order += rows * whole + rng.sample(rows, rest)
+    rng.shuffle(order)
+    return ds.select(order)
 
 
 def _is_single_file(source: str) -> bool:
@@ -1173,6 +1199,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "use_corrections": args.use_corrections,
         "corrections_oversample": args.oversample,
         "eval_generate": args.eval_generate,
+        "balance": args.balance,
     }
     defaults = TrainConfig()
     # A flag left out keeps the dataclass default (None is a real value for some fields).
@@ -1274,6 +1301,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "--eval-generate", action="store_true", help="also evaluate in generate mode (slow on a CPU)"
     )
     p.add_argument("--load-in-4bit", action="store_true", help="QLoRA: 4-bit NF4 base weights (CUDA)")
+    p.add_argument(
+        "--balance", action="store_true", help="repeat rarer labels' rows so every label is equally frequent"
+    )
     p.add_argument(
         "--runs-dir", default=argparse.SUPPRESS, help=f"runs directory (default: ${paths.ENV_RUNS} or ./runs)"
     )

@@ -696,3 +696,31 @@ def test_two_processes_train_one_run(tiny_gemma3, shared_data, tmp_path):
     assert [r["step"] for r in lines if r["kind"] == "train"] == [1, 2, 3, 4]  # one writer, no duplicates
     assert (tmp_path / "ddp" / "adapter" / "adapter_config.json").is_file()
     assert (tmp_path / "ddp" / "reports" / "finetuned" / "metrics.json").is_file()
+
+
+def test_balance_repeats_the_rarer_labels_until_every_label_is_as_frequent(shared_data, tmp_path):
+    from collections import Counter
+
+    from gemma_emotion.data import load_split
+    from gemma_emotion.train import balanced, config_from_args, prepare_data
+
+    ds = load_split(shared_data, "train", limit=300, seed=5)
+    counts = Counter(ds["label"])
+    out = balanced(ds, seed=1)
+    assert set(Counter(out["label"]).values()) == {max(counts.values())}
+    assert set(out["text"]) == set(ds["text"])  # every row kept, none invented
+    assert out["text"] == balanced(ds, seed=1)["text"]  # seeded
+    assert out["text"] != balanced(ds, seed=2)["text"]
+
+    data = prepare_data(TrainConfig(data=str(shared_data), train_size=300, balance=True), tmp_path)
+    assert len(set(Counter(data.train["label"]).values())) == 1
+    assert any("labels balanced" in note for note in data.notes)
+
+    import argparse
+
+    from gemma_emotion.train import register_cli
+
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers())
+    args = parser.parse_args(["train", "--balance", "--data", str(shared_data)])
+    assert config_from_args(args).balance is True

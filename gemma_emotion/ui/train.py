@@ -293,6 +293,11 @@ def build(state: AppState) -> dict[str, Any]:
                     number("lora_r", "LoRA r", minimum=1)
                     number("lora_alpha", "LoRA alpha", minimum=1)
                     number("lora_dropout", "LoRA dropout", whole=False, minimum=0)
+                fields["balance"] = gr.Checkbox(
+                    label="Balance the labels (repeat the rarer ones' rows)",
+                    value=bool(defaults.get("balance")),
+                    interactive=allowed,
+                )
                 if "eval_generate" in defaults:
                     fields["eval_generate"] = gr.Checkbox(
                         label="Also evaluate in generate mode after training (slow on a CPU)",
