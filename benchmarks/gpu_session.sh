@@ -7,12 +7,15 @@
 #   bash benchmarks/gpu_session.sh final   # the best choice: 1 epoch (GPU 0) and 2 epochs (GPU 1) on the test
 #                                          # split, then bench_eval (GPU 0) and bench_train (GPU 1)
 #   bash benchmarks/gpu_session.sh ddp     # the same training on 1 GPU, then on 2 under accelerate launch
+#   bash benchmarks/gpu_session.sh further # past one epoch: 2 and 3 epochs, balanced labels (validation),
+#                                          # then the best of them on the test split
 # The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel) and the
-# embedded model's tokenizer files in .gpu/kit (for the E4B-shaped model). Runs stay in /root/runs.
+# embedded model's tokenizer files in .gpu/kit (for the E4B-shaped model). Runs stay in /root/runs-g<GPU>:
+# one runs folder per GPU, since the project allows one training at a time per runs folder.
 set -uo pipefail
 stage=${1:?stage}
 out=${OUT:-out/gpu}
-mkdir -p "$out" /root/runs
+mkdir -p "$out" /root/runs-g0 /root/runs-g1
 source .gpu/remote.sh >/dev/null
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export GEMMA_EMOTION_CACHE=${GEMMA_EMOTION_CACHE:-/root/ge-cache}
@@ -25,13 +28,16 @@ python3 -c "import torch, transformers, trl, peft; print('torch', torch.__versio
 train() {  # train GPU NAME ARGS...: one run on one GPU, its summary appended to the stage log
     local gpu=$1 name=$2
     shift 2
-    CUDA_VISIBLE_DEVICES=$gpu timeout 400 python3 -m gemma_emotion train --runs-dir /root/runs --name "$name" "$@" \
-        > "/root/runs/$name.out" 2>&1
-    python3 - "$name" <<'EOF' | tee -a "$log"
-import json, sys
-r = json.load(open(f"/root/runs/{sys.argv[1]}/run.json"))
+    CUDA_VISIBLE_DEVICES=$gpu timeout 400 python3 -m gemma_emotion train --runs-dir "/root/runs-g$gpu" --name "$name" \
+        "$@" > "/root/runs-g$gpu/$name.out" 2>&1
+    python3 - "/root/runs-g$gpu/$name" <<'EOF' | tee -a "$log"
+import json, os, sys
+try:
+    r = json.load(open(f"{sys.argv[1]}/run.json"))
+except OSError as exc:
+    sys.exit(print(os.path.basename(sys.argv[1]), "no run.json:", exc))
 m, p = r.get("metrics") or {}, r.get("plan") or {}
-print(sys.argv[1], r["status"], r.get("error") or "", f"batch {p.get('batch_size')}x{p.get('grad_accum')} lr {p.get('learning_rate')}",
+print(os.path.basename(sys.argv[1]), r["status"], r.get("error") or "", f"batch {p.get('batch_size')}x{p.get('grad_accum')} lr {p.get('learning_rate')}",
       {k: m.get(k) for k in ("train_examples_per_s", "train_runtime_s", "final_loss", "finetuned_accuracy",
                              "finetuned_macro_f1", "finetuned_generate_accuracy", "finetuned_generate_invalid")})
 EOF
@@ -60,7 +66,7 @@ sweep)
     python3 - <<'EOF' | tee -a "$log"
 import glob, json
 rows = []
-for f in glob.glob("/root/runs/sweep-*/run.json"):
+for f in glob.glob("/root/runs-g*/sweep-*/run.json"):
     r = json.load(open(f))
     if r["status"] == "completed":
         m, p = r["metrics"], r["plan"]
@@ -72,7 +78,7 @@ acc, f1, batch, lr, name = rows[0]
 open("/root/best.env", "w").write(f"BATCH={batch}\nLR={lr}\nBEST={name}\n")
 print("best", name, batch, lr)
 EOF
-    tar czf "$out/sweep-runs.tgz" -C /root/runs $(cd /root/runs && ls -d sweep-*/run.json sweep-*/log.jsonl sweep-*.out 2>/dev/null)
+    tar czf "$out/sweep-runs.tgz" -C /root $(cd /root && ls -d runs-g*/sweep-*/run.json runs-g*/sweep-*/log.jsonl runs-g*/sweep-*.out 2>/dev/null)
     ;;
 final)
     source /root/best.env
@@ -80,14 +86,14 @@ final)
     train 0 final-e1 --data "$data" --test-size 2000 --eval-generate --batch-size "$BATCH" --lr "$LR" &
     train 1 final-e2 --data "$data" --test-size 2000 --batch-size "$BATCH" --lr "$LR" --epochs 2
     wait
-    CUDA_VISIBLE_DEVICES=0 timeout 300 python3 benchmarks/bench_eval.py --data "$data" --adapter /root/runs/final-e1/adapter \
+    CUDA_VISIBLE_DEVICES=0 timeout 300 python3 benchmarks/bench_eval.py --data "$data" --adapter /root/runs-g0/final-e1/adapter \
         --json "$out/bench_eval.json" 2>&1 | quiet > "$out/bench_eval.log" &
     CUDA_VISIBLE_DEVICES=1 timeout 300 python3 benchmarks/bench_train.py --data "$data" --json "$out/bench_train.json" \
         2>&1 | quiet > "$out/bench_train.log"
     wait
     cat "$out/bench_eval.log" "$out/bench_train.log" | tail -30
-    tar czf "$out/final-e1.tgz" -C /root/runs --exclude=trainer final-e1
-    tar czf "$out/final-e2.tgz" -C /root/runs --exclude=trainer --exclude=adapter final-e2 final-e2.out final-e1.out
+    tar czf "$out/final-e1.tgz" -C /root/runs-g0 --exclude=trainer final-e1
+    tar czf "$out/final-e2.tgz" -C /root --exclude=trainer --exclude=adapter runs-g1/final-e2 runs-g1/final-e2.out runs-g0/final-e1.out
     ;;
 ddp)
     source /root/best.env
@@ -97,8 +103,8 @@ ddp)
         local name=$1
         shift
         timeout 300 python3 -m accelerate.commands.launch --num_processes 2 --num_machines 1 --mixed_precision bf16 \
-            --dynamo_backend no -m gemma_emotion train --runs-dir /root/runs --name "$name" --data "$data" \
-            --test-size 0 --lr "$LR" "$@" > "/root/runs/$name.out" 2>&1
+            --dynamo_backend no -m gemma_emotion train --runs-dir /root/runs-g0 --name "$name" --data "$data" \
+            --test-size 0 --lr "$LR" "$@" > "/root/runs-g0/$name.out" 2>&1
     }
     ddp ddp-2gpu --batch-size $((BATCH / 2))
     ddp ddp-2gpu-full --batch-size "$BATCH"
@@ -106,7 +112,7 @@ ddp)
 import json
 for name in ("ddp-1gpu", "ddp-2gpu", "ddp-2gpu-full"):
     try:
-        r = json.load(open(f"/root/runs/{name}/run.json"))
+        r = json.load(open(f"/root/runs-g0/{name}/run.json"))
     except OSError as exc:
         print(name, "no run.json:", exc)
         continue
@@ -114,7 +120,35 @@ for name in ("ddp-1gpu", "ddp-2gpu", "ddp-2gpu-full"):
     print(name, r["status"], r.get("error") or "", "world", r.get("world_size"), "steps", m.get("steps"),
           "examples/s", m.get("train_examples_per_s"), "runtime", m.get("train_runtime_s"), "loss", m.get("final_loss"))
 EOF
-    tail -5 /root/runs/ddp-2gpu.out
-    tar czf "$out/ddp.tgz" -C /root/runs $(cd /root/runs && ls -d ddp-*/run.json ddp-*/log.jsonl ddp-*.out 2>/dev/null)
+    tail -5 /root/runs-g0/ddp-2gpu.out
+    tar czf "$out/ddp.tgz" -C /root/runs-g0 $(cd /root/runs-g0 && ls -d ddp-*/run.json ddp-*/log.jsonl ddp-*.out 2>/dev/null)
+    ;;
+further)
+    mkdir -p /root/valdata
+    ln -sf "$(realpath $data/train.jsonl)" /root/valdata/train.jsonl
+    ln -sf "$(realpath $data/validation.jsonl)" /root/valdata/test.jsonl
+    train 0 more-e2 --data /root/valdata --test-size 2000 --epochs 2 &
+    train 1 more-balanced --data /root/valdata --test-size 2000 --balance
+    wait
+    train 0 more-e3 --data /root/valdata --test-size 2000 --epochs 3 &
+    train 1 more-e2-balanced --data /root/valdata --test-size 2000 --epochs 2 --balance
+    wait
+    python3 - <<'EOF' | tee -a "$log"
+import glob, json
+rows = []
+for f in glob.glob("/root/runs-g*/more-*/run.json"):
+    r = json.load(open(f))
+    if r["status"] == "completed":
+        c, m = r["config"], r["metrics"]
+        rows.append((m["finetuned_accuracy"], m["finetuned_macro_f1"], c["epochs"], c["balance"], r["name"]))
+rows.sort(reverse=True)
+for row in rows:
+    print("validation", row)
+_, _, epochs, balance, name = rows[0]
+open("/root/further.env", "w").write(f"EPOCHS={epochs}\nBALANCE={'--balance' if balance else ''}\nBEST={name}\n")
+EOF
+    source /root/further.env
+    train 0 further-best --data "$data" --test-size 2000 --eval-generate --epochs "$EPOCHS" $BALANCE
+    tar czf "$out/further.tgz" -C /root --exclude=trainer $(cd /root && ls -d runs-g*/more-* runs-g0/further-best*)
     ;;
 esac
