@@ -368,13 +368,17 @@ class _LabelHead:
 
 def _expand_cache(cache: DynamicCache, batch_size: int) -> DynamicCache:
     """The one-row prefix cache seen as `batch_size` rows without copying: layers only ever concatenate
-    new keys onto the cached ones, so broadcast views of the stored tensors are never written to."""
+    new keys onto the cached ones, so broadcast views of the stored tensors are never written to.
+    Layers that store nothing (Gemma 4's KV-shared layers hold `None`) are shared as they are."""
+
+    def stored(layer: object) -> bool:
+        return all(isinstance(getattr(layer, name, None), torch.Tensor) for name in ("keys", "values"))
+
+    def empty(layer: object) -> bool:
+        return getattr(layer, "keys", 0) is None and getattr(layer, "values", 0) is None
+
     layers = getattr(cache, "layers", None)
-    if layers is None or any(
-        not isinstance(getattr(layer, name, None), torch.Tensor)
-        for layer in layers
-        for name in ("keys", "values")
-    ):
+    if layers is None or not all(stored(layer) or empty(layer) for layer in layers):
         out = copy.deepcopy(cache)
         out.batch_repeat_interleave(batch_size)
         return out
@@ -382,8 +386,9 @@ def _expand_cache(cache: DynamicCache, batch_size: int) -> DynamicCache:
     out.layers = []
     for layer in layers:
         view = copy.copy(layer)
-        view.keys = layer.keys.expand(batch_size, *layer.keys.shape[1:])
-        view.values = layer.values.expand(batch_size, *layer.values.shape[1:])
+        if stored(layer):
+            view.keys = layer.keys.expand(batch_size, *layer.keys.shape[1:])
+            view.values = layer.values.expand(batch_size, *layer.values.shape[1:])
         out.layers.append(view)
     return out
 
