@@ -4,7 +4,8 @@ Owns the run's config (`TrainConfig`), the device plan (batch size, accumulation
 training records, the callback that streams the loss to `log.jsonl` and honours a stop request, and the
 evaluation of base vs fine-tuned afterwards (one loaded model, adapter switched off and on).
 `run_training(run_dir)` is the body of the training process that `runs.Runner` starts; `train(config)`
-runs one in the foreground (the `train` command). The run folder layout belongs to `runs`.
+runs one in the foreground (the `train` command), also under `accelerate launch` / `torchrun`, where the
+main process alone writes the run folder. The run folder layout belongs to `runs`.
 
 Heavy libraries (torch, transformers, TRL, PEFT) are imported inside functions: the CLI imports this
 module to register its command, and that must stay fast.
@@ -60,7 +61,7 @@ TARGET_EFFECTIVE_BATCH = 16  # the published recipe's batch; GPU plans accumulat
 # embedded model trained at 135 examples/s in batches of 32 and 595 in batches of 256
 # (benchmarks/profile_gpu.py). Memory bounds the batch below this for larger models.
 MAX_GPU_BATCH = 128
-BASE_LEARNING_RATE = 2e-4  # up to the recipe's batch of 16; larger batches scale it up to MAX_AUTO_LR
+BASE_LEARNING_RATE = 2e-4  # up to the recipe's batch of 16; larger batches scale it, up to the max below
 # Chosen on the validation split (benchmarks/README.md, "learning rate"): at batch 128, 1e-3 scored 93.75 %
 # against 93.25 % for 5.7e-4 (sqrt scaling) and 91.95 % for 3e-4.
 MAX_AUTO_LEARNING_RATE = 1e-3
