@@ -289,3 +289,17 @@ def test_zero_shot_score_mode_beats_the_majority_baseline(shared_data):
     report = evaluate(Classifier(load_model("embedded"), calibrate=True), ds["text"], ds["label"])
     assert majority < 0.37
     assert report.accuracy > 0.35, report.metrics
+
+
+@pytest.mark.embedded
+def test_the_gguf_is_parsed_once_per_conversion(real) -> None:
+    """transformers opens the GGUF for the tokenizer, the config and the weights: one parse serves all."""
+    import gguf as gguf_lib
+
+    path = str(embedded.find_gguf())
+    original = gguf_lib.GGUFReader
+    with embedded._one_gguf_parse():
+        first = gguf_lib.GGUFReader(path)
+        assert gguf_lib.GGUFReader(path) is first
+        assert len(first.tensors) > 100
+    assert gguf_lib.GGUFReader is original
