@@ -17,7 +17,7 @@ stage=${1:?stage}
 out=${OUT:-out/gpu}
 mkdir -p "$out" /root/runs-g0 /root/runs-g1
 source .gpu/remote.sh >/dev/null
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 export GEMMA_EMOTION_CACHE=${GEMMA_EMOTION_CACHE:-/root/ge-cache}
 data=${DATA:-.gpu/data}
 log=$out/$stage.log
@@ -43,12 +43,38 @@ print(os.path.basename(sys.argv[1]), r["status"], r.get("error") or "", f"batch 
 EOF
 }
 
-case $stage in
-sweep)
-    # The validation split as "test": choices are made on it, the test split stays for the final runs.
+valdata() {  # the validation split as "test": choices are made on it, the test split stays for the final runs
     mkdir -p /root/valdata
     ln -sf "$(realpath $data/train.jsonl)" /root/valdata/train.jsonl
     ln -sf "$(realpath $data/validation.jsonl)" /root/valdata/test.jsonl
+}
+
+pick_best() {  # pick_best PREFIX: the completed PREFIX-* run with the best validation accuracy -> /root/best-PREFIX.env
+    python3 - "$1" <<'EOF' | tee -a "$log"
+import glob, json, sys
+prefix = sys.argv[1]
+rows = []
+for f in glob.glob(f"/root/runs-g*/{prefix}-*/run.json"):
+    r = json.load(open(f))
+    if r["status"] == "completed":
+        m, p, c = r["metrics"], r["plan"], r["config"]
+        rows.append((m["finetuned_accuracy"], m["finetuned_macro_f1"], r["name"], p, c))
+rows.sort(key=lambda row: row[:2], reverse=True)
+for acc, f1, name, p, c in rows:
+    print("validation", name, acc, round(f1, 4), "batch", p["batch_size"], "lr", p["learning_rate"],
+          "epochs", c["epochs"], "balance", c.get("balance", False))
+_, _, name, p, c = rows[0]
+open(f"/root/best-{prefix}.env", "w").write(
+    f"BEST={name}\nBATCH={p['batch_size']}\nLR={p['learning_rate']}\nEPOCHS={c['epochs']}\n"
+    f"BALANCE={'--balance' if c.get('balance') else ''}\n"
+)
+print("best", name)
+EOF
+}
+
+case $stage in
+sweep)
+    valdata
     python3 -c "from gemma_emotion.embedded import ensure_embedded_checkpoint as e; print(e())" > "$out/convert.log" 2>&1 &
     conv=$!
     CUDA_VISIBLE_DEVICES=1 timeout 360 python3 benchmarks/bench_e4b.py --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out" \
@@ -63,25 +89,11 @@ sweep)
     train 1 sweep-b64-auto --data /root/valdata --test-size 2000 --batch-size 64 &
     train 0 sweep-b256-lr1e-3 --data /root/valdata --test-size 2000 --batch-size 256 --lr 1e-3
     wait
-    python3 - <<'EOF' | tee -a "$log"
-import glob, json
-rows = []
-for f in glob.glob("/root/runs-g*/sweep-*/run.json"):
-    r = json.load(open(f))
-    if r["status"] == "completed":
-        m, p = r["metrics"], r["plan"]
-        rows.append((m["finetuned_accuracy"], m["finetuned_macro_f1"], p["batch_size"], p["learning_rate"], r["name"]))
-rows.sort(reverse=True)
-for row in rows:
-    print("validation", row)
-acc, f1, batch, lr, name = rows[0]
-open("/root/best.env", "w").write(f"BATCH={batch}\nLR={lr}\nBEST={name}\n")
-print("best", name, batch, lr)
-EOF
+    pick_best sweep
     tar czf "$out/sweep-runs.tgz" -C /root $(cd /root && ls -d runs-g*/sweep-*/run.json runs-g*/sweep-*/log.jsonl runs-g*/sweep-*.out 2>/dev/null)
     ;;
 final)
-    source /root/best.env
+    source /root/best-sweep.env
     echo "best on validation: $BEST (batch $BATCH, lr $LR)" | tee -a "$log"
     train 0 final-e1 --data "$data" --test-size 2000 --eval-generate --batch-size "$BATCH" --lr "$LR" &
     train 1 final-e2 --data "$data" --test-size 2000 --batch-size "$BATCH" --lr "$LR" --epochs 2
@@ -96,7 +108,7 @@ final)
     tar czf "$out/final-e2.tgz" -C /root --exclude=trainer --exclude=adapter runs-g1/final-e2 runs-g1/final-e2.out runs-g0/final-e1.out
     ;;
 ddp)
-    source /root/best.env
+    source /root/best-sweep.env
     train 0 ddp-1gpu --data "$data" --test-size 0 --batch-size "$BATCH" --lr "$LR"
     # Same global batch (each of the 2 processes takes half of it), then a full batch per process.
     ddp() {
@@ -124,30 +136,15 @@ EOF
     tar czf "$out/ddp.tgz" -C /root/runs-g0 $(cd /root/runs-g0 && ls -d ddp-*/run.json ddp-*/log.jsonl ddp-*.out 2>/dev/null)
     ;;
 further)
-    mkdir -p /root/valdata
-    ln -sf "$(realpath $data/train.jsonl)" /root/valdata/train.jsonl
-    ln -sf "$(realpath $data/validation.jsonl)" /root/valdata/test.jsonl
+    valdata
     train 0 more-e2 --data /root/valdata --test-size 2000 --epochs 2 &
     train 1 more-balanced --data /root/valdata --test-size 2000 --balance
     wait
     train 0 more-e3 --data /root/valdata --test-size 2000 --epochs 3 &
     train 1 more-e2-balanced --data /root/valdata --test-size 2000 --epochs 2 --balance
     wait
-    python3 - <<'EOF' | tee -a "$log"
-import glob, json
-rows = []
-for f in glob.glob("/root/runs-g*/more-*/run.json"):
-    r = json.load(open(f))
-    if r["status"] == "completed":
-        c, m = r["config"], r["metrics"]
-        rows.append((m["finetuned_accuracy"], m["finetuned_macro_f1"], c["epochs"], c["balance"], r["name"]))
-rows.sort(reverse=True)
-for row in rows:
-    print("validation", row)
-_, _, epochs, balance, name = rows[0]
-open("/root/further.env", "w").write(f"EPOCHS={epochs}\nBALANCE={'--balance' if balance else ''}\nBEST={name}\n")
-EOF
-    source /root/further.env
+    pick_best more
+    source /root/best-more.env
     train 0 further-best --data "$data" --test-size 2000 --eval-generate --epochs "$EPOCHS" $BALANCE
     tar czf "$out/further.tgz" -C /root --exclude=trainer $(cd /root && ls -d runs-g*/more-* runs-g0/further-best*)
     ;;

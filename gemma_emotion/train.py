@@ -87,17 +87,15 @@ class _FollowerRun(RunFile):
         return self.record
 
 
-def _share_run_dir(run_dir: Path | None) -> Path:
-    """The main process's run folder, sent to every rank (the process group is the Trainer's own)."""
+def _share_run_dir(run_dir: Path | None) -> Path | None:
+    """The main process's run folder (None: it could not make one), sent to every rank."""
     import torch.distributed as dist
     from accelerate import PartialState
 
     PartialState()  # joins the process group the launcher described; the Trainer reuses it
     box = [str(run_dir) if run_dir is not None else None]
     dist.broadcast_object_list(box, src=0)
-    if box[0] is None:
-        raise RuntimeError("the main process could not create the run")
-    return Path(box[0])
+    return Path(box[0]) if box[0] is not None else None
 
 
 # -- config -------------------------------------------------------------------------------------------
@@ -788,8 +786,10 @@ def build_trainer(
     *,
     validation: datasets.Dataset | None = None,
     callbacks: list | None = None,
+    classifier: Classifier | None = None,
 ) -> Any:
-    """An SFTTrainer for prompt/completion records of `train`; LoRA is put on `lm.model` by the trainer."""
+    """An SFTTrainer for prompt/completion records of `train`; LoRA is put on `lm.model` by the trainer.
+    The prompts are `classifier`'s (one is made for `lm` when not given)."""
     from transformers import PrinterCallback
     from trl import SFTConfig
 
@@ -828,7 +828,7 @@ def build_trainer(
         train_sampling_strategy="group_by_length",
         dataset_num_proc=None,
     )
-    classifier = Classifier(lm)
+    classifier = classifier or Classifier(lm)
     trainer = _lean_trainer_class()(
         model=lm.model,
         args=args,
@@ -1053,8 +1053,9 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
         progress_bar=progress_bar,
     )
     trainer = build_trainer(
-        lm, train, config, plan, run.dir / "trainer", validation=validation, callbacks=[callback]
-    )
+        lm, train, config, plan, run.dir / "trainer",
+        validation=validation, callbacks=[callback], classifier=classifier,
+    )  # fmt: skip
     verify_tokenisation(trainer.train_dataset, train["text"], train["label"], classifier)
     lm.model, lm.adapter = trainer.model, "training"  # the classifier now sees the adapter being trained
     stop.check()
@@ -1168,13 +1169,15 @@ def train(
     if world_size() == 1:
         run_dir = runner.claim(config, pid=os.getpid()).dir
     else:
-        claimed = None
+        claimed, refused = None, None
         if is_main_process():
-            with contextlib.suppress(Exception):
+            try:
                 claimed = runner.claim(config, pid=os.getpid()).dir
+            except Exception as exc:  # noqa: BLE001 - raised below, once the other ranks know too
+                refused = exc
         run_dir = _share_run_dir(claimed)
-        if claimed is None and is_main_process():
-            runner.claim(config, pid=os.getpid())  # raises the reason, now that the other ranks know
+        if run_dir is None:
+            raise refused or RuntimeError("the main process could not create the run")
     stop = StopSignal(run_dir)
     with stop.handling(signal.SIGINT, signal.SIGTERM):
         return run_training(run_dir, progress_bar=progress_bar and is_main_process(), stop=stop)

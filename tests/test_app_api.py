@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import socket
 import subprocess
@@ -296,8 +297,10 @@ def test_train_start_status_stop_and_second_start_refused(client, app, shared_da
 
 @pytest.mark.timeout(600)
 def test_short_run_completes_then_compare_uses_its_adapter(client, app, shared_data, direct):
+    # 0 is the form's "auto" for the learning rate; balance is the form's checkbox.
     config = {"model": app["model"], "data": str(shared_data), "train_size": 16, "test_size": 12,
-              "eval_steps": 1, "eval_size": 8, "name": "short-run"}  # fmt: skip
+              "eval_steps": 1, "eval_size": 8, "name": "short-run", "learning_rate": 0,
+              "balance": True}  # fmt: skip
     client.predict(config, api_name="/train_start")
     try:
         _check_short_run(client, app, shared_data, direct)
@@ -309,6 +312,9 @@ def test_short_run_completes_then_compare_uses_its_adapter(client, app, shared_d
 def _check_short_run(client, app, shared_data, direct):
     status = wait_for(client, lambda s: s["run"]["status"] != "running", timeout=420, every=2)
     assert status["run"]["status"] == "completed", status["run"]["error"]
+    record = json.loads((Path(status["run"]["run_dir"]) / "run.json").read_text())
+    assert record["config"]["learning_rate"] is None and record["plan"]["learning_rate"] == 2e-4
+    assert record["config"]["balance"] is True and any("labels balanced" in n for n in record["notes"])
     assert status["progress"]["fraction"] == 1.0
     assert any(r.get("eval_loss") is not None for r in status["records"])
     table = client.predict("short-run", api_name="/compare_run")

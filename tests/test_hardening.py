@@ -680,6 +680,15 @@ def canary_state(root: Path) -> dict[str, tuple[float, int]]:
     return {str(p): (p.stat().st_mtime, p.stat().st_size) for p in sorted(root.rglob("*"))}
 
 
+def assert_fuzz_survived(calls: int, record_property, demo_app, demo_client, root: Path, before: dict):
+    """After a fuzzing loop: enough calls made, the app alive and serving, nothing outside touched."""
+    record_property("calls", calls)
+    assert calls > 50
+    assert demo_app["proc"].poll() is None
+    assert canary_state(root) == before
+    assert demo_client.predict(SERVING_TEXT, api_name="/classify")["label"] in LABELS
+
+
 @pytest.mark.timeout(180)
 def test_demo_refuses_every_path_outside_its_data_folder(demo_client, demo_app, outside):
     runs = demo_app["runs"]
@@ -758,11 +767,7 @@ def test_demo_every_endpoint_with_a_path_in_every_text_parameter(
                 assert_no_leak(text)
                 leaks["answers"].append(text)
                 calls += 1
-    record_property("calls", calls)
-    assert calls > 50
-    assert demo_app["proc"].poll() is None
-    assert canary_state(outside["root"]) == before
-    assert demo_client.predict(SERVING_TEXT, api_name="/classify")["label"] in LABELS
+    assert_fuzz_survived(calls, record_property, demo_app, demo_client, outside["root"], before)
 
 
 @pytest.mark.timeout(120)
@@ -821,11 +826,7 @@ def test_demo_every_page_event_with_a_path_in_every_text_input(
                 assert_no_leak(text)
                 leaks["answers"].append(text)
                 calls += 1
-    record_property("calls", calls)
-    assert calls > 50
-    assert demo_app["proc"].poll() is None
-    assert canary_state(outside["root"]) == before
-    assert demo_client.predict(SERVING_TEXT, api_name="/classify")["label"] in LABELS
+    assert_fuzz_survived(calls, record_property, demo_app, demo_client, outside["root"], before)
 
 
 @pytest.mark.parametrize("name", ["../../etc", "..", "/etc/passwd", "a/../../b", "x\x00y"])

@@ -30,6 +30,9 @@ from gemma_emotion.ui.state import AppState, UserError
 
 ALL = "all"
 SOURCES = ("evaluation", "unlabeled", "live")
+# Label, skip, undo and filter run at the speed of keys: no progress overlay, and never queued behind the
+# model work that holds the app's one concurrency slot (they touch only the queue and the database).
+INSTANT = dict(api_visibility="private", concurrency_limit=None, show_progress="hidden")
 MAX_TEXT_CHARS = 100_000  # a correction keeps its text whole (no cut), but a request stays bounded
 EXPORT_NAMES = {
     "emotion-jsonl": "corrections.jsonl",
@@ -538,9 +541,7 @@ def build(state: AppState) -> dict[str, Any]:
             on_label(name),
             [queue, annotator, *filters],
             [*shown, message],
-            api_visibility="private",
-            concurrency_limit=None,
-            show_progress="hidden",
+            **INSTANT,
         )
 
     def on_skip(q: ReviewQueue, *flt_v):
@@ -557,9 +558,7 @@ def build(state: AppState) -> dict[str, Any]:
         on_skip,
         [queue, *filters],
         [*shown, message],
-        api_visibility="private",
-        concurrency_limit=None,
-        show_progress="hidden",
+        **INSTANT,
     )
 
     def on_undo(q: ReviewQueue, who: str, *flt_v):
@@ -596,9 +595,7 @@ def build(state: AppState) -> dict[str, Any]:
         on_undo,
         [queue, annotator, *filters],
         [*shown, message],
-        api_visibility="private",
-        concurrency_limit=None,
-        show_progress="hidden",
+        **INSTANT,
     )
 
     def on_filter(q: ReviewQueue, *flt_v):
@@ -611,9 +608,7 @@ def build(state: AppState) -> dict[str, Any]:
             on_filter,
             [queue, *filters],
             shown,
-            api_visibility="private",
-            concurrency_limit=None,
-            show_progress="hidden",
+            **INSTANT,
         )
 
     def corrections_export(format: str) -> str:  # noqa: A002 - the API parameter's public name
