@@ -433,7 +433,8 @@ def test_run_json_records_the_run(trained_run):
     trained_run = trained_run[0]
     record = json.loads((trained_run.path / "run.json").read_text())
     assert record["status"] == "completed" and record["finished_at"] and record["pid"] == os.getpid()
-    assert record["n_corrections"] == 1 and record["n_train"] == 24 + 2  # oversampled twice
+    # 24 rows balanced to 8 a label (joy has 8 of them), then the one correction oversampled twice
+    assert record["n_corrections"] == 1 and record["n_train"] == 6 * 8 + 2
     assert len(record["data_fingerprint"]) == 16 and record["config"]["name"] == "tiny"
     m = record["metrics"]
     assert m["n_test"] == 24 and m["train_loss"] > 0
