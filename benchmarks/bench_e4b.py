@@ -132,63 +132,115 @@ def score(ckpt: Path, texts: list[str], four_bit: bool, rate: float, batch: int 
     return r
 
 
-def train_steps(ckpt: Path, data: str, four_bit: bool, batch: int, seq: int, steps: int, rate: float) -> dict:
-    from gemma_emotion.models import LoadOptions, load_model
-    from gemma_emotion.train import TrainConfig, build_trainer, plan_training
+def train_steps(
+    lm,
+    data: str,
+    four_bit: bool,
+    batch: int,
+    seq: int,
+    steps: int,
+    rate: float,
+    checkpointing: bool,
+    profile_to: Path | None = None,
+) -> dict:
+    """Timed LoRA steps on `lm`; the adapter is taken off afterwards, so one load serves every batch."""
+    from gemma_emotion.train import TrainConfig, build_trainer, fit_text, plan_training, text_budget
 
-    reset()
-    lm = load_model(str(ckpt), LoadOptions(load_in_4bit=four_bit))
-    after_load = peak_gib()
+    gc.collect()
+    torch.cuda.is_available() and torch.cuda.empty_cache()
+    torch.cuda.is_available() and torch.cuda.reset_peak_memory_stats()
+    after_load = torch.cuda.memory_allocated() / 2**30 if torch.cuda.is_available() else None
     config = TrainConfig(model="x", batch_size=batch, grad_accum=1, max_length=seq, load_in_4bit=four_bit)
     plan = plan_training(config, device_type=lm.device.type, load_in_4bit=four_bit)
+    plan.gradient_checkpointing = checkpointing or plan.gradient_checkpointing
     # Texts long enough to be cut: every training sequence is then exactly `seq` tokens.
     ds = load_split(data, "train", limit=batch * steps, seed=0)
     ds = ds.map(lambda r: {"text": (r["text"] + " ") * 8})
-    from gemma_emotion.train import fit_text, text_budget
-
     budget = text_budget(config, lm.tokenizer)
     ds = ds.remove_columns("text").add_column("text", fit_text(list(ds["text"]), lm.tokenizer, budget))
     trainer = build_trainer(lm, ds, config, plan, Path(tempfile.mkdtemp()))
-    trainer.create_optimizer_and_scheduler(num_training_steps=steps)
-    trainer.current_gradient_accumulation_steps = 1
-    model = trainer.model
-    model.train()
-    if plan.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
-    lengths = [len(r["input_ids"]) for r in rows]
-    batches = [
-        {k: v.to(lm.device) for k, v in trainer.data_collator(rows[j : j + batch]).items()}
-        for j in range(0, len(rows) - batch + 1, batch)
-    ]
+    try:
+        trainer.create_optimizer_and_scheduler(num_training_steps=steps)
+        trainer.current_gradient_accumulation_steps = 1
+        model = trainer.model
+        model.train()
+        if plan.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
+        rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
+        lengths = [len(r["input_ids"]) for r in rows]
+        batches = [
+            {k: v.to(lm.device) for k, v in trainer.data_collator(rows[j : j + batch]).items()}
+            for j in range(0, len(rows) - batch + 1, batch)
+        ]
 
-    def step(b: dict) -> None:
-        trainer.training_step(model, dict(b))
-        trainer.optimizer.step()
-        trainer.optimizer.zero_grad(set_to_none=True)
+        def step(b: dict) -> None:
+            trainer.training_step(model, dict(b))
+            trainer.optimizer.step()
+            trainer.optimizer.zero_grad(set_to_none=True)
 
-    warm = 3
-    for b in batches[:warm]:
-        step(b)
-    sync()
-    t0 = time.perf_counter()
-    for b in batches[warm:]:
-        step(b)
-    sync()
-    secs = time.perf_counter() - t0
-    tokens = sum(int(b["attention_mask"].sum()) for b in batches[warm:])
-    params = decoder_params(model)
-    r = {
-        "mode": "train", "weights": "nf4" if four_bit else "bf16", "batch": batch, "seq": seq,
-        "seq_min_max": [min(lengths), max(lengths)], "optimizer": plan.optim,
-        "gradient_checkpointing": plan.gradient_checkpointing, "steps_timed": len(batches) - warm,
-        "tokens_per_s": tokens / secs, "examples_per_s": (len(batches) - warm) * batch / secs,
-        "mfu": 4 * params * tokens / secs / rate, "decoder_params": params,
-        "peak_gib": peak_gib(), "after_load_gib": after_load,
-    }  # fmt: skip
-    print(json.dumps(r), flush=True)
-    return r
+        warm = 3
+        for b in batches[:warm]:
+            step(b)
+        sync()
+        t0 = time.perf_counter()
+        for b in batches[warm:]:
+            step(b)
+        sync()
+        secs = time.perf_counter() - t0
+        tokens = sum(int(b["attention_mask"].sum()) for b in batches[warm:])
+        params = decoder_params(model)
+        r = {
+            "mode": "train", "weights": "nf4" if four_bit else "bf16", "batch": batch, "seq": seq,
+            "seq_min_max": [min(lengths), max(lengths)], "optimizer": plan.optim,
+            "gradient_checkpointing": plan.gradient_checkpointing, "steps_timed": len(batches) - warm,
+            "step_s": secs / (len(batches) - warm),
+            "tokens_per_s": tokens / secs, "examples_per_s": (len(batches) - warm) * batch / secs,
+            "mfu": 4 * params * tokens / secs / rate, "decoder_params": params,
+            "peak_gib": peak_gib(), "before_gib": after_load,
+        }  # fmt: skip
+        print(json.dumps(r), flush=True)
+        if profile_to is not None:
+            with torch.profiler.profile(
+                activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+            ) as prof:
+                step(batches[warm])
+                sync()
+            avg = prof.key_averages()
+            profile_to.write_text(
+                avg.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=70)
+                + "\n"
+                + avg.table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70)
+            )
+        return r
+    finally:
+        lm.model = trainer.model.unload() if hasattr(trainer.model, "unload") else trainer.model
+        if plan.gradient_checkpointing:  # the next batch spec decides for itself
+            lm.model.gradient_checkpointing_disable()
+            lm.model.disable_input_require_grads()
+        trainer.optimizer = trainer.lr_scheduler = None
+
+
+def training(ckpt: Path, data: str, four_bit: bool, specs: list[str], args, rate: float, out: Path) -> list:
+    """One load, then each batch spec ("32", or "128c" for gradient checkpointing) in turn."""
+    from gemma_emotion.models import LoadOptions, load_model
+
+    reset()
+    lm = load_model(str(ckpt), LoadOptions(load_in_4bit=four_bit))
+    results = []
+    for spec in specs:
+        batch, ckpt_on = int(spec.rstrip("c")), spec.endswith("c")
+        prof = out / f"train_{'nf4' if four_bit else 'bf16'}_b{spec}.txt" if args.profile else None
+        try:
+            results.append(train_steps(lm, data, four_bit, batch, args.seq, args.steps, rate, ckpt_on, prof))
+        except Exception as exc:  # noqa: BLE001 - an out-of-memory batch is a result too
+            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            print(spec, msg, flush=True)
+            results.append({"weights": "nf4" if four_bit else "bf16", "batch": spec, "error": msg})
+            gc.collect()
+            torch.cuda.is_available() and torch.cuda.empty_cache()
+    del lm
+    return results
 
 
 def main() -> None:
@@ -202,10 +254,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=2000, help="test rows for score mode")
     ap.add_argument("--seq", type=int, default=96)
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--lora-batches", default="16,32")
+    ap.add_argument("--lora-batches", default="16,32", help='"128c": checkpointing')
     ap.add_argument("--qlora-batches", default="4,8")
     ap.add_argument("--score-batch", type=int, default=None)
     ap.add_argument("--stages", default="score,lora,qlora")
+    ap.add_argument("--profile", action="store_true", help="a torch.profiler table of one step per batch")
     ap.add_argument("--tiny", action="store_true", help="a scaled-down shape, to check the script on a CPU")
     args = ap.parse_args()
 
@@ -236,11 +289,11 @@ def main() -> None:
         if torch.cuda.is_available():
             record(score, ckpt, texts, True, rate, args.score_batch)
     if "lora" in stages:
-        for b in [int(x) for x in args.lora_batches.split(",") if x]:
-            record(train_steps, ckpt, args.data, False, b, args.seq, args.steps, rate)
+        result["runs"] += training(ckpt, args.data, False, args.lora_batches.split(","), args, rate, out)
+        (out / "bench_e4b.json").write_text(json.dumps(result, indent=2) + "\n")
     if "qlora" in stages and torch.cuda.is_available():
-        for b in [int(x) for x in args.qlora_batches.split(",") if x]:
-            record(train_steps, ckpt, args.data, True, b, args.seq, args.steps, rate)
+        result["runs"] += training(ckpt, args.data, True, args.qlora_batches.split(","), args, rate, out)
+        (out / "bench_e4b.json").write_text(json.dumps(result, indent=2) + "\n")
     shutil.rmtree(work / "e4b", ignore_errors=True)
 
 

@@ -162,6 +162,10 @@ def main() -> None:
     acc = sum(p.label == LABELS[g] for p, g in zip(preds, gold)) / len(texts)
     results["score_ours_eps"] = len(texts) / secs
     results["score_ours_accuracy"] = acc
+    # The first pass above meets every batch shape for the first time, as a user's first evaluation does;
+    # a second one shows the steady state.
+    _, warm_secs = timed(lambda: clf.predict(texts, "score", batch_size=args.batch_size), device)
+    results["score_ours_warm_eps"] = len(texts) / warm_secs
     if gpu:
         results["score_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
         n_tokens = sum(len(e.ids) - len(clf._prefix_ids) for e in clf._encode_many(texts))
@@ -212,6 +216,10 @@ def print_table(r: dict) -> None:
     print(
         f"{'score, ours (prefix cache, last logits)':<44}{r['score_ours_eps']:>12.1f}"
         f"{r['score_ours_eps'] / r['score_plain_eps']:>8.1f}"
+    )
+    print(
+        f"{'score, ours, second pass':<44}{r['score_ours_warm_eps']:>12.1f}"
+        f"{r['score_ours_warm_eps'] / r['score_plain_eps']:>8.1f}"
     )
     print(f"{'score, plain padded loop (full logits)':<44}{r['score_plain_eps']:>12.1f}{1:>8.1f}")
     if "generate_ours_eps" in r:

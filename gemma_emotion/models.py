@@ -24,6 +24,7 @@ from gemma_emotion import paths
 log = logging.getLogger(__name__)
 
 ADAPTER_NAME = "finetuned"
+TRAINING_ADAPTER = "training"  # LoadedModel.adapter while a run trains it
 # Gemma 4 multimodal checkpoints keep the text decoder under this prefix.
 GEMMA4_TEXT_KEY_MAPPING = {r"^model\.language_model\.": "model."}
 END_OF_TURN_TOKENS = ("<end_of_turn>", "<turn|>")
@@ -87,6 +88,9 @@ class LoadedModel:
     load_in_4bit: bool = False
     adapter: str | None = None
     stop_token_ids: list[int] = field(default_factory=list)
+    # The adapter merged into copies of the layers it changes, for the adapter's current weights.
+    _merged: _MergedAdapter | None = field(default=None, init=False, repr=False)
+    adapter_merged: bool = field(default=False, init=False)  # True inside merged_adapter()
 
     @property
     def has_adapter(self) -> bool:
@@ -106,7 +110,35 @@ class LoadedModel:
             yield
 
     def use(self, adapter: bool) -> contextlib.AbstractContextManager:
-        return contextlib.nullcontext() if adapter else self.adapter_disabled()
+        """Predict as the base model (`adapter=False`) or as the fine-tuned one within the block."""
+        if not adapter:
+            return self.adapter_disabled()
+        return self.merged_adapter()
+
+    @contextlib.contextmanager
+    def merged_adapter(self) -> Iterator[None]:
+        """Within the block each LoRA layer runs as one product with W + scale * B @ A.
+
+        Unmerged, every adapted layer adds two small fp32 products, two casts, a scale and an add to its
+        own product: 882 extra kernels per Gemma 3 270M forward. The merged copies are made once per
+        adapter state (the LoRA weights' version counters tell when an optimizer moved them), only when
+        they fit in a quarter of the free memory, and never for 4-bit layers or a run still training;
+        otherwise the adapter runs as it is. The base weights are swapped back on exit, untouched.
+        """
+        if self.adapter is None or self.adapter == TRAINING_ADAPTER:
+            yield
+            return
+        merged = _MergedAdapter.current(self.model, self._merged, self.device)
+        self._merged = merged
+        if merged is None:
+            yield
+            return
+        with merged.swapped():
+            self.adapter_merged = True
+            try:
+                yield
+            finally:
+                self.adapter_merged = False
 
     def attach_adapter(self, adapter_dir: str | os.PathLike) -> None:
         """Put a LoRA adapter on the model, replacing the one already there."""
@@ -128,6 +160,7 @@ class LoadedModel:
             raise ModelLoadError(f"adapter {adapter_dir} does not fit model {self.spec.name}: {exc}") from exc
         self.model.eval()
         self.adapter = adapter_dir
+        self._merged = None
 
     def detach_adapter(self) -> None:
         """Remove the adapter and give back the plain base model."""
@@ -135,6 +168,86 @@ class LoadedModel:
             return
         self.model = self.model.unload()
         self.adapter = None
+        self._merged = None
+
+
+@dataclass
+class _MergedAdapter:
+    """Merged weights of every LoRA layer, valid while the adapter's weights keep `key`."""
+
+    key: tuple
+    layers: list[tuple[torch.nn.Module, torch.Tensor]]  # (LoRA layer, merged base weight)
+
+    @classmethod
+    def current(
+        cls, model: torch.nn.Module, cached: _MergedAdapter | None, device: torch.device
+    ) -> _MergedAdapter | None:
+        """The merged weights for the adapter as it is now (None: it cannot or should not be merged)."""
+        layers = _mergeable_lora_layers(model)
+        if not layers:
+            return None
+        key = tuple(
+            (id(p), p._version)  # an optimizer step or a load bumps the version
+            for layer in layers
+            for p in (*layer.lora_A.parameters(), *layer.lora_B.parameters())
+        ) + (tuple(layer.active_adapters[0] for layer in layers),)
+        if cached is not None and cached.key == key:
+            return cached
+        size = sum(layer.base_layer.weight.nbytes for layer in layers)
+        if size > _merge_budget(device):
+            return None
+        with torch.inference_mode(False), torch.no_grad():
+            merged = []
+            for layer in layers:
+                weight = layer.base_layer.weight
+                delta = layer.get_delta_weight(layer.active_adapters[0])
+                merged.append((layer, (weight.float() + delta.float()).to(weight.dtype)))
+        return cls(key, merged)
+
+    @contextlib.contextmanager
+    def swapped(self) -> Iterator[None]:
+        originals = []
+        try:
+            for layer, weight in self.layers:
+                originals.append((layer, layer.base_layer.weight.data, layer._disable_adapters))
+                layer.base_layer.weight.data = weight
+                layer._disable_adapters = True  # PEFT then runs only the base layer, now merged
+            yield
+        finally:
+            for layer, data, disabled in originals:
+                layer.base_layer.weight.data = data
+                layer._disable_adapters = disabled
+
+
+def _mergeable_lora_layers(model: torch.nn.Module) -> list:
+    """Every LoRA layer of `model`, if all of them can be merged exactly; else []."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    for layer in layers:
+        base = layer.get_base_layer()
+        weight = getattr(base, "weight", None)
+        active = layer.active_adapters
+        if (
+            type(base) is not torch.nn.Linear
+            or not isinstance(weight, torch.Tensor)
+            or not weight.is_floating_point()
+            or layer.merged
+            or layer.disable_adapters
+            or len(active) != 1
+            or active[0] not in layer.lora_A
+            or layer.use_dora.get(active[0], False)
+            or getattr(layer, "lora_bias", {}).get(active[0], False)
+        ):
+            return []
+    return layers
+
+
+def _merge_budget(device: torch.device) -> int:
+    """Bytes the merged copies may take: a quarter of the free GPU memory, or 2 GiB of RAM."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] // 4
+    return 2 * 2**30
 
 
 def _remove_adapter_layers(model: torch.nn.Module) -> None:
@@ -148,6 +261,33 @@ def _remove_adapter_layers(model: torch.nn.Module) -> None:
             setattr(parent, child, module.get_base_layer())
     if hasattr(model, "peft_config"):
         del model.peft_config
+
+
+def _sdpa_backends() -> list:
+    from torch.nn.attention import SDPBackend
+
+    # cuDNN's fused attention, PyTorch's first choice on Hopper, builds a plan for every new input shape
+    # before its first run; emotion batches come in many lengths, so that build costs more than the
+    # attention itself (benchmarks/README.md, "attention kernels"). Flash and memory-efficient kernels
+    # have no such cost; cuDNN and the plain math kernel stay as fallbacks.
+    return [
+        SDPBackend.FLASH_ATTENTION,
+        SDPBackend.EFFICIENT_ATTENTION,
+        SDPBackend.CUDNN_ATTENTION,
+        SDPBackend.MATH,
+    ]
+
+
+SDPA_BACKENDS: list | None = None  # None: _sdpa_backends(); benchmarks set it to compare
+
+
+def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager:
+    """Within the block, CUDA attention prefers kernels that need no per-shape setup."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import sdpa_kernel
+
+    return sdpa_kernel(SDPA_BACKENDS or _sdpa_backends(), set_priority=True)
 
 
 def pick_device(device: str | None = None) -> torch.device:

@@ -117,7 +117,7 @@ class TrainConfig:
     test_size: int | None = 500  # test rows evaluated after training (None = all, 0 = no evaluation)
     load_in_4bit: bool | None = None  # None = auto (4-bit on small CUDA cards for big models), never on CPU
     lora_r: int = 16
-    lora_alpha: int = 32
+    lora_alpha: float = 32
     lora_dropout: float = 0.05
     name: str | None = None  # run name; default: timestamp + model
     use_corrections: bool = False  # add the corrections store's examples to the training data
@@ -807,6 +807,8 @@ def build_trainer(
         # transformers 5 has no warmup_ratio; an int keeps the meaning plain.
         warmup_steps=int(round(WARMUP_FRACTION * steps)),
         max_length=config.max_length,
+        # Fewer distinct batch shapes on a GPU, so kernels and their setups are reused across steps.
+        pad_to_multiple_of=8 if plan.device == "cuda" else None,
         seed=config.seed,
         data_seed=config.seed,
         bf16=plan.bf16,
@@ -859,6 +861,8 @@ def _lean_trainer_class() -> type:
     import torch
     from trl import SFTTrainer
 
+    from gemma_emotion.models import attention_kernels
+
     class LeanSFTTrainer(SFTTrainer):
         _lean_stats: torch.Tensor | None = None
 
@@ -866,7 +870,7 @@ def _lean_trainer_class() -> type:
             if not (LEAN_LOSS and model.training):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             inputs["use_cache"] = False
-            with self._lean_autocast():
+            with self._lean_autocast(), attention_kernels(model.device):
                 out = model(**inputs, fused_lm_head=True)
             n_items = out.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
             loss = -out.log_probs.sum() / torch.as_tensor(n_items).clamp(min=1)
@@ -996,7 +1000,7 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
 
     from gemma_emotion.classify import Classifier
     from gemma_emotion.data import fingerprint, label_counts
-    from gemma_emotion.models import LoadOptions, load_model, pick_device
+    from gemma_emotion.models import TRAINING_ADAPTER, LoadOptions, load_model, pick_device
 
     fault_step = parse_fault(os.environ.get(ENV_FAULT))
     device = pick_device()
@@ -1057,7 +1061,7 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
         validation=validation, callbacks=[callback], classifier=classifier,
     )  # fmt: skip
     verify_tokenisation(trainer.train_dataset, train["text"], train["label"], classifier)
-    lm.model, lm.adapter = trainer.model, "training"  # the classifier now sees the adapter being trained
+    lm.model, lm.adapter = trainer.model, TRAINING_ADAPTER  # the classifier sees the adapter being trained
     stop.check()
 
     run.update(phase="training")
@@ -1204,6 +1208,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "corrections_oversample": args.oversample,
         "eval_generate": args.eval_generate,
         "balance": args.balance,
+        "lora_r": args.lora_r,
+        "lora_alpha": args.lora_alpha,
+        "lora_dropout": args.lora_dropout,
     }
     defaults = TrainConfig()
     # A flag left out keeps the dataclass default (None is a real value for some fields).
@@ -1305,6 +1312,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "--eval-generate", action="store_true", help="also evaluate in generate mode (slow on a CPU)"
     )
     p.add_argument("--load-in-4bit", action="store_true", help="QLoRA: 4-bit NF4 base weights (CUDA)")
+    p.add_argument("--lora-r", type=int, default=None, help=f"LoRA rank (default {d.lora_r})")
+    p.add_argument("--lora-alpha", type=float, default=None, help=f"LoRA alpha (default {d.lora_alpha})")
+    p.add_argument("--lora-dropout", type=float, default=None, help=f"default {d.lora_dropout}")
     p.add_argument(
         "--balance", action="store_true", help="repeat rarer labels' rows so every label is equally frequent"
     )

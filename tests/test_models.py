@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -137,6 +138,47 @@ def test_adapter_switches_off_and_on_in_one_model(tiny_gemma3, tmp_path):
         assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
     assert any(a.probabilities != pytest.approx(b.probabilities, abs=1e-3) for a, b in zip(off, on))
     assert clf.predict(TEXTS, adapter=False)[0].probabilities == pytest.approx(off[0].probabilities, abs=1e-6)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gemma3", "tiny_gemma4"])
+def test_merged_adapter_predicts_as_unmerged_and_leaves_the_base_untouched(fixture, request, tmp_path):
+    model_dir = request.getfixturevalue(fixture)
+    adapter = _random_adapter(model_dir, tmp_path / "adapter")
+    lm = load_model(str(model_dir), LoadOptions(adapter=str(adapter)))
+    clf = Classifier(lm)
+    base_weights = {n: p.detach().clone() for n, p in lm.model.named_parameters() if "base_layer" in n}
+    merged = clf.predict(TEXTS, "score")
+    merged_gen = clf.predict(TEXTS, "generate")
+    assert lm._merged is not None and not lm.adapter_merged  # merged copies made, swapped back out
+    for n, p in lm.model.named_parameters():
+        if "base_layer" in n:
+            assert torch.equal(p, base_weights[n]), n
+    lm._merged = None
+    with patch("gemma_emotion.models._merge_budget", return_value=0):  # no room: the adapter runs as it is
+        clf.invalidate_cache()
+        unmerged = clf.predict(TEXTS, "score")
+        unmerged_gen = clf.predict(TEXTS, "generate")
+    assert lm._merged is None
+    for a, b in zip(merged, unmerged):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-4)
+    assert [p.raw for p in merged_gen] == [p.raw for p in unmerged_gen]
+    base = clf.predict(TEXTS, adapter=False)
+    assert any(a.probabilities != pytest.approx(b.probabilities, abs=1e-3) for a, b in zip(base, merged))
+
+    # The adapter's weights move (an optimizer step, a reload): the merged copies follow.
+    with torch.no_grad():
+        for n, p in lm.model.named_parameters():
+            if "lora_B" in n:
+                p.mul_(-1)
+    clf.invalidate_cache()
+    moved = clf.predict(TEXTS, "score")
+    lm._merged = None
+    with patch("gemma_emotion.models._merge_budget", return_value=0):
+        clf.invalidate_cache()
+        moved_unmerged = clf.predict(TEXTS, "score")
+    for a, b in zip(moved, moved_unmerged):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-4)
+    assert any(a.probabilities != pytest.approx(b.probabilities, abs=1e-3) for a, b in zip(moved, merged))
 
 
 def test_adapter_for_another_model_is_refused(tiny_gemma3, tiny_gemma4, tmp_path):

@@ -381,7 +381,7 @@ def trained_run(tmp_path_factory, tiny_gemma3, shared_data):
             "train", "--model", str(tiny_gemma3), "--data", str(shared_data), "--train-size", "24",
             "--epochs", "5", "--lr", "2e-2", "--eval-steps", "5", "--eval-size", "12", "--test-size", "24",
             "--name", "tiny", "--runs-dir", str(runs_dir), "--use-corrections", "--oversample", "2",
-            "--balance",
+            "--balance", "--lora-r", "8", "--lora-alpha", "24", "--lora-dropout", "0.1",
         ])  # fmt: skip
     info = RunRegistry(runs_dir).get("tiny")
     assert code == 0 and info.status == "completed", (info.error, err.getvalue())
@@ -405,6 +405,12 @@ def test_train_balance_flag_evens_out_the_labels(trained_run):
     assert any(note.startswith("labels balanced: 24 rows became") for note in record["notes"])
     counts = record["label_counts"]  # after balancing, plus the one correction repeated twice
     assert len({n for name, n in counts.items() if name != "joy"}) == 1
+
+
+def test_train_lora_flags_reach_the_adapter(trained_run):
+    info = trained_run[0]
+    adapter_cfg = json.loads((info.adapter_dir / "adapter_config.json").read_text())
+    assert (adapter_cfg["r"], adapter_cfg["lora_alpha"], adapter_cfg["lora_dropout"]) == (8, 24, 0.1)
 
 
 def test_the_loss_falls_and_the_log_has_every_field(trained_run):
