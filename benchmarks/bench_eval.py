@@ -166,6 +166,19 @@ def main() -> None:
     # a second one shows the steady state.
     _, warm_secs = timed(lambda: clf.predict(texts, "score", batch_size=args.batch_size), device)
     results["score_ours_warm_eps"] = len(texts) / warm_secs
+    if lm.adapter is not None:  # the adapter merged (what predict does when memory allows) against unmerged
+        from unittest.mock import patch
+
+        with patch("gemma_emotion.models._merge_budget", return_value=0):
+            lm._merged = None
+            clf.invalidate_cache()
+            unmerged = clf.predict(texts, "score", batch_size=args.batch_size)
+        clf.invalidate_cache()
+        same = sum(a.label == b.label for a, b in zip(preds, unmerged))
+        results["score_unmerged_accuracy"] = sum(p.label == LABELS[g] for p, g in zip(unmerged, gold)) / len(
+            texts
+        )
+        results["score_merged_unmerged_agreement"] = same / len(texts)
     if gpu:
         results["score_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
         n_tokens = sum(len(e.ids) - len(clf._prefix_ids) for e in clf._encode_many(texts))

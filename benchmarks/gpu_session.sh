@@ -14,6 +14,8 @@
 #   bash benchmarks/gpu_session.sh speed   # GPU 1: profile_gpu.py (score mode, attention kernels, merged
 #                                          # adapter, training), bench_e4b.py, then bench_eval.py once the
 #                                          # embedded model is converted (by `grid`)
+#   bash benchmarks/gpu_session.sh speed2  # one GPU: the same after fusing the norms (profile_gpu.py,
+#                                          # bench_e4b.py with QLoRA batches 8-32, bench_eval.py)
 # The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel) and the
 # embedded model's tokenizer files in .gpu/kit (for the random-weight models). Each run has its own runs
 # folder /root/runs-g<GPU>-<NAME>, since the project allows one training at a time per runs folder.
@@ -186,6 +188,21 @@ speed)
     until [ -f /root/converted.ok ]; do sleep 5; done
     export GEMMA3_GGUF="$GPU_CACHE/gemma-3-270m-q4_k_m.gguf"
     CUDA_VISIBLE_DEVICES=1 timeout 300 python3 benchmarks/bench_eval.py --data "$data" --adapter assets/adapter \
+        --json "$out/bench_eval.json" 2>&1 | quiet > "$out/bench_eval.log"
+    tail -16 "$out/bench_eval.log" | tee -a "$log"
+    ;;
+speed2)  # one GPU: the speed figures again after fusing the norms, with QLoRA at the batches a 16 GB card fits
+    CUDA_VISIBLE_DEVICES=0 timeout 300 python3 benchmarks/profile_gpu.py --shape-from "${KIT:-.gpu/kit}" --data "$data" \
+        --out "$out/profile" --stages score,train --train-variants 128:lean --train-rows 8192 2>&1 | quiet > "$out/profile.log"
+    grep "ex/s\|median\|examples_per_s" "$out/profile.log" | tee -a "$log"
+    until python3 -c "import bitsandbytes" 2>/dev/null; do sleep 5; done
+    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 480 python3 benchmarks/bench_e4b.py \
+        --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out/e4b" --workdir /root/e4b-work --profile \
+        --lora-batches 64,128 --qlora-batches 8,16,32 2>&1 | quiet > "$out/e4b.log"
+    grep '"mode"\|Error' "$out/e4b.log" | tee -a "$log"
+    until [ -f /root/converted.ok ]; do sleep 5; done
+    export GEMMA3_GGUF="$GPU_CACHE/gemma-3-270m-q4_k_m.gguf"
+    CUDA_VISIBLE_DEVICES=0 timeout 300 python3 benchmarks/bench_eval.py --data "$data" --adapter assets/adapter \
         --json "$out/bench_eval.json" 2>&1 | quiet > "$out/bench_eval.log"
     tail -16 "$out/bench_eval.log" | tee -a "$log"
     ;;

@@ -108,6 +108,11 @@ def profile_score(model_dir: Path, texts: list[str], out: Path, batches: list[in
         lm._merged = None
         clf.invalidate_cache()
         passes(clf, "adapter_unmerged")
+    models_mod.FUSE_NORMS = False
+    plain_lm = load_model(str(model_dir), LoadOptions(adapter=str(adapter)))
+    passes(Classifier(plain_lm), "adapter_merged_unfused_norms")
+    models_mod.FUSE_NORMS = True
+    del plain_lm
     lat = []
     for text in texts[:40]:
         sync()
@@ -241,6 +246,15 @@ def profile_train_steps(model_dir: Path, data: str, out: Path, batch: int) -> No
     print(table(prof, "self_cuda_time_total", 20))
 
 
+def _train_variants(spec: str) -> list[tuple[int, bool, bool]]:
+    """ "128:lean,128:lean:cudnn,32:trl" -> (batch, lean loss, cuDNN attention first) triples."""
+    out = []
+    for item in spec.split(","):
+        batch, *flags = item.split(":")
+        out.append((int(batch), "trl" not in flags, "cudnn" in flags))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape-from", required=True)
@@ -249,6 +263,7 @@ def main() -> None:
     ap.add_argument("--train-rows", type=int, default=2048)
     ap.add_argument("--score-rows", type=int, default=None)
     ap.add_argument("--stages", default="score,steps,train")
+    ap.add_argument("--train-variants", default="128:lean,128:lean:cudnn,32:lean,32:trl")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -266,12 +281,7 @@ def main() -> None:
     if "train" in stages:
         result["train"] = [
             train_speed(model_dir, args.data, args.train_rows, b, lean, cudnn)
-            for b, lean, cudnn in (
-                (128, True, False),
-                (128, True, True),
-                (32, True, False),
-                (32, False, False),
-            )
+            for b, lean, cudnn in _train_variants(args.train_variants)
         ]
     (out / "profile.json").write_text(json.dumps(result, indent=2) + "\n")
 

@@ -279,6 +279,7 @@ def _sdpa_backends() -> list:
 
 
 SDPA_BACKENDS: list | None = None  # None: _sdpa_backends(); benchmarks set it to compare
+FUSE_NORMS = True  # one fused kernel per RMSNorm on CUDA (gemma_emotion/fused.py); benchmarks switch it
 
 
 def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager:
@@ -360,6 +361,10 @@ def load_model(
         model.to(device)
     model.eval()
     model.config.use_cache = True
+    if device.type == "cuda" and FUSE_NORMS:
+        from gemma_emotion.fused import fuse_rms_norms
+
+        fuse_rms_norms(model)
 
     tokenizer = load_tokenizer(source, gguf_file)
     loaded = LoadedModel(

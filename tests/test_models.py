@@ -271,3 +271,39 @@ def test_every_command_has_help():
     assert {"classify", "eval"} <= set(sub.choices)
     for name, p in sub.choices.items():
         assert p.format_help().startswith("usage:"), name
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gemma3", "tiny_gemma4"])
+def test_fused_rms_norms_give_the_models_own_outputs(fixture, request):
+    from gemma_emotion.fused import fuse_rms_norms
+
+    lm = load_model(str(request.getfixturevalue(fixture)))
+    with torch.no_grad():  # norms that are not at their initial values, so each formula is told apart
+        for name, p in lm.model.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn_like(p) * 0.3)
+    norms = [m for m in lm.model.modules() if type(m).__name__.endswith("RMSNorm")]
+    ids = torch.tensor([[2, 100, 200, 300, 400, 500]])
+    with torch.no_grad():
+        before = lm.model(input_ids=ids).logits
+        assert fuse_rms_norms(lm.model) == len(norms) > 0
+        assert fuse_rms_norms(lm.model) == 0  # once only
+        after = lm.model(input_ids=ids).logits
+    assert torch.allclose(before, after, atol=1e-4, rtol=1e-4)
+    formulas = {m._fused_formula for m in norms}
+    assert formulas == ({"one_plus_weight"} if fixture == "tiny_gemma3" else {"weight", "none"})
+
+
+def test_a_norm_with_an_unknown_formula_keeps_its_own_forward():
+    from gemma_emotion.fused import fuse_rms_norms
+
+    class OddRMSNorm(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.eps, self.weight = 1e-6, torch.nn.Parameter(torch.randn(8))
+
+        def forward(self, x):
+            return x * self.weight  # not a root-mean-square norm at all
+
+    odd = OddRMSNorm()
+    assert fuse_rms_norms(odd) == 0 and "forward" not in odd.__dict__

@@ -24,7 +24,13 @@ def test_shipped_adapter_is_small_bf16_and_the_default():
 
 def test_shipped_reports_tell_the_story():
     run = json.loads((paths.ASSETS / "run.json").read_text())
-    assert run["status"] == "completed" and run["n_train"] == 16000
+    # One epoch over all 16,000 training rows, the rarer labels repeated up to the commonest's count.
+    assert run["status"] == "completed" and run["config"]["train_size"] is None
+    assert run["config"]["epochs"] == 1
+    assert run["config"]["balance"] is True and "labels balanced: 16000 rows became" in run["notes"][0]
+    assert run["n_train"] == sum(run["label_counts"].values()) == 6 * max(run["label_counts"].values())
+    assert run["metrics"]["finetuned_accuracy"] >= 0.93 and run["metrics"]["finetuned_macro_f1"] >= 0.89
+    assert run["metrics"]["finetuned_generate_invalid"] == 0
     for name in ("base", "finetuned", "base_generate", "finetuned_generate"):
         metrics = json.loads((paths.ASSETS / "reports" / name / "metrics.json").read_text())
         assert metrics["n"] == 2000

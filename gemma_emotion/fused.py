@@ -1,0 +1,74 @@
+"""Fused forwards for a loaded model's RMSNorm layers: one library kernel where Gemma's code runs seven.
+
+Gemma's RMSNorm casts to fp32 and then runs pow, mean, add, rsqrt and two broadcast products as separate
+kernels over the whole activation; in score mode on an H200 these were most of the GPU time
+(benchmarks/README.md, "score mode"). `torch.nn.functional.rms_norm` computes the same in fp32 in one
+kernel on CUDA. Each layer's formula (Gemma 3 scales by 1 + w, Gemma 4 by w or not at all) is recognised by
+comparing its own forward with the candidates on random inputs; a layer that matches none keeps its own.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+FORMULAS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
+    "one_plus_weight": lambda w: 1.0 + w.float(),  # Gemma 3
+    "weight": lambda w: w.float(),  # Gemma 4 with a scale
+    "none": None,  # Gemma 4 without one
+}
+
+
+def fuse_rms_norms(model: torch.nn.Module) -> int:
+    """Give every RMSNorm layer of `model` whose formula is recognised the fused forward; returns how many."""
+    fused = 0
+    for module in model.modules():
+        if not type(module).__name__.endswith("RMSNorm") or getattr(module, "_fused_formula", None):
+            continue
+        formula = _recognise(module)
+        if formula is not None:
+            module._fused_formula = formula
+            module.forward = types.MethodType(_fused_forward, module)
+            fused += 1
+    return fused
+
+
+def _fused_forward(self: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    return _apply(self, self._fused_formula, hidden)
+
+
+def _apply(module: torch.nn.Module, formula: str, hidden: torch.Tensor) -> torch.Tensor:
+    make = FORMULAS[formula]
+    weight = None if make is None else make(module.weight)
+    out = F.rms_norm(hidden.float(), (hidden.shape[-1],), weight=weight, eps=module.eps)
+    return out.type_as(hidden)
+
+
+def _recognise(module: torch.nn.Module) -> str | None:
+    eps = getattr(module, "eps", None)
+    weight = getattr(module, "weight", None)
+    own = [p for p in module.parameters(recurse=False)] + [b for b in module.buffers(recurse=False)]
+    if not isinstance(eps, float) or own not in ([], [weight]) or list(module.children()):
+        return None
+    dim = weight.shape[-1] if isinstance(weight, torch.Tensor) else 64
+    param = next(iter(own), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    probe = (torch.randn(3, 5, dim, generator=generator) * 3).to(device, dtype)
+    with torch.no_grad():
+        try:
+            expected = module.forward(probe).float()
+        except Exception:  # noqa: BLE001 - a norm with another signature keeps its own forward
+            return None
+        for name, make in FORMULAS.items():
+            if (make is None) != (weight is None):
+                continue
+            got = _apply(module, name, probe).float()
+            scale = float(expected.abs().max()) + 1e-6
+            if got.shape == expected.shape and float((got - expected).abs().max()) <= 1e-2 * scale:
+                return name
+    return None
