@@ -423,6 +423,7 @@ def _left_pad(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple
 def default_batch_size(lm: LoadedModel, mode: str) -> int:
     """Large batches on a GPU, small ones on a CPU where they stop paying off."""
     if lm.device.type == "cuda":
-        # Score batches are forward passes of ~25 new tokens a row: 1,024 rows beat 512 by ~30 % on an H200.
-        return 1024 if mode == "score" else 256
+        # Score batches are forward passes of ~25 new tokens a row. With fused norms, 512 rows gave a median
+        # of 11,100-11,900 examples/s on an H200 against 9,300 at 1,024 (benchmarks/bench_score_batches.py).
+        return 512 if mode == "score" else 256
     return 16
