@@ -69,11 +69,36 @@ def random_adapter(model_dir: Path, target: Path) -> Path:
     return target
 
 
+def cudnn_first_backends() -> list:
+    """PyTorch's own attention order on Hopper (cuDNN first), to compare with the project's."""
+    from torch.nn.attention import SDPBackend
+
+    return [
+        SDPBackend.CUDNN_ATTENTION,
+        SDPBackend.FLASH_ATTENTION,
+        SDPBackend.EFFICIENT_ATTENTION,
+        SDPBackend.MATH,
+    ]
+
+
+def classify_median_ms(clf, texts: list[str]) -> float:
+    """Median single-text classify time, the first ten calls left out (new shapes)."""
+    import statistics
+
+    lat = []
+    for text in texts:
+        sync()
+        t0 = time.perf_counter()
+        clf.classify(text)
+        sync()
+        lat.append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(lat[10:]), 2)
+
+
 def profile_score(model_dir: Path, texts: list[str], out: Path, batches: list[int]) -> dict:
     """Score mode over the test split: the first (cold) pass and a second one, without and with an adapter
     (merged, as the app runs it, and unmerged), cuDNN's attention first against the default kernels, then a
     batch sweep, single-text latency and a profiler table. cuDNN last: its plans live per process."""
-    import statistics
     from unittest.mock import patch
 
     import gemma_emotion.models as models_mod
@@ -113,14 +138,7 @@ def profile_score(model_dir: Path, texts: list[str], out: Path, batches: list[in
     passes(Classifier(plain_lm), "adapter_merged_unfused_norms")
     models_mod.FUSE_NORMS = True
     del plain_lm
-    lat = []
-    for text in texts[:40]:
-        sync()
-        t0 = time.perf_counter()
-        clf.classify(text)
-        sync()
-        lat.append((time.perf_counter() - t0) * 1000)
-    res["classify_median_ms"] = round(statistics.median(lat[10:]), 2)
+    res["classify_median_ms"] = classify_median_ms(clf, texts[:40])
     print(f"classify median {res['classify_median_ms']} ms", flush=True)
     for b in batches:
         sync()
@@ -138,20 +156,10 @@ def profile_score(model_dir: Path, texts: list[str], out: Path, batches: list[in
     (out / "score_cuda.txt").write_text(table(prof, "self_cuda_time_total"))
     print(table(prof, "self_cuda_time_total", 15))
 
-    from torch.nn.attention import SDPBackend
-
-    models_mod.SDPA_BACKENDS = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION,
-                                SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]  # fmt: skip
+    models_mod.SDPA_BACKENDS = cudnn_first_backends()
     clf.invalidate_cache()
     passes(clf, "adapter_merged_cudnn_first")
-    lat = []
-    for text in texts[40:80]:
-        sync()
-        t0 = time.perf_counter()
-        clf.classify(text)
-        sync()
-        lat.append((time.perf_counter() - t0) * 1000)
-    res["classify_median_ms_cudnn_first"] = round(statistics.median(lat[10:]), 2)
+    res["classify_median_ms_cudnn_first"] = classify_median_ms(clf, texts[40:80])
     models_mod.SDPA_BACKENDS = None
     del lm, clf
     return res
@@ -166,10 +174,7 @@ def train_speed(
 
     train_mod.LEAN_LOSS = lean
     if cudnn_first:
-        from torch.nn.attention import SDPBackend
-
-        models_mod.SDPA_BACKENDS = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION,
-                                    SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]  # fmt: skip
+        models_mod.SDPA_BACKENDS = cudnn_first_backends()
     runs = Path(tempfile.mkdtemp())
     config = TrainConfig(
         model=str(model_dir), data=data, train_size=rows, batch_size=batch, grad_accum=1, test_size=0,
