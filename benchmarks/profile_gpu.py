@@ -73,12 +73,10 @@ def cudnn_first_backends() -> list:
     """PyTorch's own attention order on Hopper (cuDNN first), to compare with the project's."""
     from torch.nn.attention import SDPBackend
 
-    return [
-        SDPBackend.CUDNN_ATTENTION,
-        SDPBackend.FLASH_ATTENTION,
-        SDPBackend.EFFICIENT_ATTENTION,
-        SDPBackend.MATH,
-    ]
+    from gemma_emotion.models import preferred_sdpa_backends
+
+    cudnn = SDPBackend.CUDNN_ATTENTION
+    return [cudnn, *(b for b in preferred_sdpa_backends() if b != cudnn)]
 
 
 def classify_median_ms(clf, texts: list[str]) -> float:

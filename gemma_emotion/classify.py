@@ -236,7 +236,7 @@ class Classifier:
         return probs
 
     def _content_free_prior(self) -> torch.Tensor:
-        key = ("prior", self.lm.adapter, _adapter_active(self.lm))
+        key = ("prior", self.lm.adapter, self.lm.adapter_active)
         store = self.__dict__.setdefault("_cache_store", {})
         if key not in store:
             logits = self._last_logits(self._encode_many(_CONTENT_FREE))
@@ -286,7 +286,7 @@ class Classifier:
         return store[key]
 
     def _prefix_cache(self, batch_size: int) -> DynamicCache:
-        key = (self.lm.adapter, _adapter_active(self.lm))  # base and fine-tuned prefixes differ
+        key = (self.lm.adapter, self.lm.adapter_active)  # base and fine-tuned prefixes differ
         store = self.__dict__.setdefault("_cache_store", {})
         if key not in store:
             ids = torch.tensor([self._prefix_ids], device=self.lm.device)
@@ -392,19 +392,6 @@ def _expand_cache(cache: DynamicCache, batch_size: int) -> DynamicCache:
             view.values = layer.values.expand(batch_size, *layer.values.shape[1:])
         out.layers.append(view)
     return out
-
-
-def _adapter_active(lm: LoadedModel) -> bool:
-    # Inside adapter_disabled() PEFT flips this flag on its LoRA layers; the prefix cache depends on it.
-    # Merged, the layers are flagged off too, but run the adapter's weights.
-    from peft.tuners.lora import LoraLayer
-
-    if lm.adapter_merged:
-        return True
-    for module in lm.model.modules():
-        if isinstance(module, LoraLayer):
-            return not module.disable_adapters
-    return False
 
 
 def _left_pad(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

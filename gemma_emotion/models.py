@@ -90,11 +90,23 @@ class LoadedModel:
     stop_token_ids: list[int] = field(default_factory=list)
     # The adapter merged into copies of the layers it changes, for the adapter's current weights.
     _merged: _MergedAdapter | None = field(default=None, init=False, repr=False)
-    adapter_merged: bool = field(default=False, init=False)  # True inside merged_adapter()
+    _merged_in_use: bool = field(default=False, init=False, repr=False)  # inside merged_adapter()
 
     @property
     def has_adapter(self) -> bool:
         return self.adapter is not None
+
+    @property
+    def adapter_active(self) -> bool:
+        """Whether predictions now include the adapter (caches of the base and fine-tuned model differ)."""
+        if self._merged_in_use:
+            return True  # the LoRA layers are flagged off, but the merged weights carry the adapter
+        from peft.tuners.lora import LoraLayer
+
+        for module in self.model.modules():
+            if isinstance(module, LoraLayer):
+                return not module.disable_adapters  # adapter_disabled() flips this flag on every layer
+        return False
 
     @property
     def family(self) -> str:
@@ -134,11 +146,11 @@ class LoadedModel:
             yield
             return
         with merged.swapped():
-            self.adapter_merged = True
+            self._merged_in_use = True
             try:
                 yield
             finally:
-                self.adapter_merged = False
+                self._merged_in_use = False
 
     def attach_adapter(self, adapter_dir: str | os.PathLike) -> None:
         """Put a LoRA adapter on the model, replacing the one already there."""
@@ -263,7 +275,7 @@ def _remove_adapter_layers(model: torch.nn.Module) -> None:
         del model.peft_config
 
 
-def _sdpa_backends() -> list:
+def preferred_sdpa_backends() -> list:
     from torch.nn.attention import SDPBackend
 
     # cuDNN's fused attention, PyTorch's first choice on Hopper, builds a plan for every new input shape
@@ -278,7 +290,7 @@ def _sdpa_backends() -> list:
     ]
 
 
-SDPA_BACKENDS: list | None = None  # None: _sdpa_backends(); benchmarks set it to compare
+SDPA_BACKENDS: list | None = None  # None: preferred_sdpa_backends(); benchmarks set it to compare
 FUSE_NORMS = True  # one fused kernel per RMSNorm on CUDA (gemma_emotion/fused.py); benchmarks switch it
 
 
@@ -288,7 +300,7 @@ def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager
         return contextlib.nullcontext()
     from torch.nn.attention import sdpa_kernel
 
-    return sdpa_kernel(SDPA_BACKENDS or _sdpa_backends(), set_priority=True)
+    return sdpa_kernel(SDPA_BACKENDS or preferred_sdpa_backends(), set_priority=True)
 
 
 def pick_device(device: str | None = None) -> torch.device:

@@ -149,7 +149,9 @@ def test_merged_adapter_predicts_as_unmerged_and_leaves_the_base_untouched(fixtu
     base_weights = {n: p.detach().clone() for n, p in lm.model.named_parameters() if "base_layer" in n}
     merged = clf.predict(TEXTS, "score")
     merged_gen = clf.predict(TEXTS, "generate")
-    assert lm._merged is not None and not lm.adapter_merged  # merged copies made, swapped back out
+    assert lm._merged is not None and lm.adapter_active  # merged copies made and kept
+    with lm.use(adapter=False):
+        assert not lm.adapter_active
     for n, p in lm.model.named_parameters():
         if "base_layer" in n:
             assert torch.equal(p, base_weights[n]), n
