@@ -193,6 +193,7 @@ def train_speed(
         "runtime_s": m.get("train_runtime_s"),
         "wall_s": round(wall, 1),
         "tokens": m.get("train_tokens"),
+        "final_loss": m.get("final_loss"),
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
     }
     print(json.dumps(r), flush=True)
