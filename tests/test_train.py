@@ -741,3 +741,37 @@ def test_balance_repeats_the_rarer_labels_until_every_label_is_as_frequent(share
     register_cli(parser.add_subparsers())
     args = parser.parse_args(["train", "--balance", "--data", str(shared_data)])
     assert config_from_args(args).balance is True
+
+
+def test_adapter_input_cast_is_a_no_op_under_autocast(tiny_gemma3):
+    """The lean step turns PEFT's fp32 cast of adapter inputs off under autocast (CUDA in training; CPU
+    autocast stands in here): the same loss and adapter gradients, without the copies."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from peft.helpers import disable_input_dtype_casting
+
+    from gemma_emotion.models import LoadOptions, load_model, lora_target_modules
+
+    lm = load_model(str(tiny_gemma3), LoadOptions(dtype="bfloat16"))
+    cfg = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=lora_target_modules(lm.model))
+    model = get_peft_model(lm.model, cfg)  # adapter weights fp32 over the bf16 model, as in training
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    ids = torch.tensor([[2, 10, 20, 30, 40, 50, 60]])
+
+    def loss_and_grads(cast_off: bool):
+        model.zero_grad()
+        ctx = disable_input_dtype_casting(model) if cast_off else contextlib.nullcontext()
+        with torch.autocast("cpu", dtype=torch.bfloat16), ctx:
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss_on, grads_on = loss_and_grads(False)
+    loss_off, grads_off = loss_and_grads(True)
+    assert loss_off == pytest.approx(loss_on, rel=1e-3)
+    assert grads_on.keys() == grads_off.keys() and grads_on
+    for name, g in grads_on.items():
+        assert torch.allclose(g, grads_off[name], rtol=2e-2, atol=1e-3 * float(g.abs().max()) + 1e-8), name
