@@ -674,11 +674,20 @@ def test_runs_command_lists_metrics(trained_run, capsys):
     assert listed[0]["name"] == "tiny" and listed[0]["metrics"]["n_test"] == 24
 
 
-def test_cli_train_rejects_bad_settings_with_one_line(tmp_path):
+def test_cli_train_rejects_bad_settings_with_one_line(tmp_path, capsys):
     from gemma_emotion.cli import main
 
     assert main(["train", "--epochs", "0", "--runs-dir", str(tmp_path)]) == 2
     assert main(["train", "--lr", "-1", "--runs-dir", str(tmp_path)]) == 2
+    capsys.readouterr()
+    for flag, value, message in (
+        ("--lora-r", "0", "LoRA r must be a whole number >= 1"),
+        ("--lora-alpha", "-4", "LoRA alpha must be positive"),
+        ("--lora-dropout", "1.5", "LoRA dropout must be in [0, 1)"),
+    ):
+        assert main(["train", flag, value, "--runs-dir", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
     assert not any(tmp_path.iterdir())  # no run folder for a config that never started
 
 
