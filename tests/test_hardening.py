@@ -971,10 +971,18 @@ def test_markup_in_a_table_row_is_shown_as_text_in_the_page(app, tmp_path, brows
 
     def classify_file(page, path: Path) -> None:
         page.goto(app["url"])
-        page.get_by_text("Classify a file of texts").click()
+        page.locator("#classify-button").wait_for(timeout=60_000)  # the app has rendered
+        button = page.get_by_role("button", name="Classify file")
+        for _ in range(3):  # a click that lands while the page is still settling can be lost under load
+            page.get_by_text("Classify a file of texts").click()
+            try:
+                button.wait_for(state="visible", timeout=10_000)
+                break
+            except Exception:
+                continue
         page.locator("input[type=file]").first.set_input_files(str(path))
         page.get_by_text(path.name).wait_for(timeout=30_000)  # uploaded
-        page.get_by_role("button", name="Classify file").click()
+        button.click(timeout=60_000)
 
     page = browser.new_page()
     classify_file(page, upload)
