@@ -106,7 +106,24 @@ def decoder_params(model: torch.nn.Module) -> int:
     return total
 
 
-def score(ckpt: Path, texts: list[str], four_bit: bool, rate: float, batch: int | None) -> dict:
+def profile_table(fn, path: Path) -> None:
+    """One call of `fn` under torch.profiler, its CPU and GPU time per operator written to `path`."""
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    ) as prof:
+        fn()
+        sync()
+    avg = prof.key_averages()
+    path.write_text(
+        avg.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=70)
+        + "\n"
+        + avg.table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70)
+    )
+
+
+def score(
+    ckpt: Path, texts: list[str], four_bit: bool, rate: float, batch: int | None, profile_to: Path | None
+) -> dict:
     from gemma_emotion.classify import Classifier
     from gemma_emotion.models import LoadOptions, load_model
 
@@ -134,6 +151,8 @@ def score(ckpt: Path, texts: list[str], four_bit: bool, rate: float, batch: int 
         "mfu_tokens_run_warm": 2 * params * (n_tokens - len(clf._prefix_ids) * len(texts)) / warm_secs / rate,
     }  # fmt: skip
     print(json.dumps(r), flush=True)
+    if profile_to is not None:
+        profile_table(lambda c=clf: c.predict(texts, batch_size=batch), profile_to)
     del clf, lm
     return r
 
@@ -207,17 +226,7 @@ def train_steps(
         }  # fmt: skip
         print(json.dumps(r), flush=True)
         if profile_to is not None:
-            with torch.profiler.profile(
-                activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
-            ) as prof:
-                step(batches[warm])
-                sync()
-            avg = prof.key_averages()
-            profile_to.write_text(
-                avg.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=70)
-                + "\n"
-                + avg.table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70)
-            )
+            profile_table(lambda: step(batches[warm]), profile_to)
         return r
     finally:
         lm.model = trainer.model.unload() if hasattr(trainer.model, "unload") else trainer.model
@@ -265,16 +274,24 @@ def main() -> None:
     ap.add_argument("--score-batch", type=int, default=None)
     ap.add_argument("--stages", default="score,lora,qlora")
     ap.add_argument("--profile", action="store_true", help="a torch.profiler table of one step per batch")
+    ap.add_argument(
+        "--norms", choices=("native", "fp32"), default="native",
+        help="fp32: Gemma 4's fused norms on an fp32 copy of the activation (before gemma_emotion.fused's "
+        "NATIVE_DTYPE), to compare",
+    )  # fmt: skip
     ap.add_argument("--tiny", action="store_true", help="a scaled-down shape, to check the script on a CPU")
     args = ap.parse_args()
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from gemma_emotion import fused
+
+    fused.NATIVE_DTYPE = args.norms == "native"
     work = Path(args.workdir or tempfile.mkdtemp())
     rate = matmul_rate()
     result: dict = {
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "torch": torch.__version__, "matmul_tflops": rate / 1e12, "runs": [],
+        "torch": torch.__version__, "matmul_tflops": rate / 1e12, "norms": args.norms, "runs": [],
     }  # fmt: skip
     print(f"{result['device']}: bf16 matmul {rate / 1e12:.0f} TFLOP/s", flush=True)
     ckpt = build_checkpoint(Path(args.tokenizer), work / "e4b", TINY if args.tiny else E4B)
@@ -291,9 +308,10 @@ def main() -> None:
         (out / "bench_e4b.json").write_text(json.dumps(result, indent=2) + "\n")
 
     if "score" in stages:
-        record(score, ckpt, texts, False, rate, args.score_batch)
+        prof = out / "score_bf16.txt" if args.profile else None
+        record(score, ckpt, texts, False, rate, args.score_batch, prof)
         if torch.cuda.is_available():
-            record(score, ckpt, texts, True, rate, args.score_batch)
+            record(score, ckpt, texts, True, rate, args.score_batch, None)
     if "lora" in stages:
         result["runs"] += training(ckpt, args.data, False, args.lora_batches.split(","), args, rate, out)
         (out / "bench_e4b.json").write_text(json.dumps(result, indent=2) + "\n")

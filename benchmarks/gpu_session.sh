@@ -16,6 +16,9 @@
 #                                          # embedded model is converted (by `grid`)
 #   bash benchmarks/gpu_session.sh speed2  # one GPU: the same after fusing the norms (profile_gpu.py,
 #                                          # bench_e4b.py with QLoRA batches 8-32, bench_eval.py)
+#   bash benchmarks/gpu_session.sh speed3  # one GPU, random weights only (no GGUF upload needed): the E4B
+#                                          # shape with Gemma 4's norms on bf16 and on fp32 copies, score mode
+#                                          # and bf16 LoRA at batches 64 and 128, with profiler tables
 # The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel) and the
 # embedded model's tokenizer files in .gpu/kit (for the random-weight models). Each run has its own runs
 # folder /root/runs-g<GPU>-<NAME>, since the project allows one training at a time per runs folder.
@@ -205,5 +208,13 @@ speed2)  # one GPU: the speed figures again after fusing the norms, with QLoRA a
     CUDA_VISIBLE_DEVICES=0 timeout 300 python3 benchmarks/bench_eval.py --data "$data" --adapter assets/adapter \
         --json "$out/bench_eval.json" 2>&1 | quiet > "$out/bench_eval.log"
     tail -16 "$out/bench_eval.log" | tee -a "$log"
+    ;;
+speed3)  # one GPU: Gemma 4's norms on the bf16 activation (the default) against the fp32 copies
+    for norms in native fp32; do
+        CUDA_VISIBLE_DEVICES=0 timeout 420 python3 benchmarks/bench_e4b.py --tokenizer "${KIT:-.gpu/kit}" \
+            --data "$data" --out "$out/e4b-$norms" --workdir /root/e4b-work --profile --norms "$norms" \
+            --stages score,lora --lora-batches 64,128 2>&1 | quiet > "$out/e4b-$norms.log"
+        grep '"mode"\|Error' "$out/e4b-$norms.log" | tee -a "$log"
+    done
     ;;
 esac

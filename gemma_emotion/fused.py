@@ -5,6 +5,8 @@ kernels over the whole activation; in score mode on an H200 these were most of t
 (benchmarks/README.md, "score mode"). `torch.nn.functional.rms_norm` computes the same in fp32 in one
 kernel on CUDA. Each layer's formula (Gemma 3 scales by 1 + w, Gemma 4 by w or not at all) is recognised by
 comparing its own forward with the candidates on random inputs; a layer that matches none keeps its own.
+Where the result is the same (Gemma 4's formulas on a bf16 model), the kernel runs on the bf16 activation
+itself instead of on an fp32 copy of it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ FORMULAS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
     "weight": lambda w: w.float(),  # Gemma 4 with a scale
     "none": None,  # Gemma 4 without one
 }
+NATIVE_DTYPE = True  # Gemma 4's norms run on bf16 directly (`_native`); benchmarks switch it off to compare
 
 
 def fuse_rms_norms(model: torch.nn.Module) -> int:
@@ -41,10 +44,35 @@ def _fused_forward(self: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def _apply(module: torch.nn.Module, formula: str, hidden: torch.Tensor) -> torch.Tensor:
+    if _native(module, formula, hidden):
+        return _apply_native(module, hidden)
     make = FORMULAS[formula]
     weight = None if make is None else make(module.weight)
     out = F.rms_norm(hidden.float(), (hidden.shape[-1],), weight=weight, eps=module.eps)
     return out.type_as(hidden)
+
+
+def _native(module: torch.nn.Module, formula: str, hidden: torch.Tensor) -> bool:
+    """Whether the norm can run on the input's own dtype with the same result.
+
+    The fused kernel computes in fp32 whatever its input and rounds once at the end, as Gemma 4's own
+    `(x.float() * rstd * w.float()).type_as(x)` does, so a bf16 input and a bf16 weight give the same
+    numbers without the two fp32 copies of the activation (and their two casts back in the backward).
+    Gemma 3's `1 + w` is not a bf16 number, so it keeps the fp32 path.
+    """
+    if not NATIVE_DTYPE or hidden.dtype not in (torch.bfloat16, torch.float16):
+        return False
+    return formula == "none" or (formula == "weight" and module.weight.dtype == hidden.dtype)
+
+
+def _apply_native(module: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    weight = getattr(module, "weight", None)
+    shape = (hidden.shape[-1],)
+    kind = hidden.device.type
+    if torch.is_autocast_enabled(kind):  # autocast may hand rms_norm fp32 copies: keep the kernel on bf16
+        with torch.autocast(kind, enabled=False):
+            return F.rms_norm(hidden, shape, weight=weight, eps=module.eps)
+    return F.rms_norm(hidden, shape, weight=weight, eps=module.eps)
 
 
 def _recognise(module: torch.nn.Module) -> str | None:

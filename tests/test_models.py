@@ -296,6 +296,42 @@ def test_fused_rms_norms_give_the_models_own_outputs(fixture, request):
     assert formulas == ({"one_plus_weight"} if fixture == "tiny_gemma3" else {"weight", "none"})
 
 
+def test_gemma4_norms_run_on_bf16_with_the_models_own_outputs_and_gradients(tiny_gemma4, monkeypatch):
+    """In bf16, Gemma 4's norms skip the fp32 copies (one rounding either way): same logits and gradients,
+    under autocast too, which must not hand the kernel fp32 copies or change the output's dtype."""
+    from gemma_emotion import fused
+
+    lm = load_model(str(tiny_gemma4))
+    model = lm.model.to(torch.bfloat16)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn_like(p) * 0.3)
+    ids = torch.tensor([[2, 100, 200, 300, 400, 500]])
+
+    def run(autocast: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+            logits = model(input_ids=ids).logits
+        logits.float().square().mean().backward()
+        return logits.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    own = {a: run(a) for a in (False, True)}
+    calls = []
+    orig = fused._apply_native
+    monkeypatch.setattr(fused, "_apply_native", lambda m, h: calls.append(h.dtype) or orig(m, h))
+    fused.fuse_rms_norms(model)
+    for autocast in (False, True):
+        logits, grads = run(autocast)
+        assert logits.dtype == own[autocast][0].dtype
+        # bit-identical on a CPU today; a little room for another reduction order
+        assert torch.allclose(logits.float(), own[autocast][0].float(), atol=1e-3, rtol=1e-3)
+        for g, ref in zip(grads, own[autocast][1], strict=True):
+            assert g.dtype == ref.dtype
+            assert torch.allclose(g.float(), ref.float(), atol=1e-3 * float(ref.abs().max()) + 1e-6)
+    assert calls and set(calls) == {torch.bfloat16}
+
+
 def test_a_norm_with_an_unknown_formula_keeps_its_own_forward():
     from gemma_emotion.fused import fuse_rms_norms
 
