@@ -102,6 +102,53 @@ def test_score_mode_matches_an_uncached_forward(fixture, softcap, request):
             assert pred.probabilities[name] == pytest.approx(ref[i].item(), abs=1e-4)
 
 
+def test_batches_follow_lengths_so_long_texts_do_not_pad_short_ones():
+    from gemma_emotion.classify import plan_batches
+
+    lengths = [5] * 100 + [60] * 3 + [9, 12, 17]
+    fixed = plan_batches(lengths, 512)
+    assert len(fixed) == 1  # one batch of 106 rows, all padded to 60 tokens
+    planned = plan_batches(lengths, 512, multiple=8, min_tokens=256)
+    # 100 rows of 5 (8 wide) hold 800 tokens, so the width growing to 16 starts a batch; three short rows
+    # are too few to stand alone, so they ride with the 60s (64 wide)
+    assert [[lengths[i] for i in b] for b in planned] == [[5] * 100, [9, 12, 17] + [60] * 3]
+    for plan in (fixed, planned, plan_batches(lengths, 7, multiple=8, min_tokens=256)):
+        assert sorted(i for b in plan for i in b) == list(range(len(lengths)))
+        assert all(1 <= len(b) <= 512 for b in plan)
+    assert all(len(b) <= 7 for b in plan_batches(lengths, 7, multiple=8, min_tokens=256))
+
+    def computed(plan):
+        return sum(len(b) * -(-max(lengths[i] for i in b) // 8) * 8 for b in plan)
+
+    assert computed(planned) < computed(fixed) / 2
+    with pytest.raises(ValueError, match="at least 1"):
+        plan_batches(lengths, 0)
+
+
+@pytest.mark.parametrize("mode", ["score", "generate"])
+def test_length_planned_batches_give_the_same_predictions(tiny_gemma3, mode, monkeypatch):
+    """What a GPU runs (batches cut where the width grows, padded to 8), here on a CPU: same answers."""
+    from gemma_emotion import classify
+
+    texts = [*TEXTS, "a much longer text that goes on and on about how the day went and what happened"]
+    clf = Classifier(load_model(str(tiny_gemma3)))
+    ref = clf.predict(texts, mode, batch_size=1)
+    seen = []
+    plan = classify.plan_batches
+
+    def gpu_plan(lengths, max_rows, **_):
+        seen.append(plan(lengths, max_rows, multiple=8, min_tokens=8))
+        return seen[-1]
+
+    monkeypatch.setattr(classify, "plan_batches", gpu_plan)
+    got = clf.predict(texts, mode, batch_size=4)
+    assert len(seen[0]) > 1 and sorted(len(b) for b in seen[0]) != [1] * len(texts)
+    assert [p.label for p in got] == [p.label for p in ref] and [p.raw for p in got] == [p.raw for p in ref]
+    if mode == "score":
+        for a, b in zip(got, ref):
+            assert a.probabilities == pytest.approx(b.probabilities, abs=1e-4)
+
+
 @pytest.mark.parametrize("fixture", ["tiny_gemma3", "tiny_gemma4"])
 def test_batched_generate_equals_one_at_a_time(fixture, request):
     lm = load_model(str(request.getfixturevalue(fixture)))
