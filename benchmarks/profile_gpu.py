@@ -204,7 +204,8 @@ def train_speed(
 
 def profile_train_steps(model_dir: Path, data: str, out: Path, batch: int) -> None:
     from gemma_emotion.models import load_model
-    from gemma_emotion.train import TrainConfig, build_trainer, plan_training
+    from gemma_emotion.plan import plan_training
+    from gemma_emotion.train import TrainConfig, build_trainer
 
     lm = load_model(str(model_dir))
     ds = load_split(data, "train", limit=batch * 8, seed=0)

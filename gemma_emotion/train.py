@@ -1,8 +1,9 @@
 """A training run: config → data → TRL SFTTrainer with a PEFT LoRA adapter → log.jsonl, adapter, reports.
 
-Owns the run's config (`TrainConfig`), the device plan (batch size, accumulation, 4-bit, precision), the
-training records, the callback that streams the loss to `log.jsonl` and honours a stop request, and the
-evaluation of base vs fine-tuned afterwards (one loaded model, adapter switched off and on).
+Owns the run's config (`TrainConfig`), its data (a stratified sample, balanced labels, corrections added),
+the trainer, the callback that streams the loss to `log.jsonl` and honours a stop request, and the
+evaluation of base vs fine-tuned afterwards (one loaded model, adapter switched off and on). The device
+plan (batch, accumulation, 4-bit, precision) is `plan`'s; the token records are `records`'.
 `run_training(run_dir)` is the body of the training process that `runs.Runner` starts; `train(config)`
 runs one in the foreground (the `train` command), also under `accelerate launch` / `torchrun`, where the
 main process alone writes the run folder. The run folder layout belongs to `runs`.
@@ -32,7 +33,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gemma_emotion import paths
-from gemma_emotion.labels import LABELS, to_prompt_completion
+from gemma_emotion.labels import LABELS
+from gemma_emotion.plan import BASE_LEARNING_RATE, TrainPlan, choose_4bit, estimate_parameters, plan_training
+from gemma_emotion.records import (
+    TokenisationError,
+    fit_text,
+    text_budget,
+    tokenised_records,
+    verify_tokenisation,
+)
 from gemma_emotion.runs import (
     ADAPTER_DIR,
     LOG_FILE,
@@ -48,25 +57,14 @@ from gemma_emotion.runs import (
 
 if TYPE_CHECKING:
     import datasets
-    from transformers import PreTrainedTokenizerBase, TrainerCallback
+    from transformers import TrainerCallback
 
     from gemma_emotion.classify import Classifier
     from gemma_emotion.evaluate import Report
     from gemma_emotion.models import LoadedModel
 
 ENV_FAULT = "GEMMA_EMOTION_FAULT"  # test hook: "oom_at_step:N" raises an out-of-memory error after step N
-CPU_BATCH = 8
-TARGET_EFFECTIVE_BATCH = 16  # the published recipe's batch; GPU plans accumulate up to it
-# A small model's training step is mostly the CPU launching kernels, whatever the batch: on an H200 the
-# embedded model trained at 135 examples/s in batches of 32 and 595 in batches of 256
-# (benchmarks/profile_gpu.py). Memory bounds the batch below this for larger models.
-MAX_GPU_BATCH = 128
-BASE_LEARNING_RATE = 2e-4  # up to the recipe's batch of 16; larger batches scale it, up to the max below
-# Chosen on the validation split (benchmarks/README.md, "learning rate"): at batch 128, 1e-3 scored 93.75 %
-# against 93.25 % for 5.7e-4 (sqrt scaling) and 91.95 % for 3e-4.
-MAX_AUTO_LEARNING_RATE = 1e-3
 WARMUP_FRACTION = 0.03
-VERIFY_EXAMPLES = 8  # training examples whose tokens are checked against the classifier's at start
 TRACEBACK_LINES = 20
 
 
@@ -184,137 +182,6 @@ class TrainConfig:
         """The config from run.json; keys this version does not know are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
-
-
-# -- device plan --------------------------------------------------------------------------------------
-@dataclass
-class TrainPlan:
-    """How a config runs on this device: what the `None` settings became, and why."""
-
-    device: str
-    batch_size: int
-    grad_accum: int
-    load_in_4bit: bool
-    bf16: bool
-    fp16: bool
-    gradient_checkpointing: bool
-    optim: str
-    notes: list[str] = field(default_factory=list)
-    learning_rate: float = BASE_LEARNING_RATE
-
-
-def auto_learning_rate(effective_batch: int) -> float:
-    """The recipe's 2e-4 up to a batch of 16, in proportion to the batch above it, at most 1e-3."""
-    scaled = BASE_LEARNING_RATE * max(effective_batch, TARGET_EFFECTIVE_BATCH) / TARGET_EFFECTIVE_BATCH
-    return min(scaled, MAX_AUTO_LEARNING_RATE)
-
-
-def choose_4bit(
-    config: TrainConfig, device_type: str, gpu_memory_gb: float | None, n_params: int | None
-) -> tuple[bool, str | None]:
-    """4-bit when asked, or (auto) on a CUDA card under 20 GB whose bf16 weights would fill 40 % of it."""
-    if config.load_in_4bit is not None:
-        return bool(config.load_in_4bit), None
-    if device_type != "cuda" or not gpu_memory_gb or gpu_memory_gb >= 20 or not n_params:
-        return False, None
-    if n_params * 2 / 1e9 > 0.4 * gpu_memory_gb:
-        return True, f"4-bit (QLoRA): {n_params / 1e9:.1f} B parameters on a {gpu_memory_gb:.0f} GB card"
-    return False, None
-
-
-def plan_training(
-    config: TrainConfig,
-    *,
-    device_type: str,
-    load_in_4bit: bool = False,
-    free_memory_gb: float | None = None,
-    hidden_size: int | None = None,
-    num_layers: int | None = None,
-    bf16_supported: bool = True,
-) -> TrainPlan:
-    """Batch size, accumulation, precision and optimizer for the device; explicit settings win."""
-    notes: list[str] = []
-    if device_type != "cuda":
-        batch = config.batch_size or CPU_BATCH
-        accum = config.grad_accum or 1
-        plan = TrainPlan(device_type, batch, accum, False, False, False, False, "adamw_torch", notes)
-        return _with_learning_rate(plan, config)
-
-    checkpointing = load_in_4bit
-    batch = config.batch_size
-    if batch is None:
-        batch = _fit_batch(config, free_memory_gb, hidden_size, num_layers, checkpointing)
-        if batch < 4 and not checkpointing:
-            checkpointing = True
-            batch = _fit_batch(config, free_memory_gb, hidden_size, num_layers, checkpointing)
-            notes.append("gradient checkpointing: activations would not fit otherwise")
-        accum = config.grad_accum or max(1, TARGET_EFFECTIVE_BATCH // batch)
-        notes.append(f"batch {batch} x accumulation {accum} fitted to {free_memory_gb or 0:.0f} GB free")
-    else:
-        accum = config.grad_accum or 1
-    bf16 = bf16_supported
-    if not bf16:
-        notes.append("this GPU has no bfloat16: fp16 mixed precision")
-    optim = "paged_adamw_8bit" if load_in_4bit else "adamw_torch_fused"
-    plan = TrainPlan("cuda", batch, accum, load_in_4bit, bf16, not bf16, checkpointing, optim, notes)
-    return _with_learning_rate(plan, config)
-
-
-def _with_learning_rate(plan: TrainPlan, config: TrainConfig) -> TrainPlan:
-    if config.learning_rate is not None:
-        plan.learning_rate = config.learning_rate
-    else:
-        plan.learning_rate = auto_learning_rate(plan.batch_size * plan.grad_accum)
-        plan.notes.append(
-            f"learning rate {plan.learning_rate:.2e} for batches of {plan.batch_size * plan.grad_accum}"
-        )
-    return plan
-
-
-def _fit_batch(
-    config: TrainConfig, free_gb: float | None, hidden: int | None, layers: int | None, checkpointing: bool
-) -> int:
-    if not free_gb or not hidden or not layers:
-        return 8
-    tokens = min(config.max_length, 160)  # emotion texts plus the prompt are ~50-150 tokens
-    # bf16 activations kept for the backward pass: ~120 bytes per hidden unit per layer and token (attention,
-    # MLP intermediates, norms), measured loosely on Gemma 4 E4B; checkpointing keeps one layer's worth.
-    per_token = hidden * (120 + 4 * layers) if checkpointing else hidden * layers * 120
-    budget = free_gb * 0.85e9 - 1.5e9
-    fit = int(budget // (per_token * tokens)) if budget > 0 else 1
-    batch = 1
-    while batch * 2 <= min(fit, MAX_GPU_BATCH):
-        batch *= 2
-    return batch
-
-
-def estimate_parameters(model: str) -> int | None:
-    """Parameters of the text decoder a model spec loads, without loading it (None when unknown)."""
-    from gemma_emotion.models import resolve_spec
-
-    try:
-        spec = resolve_spec(model)
-    except Exception:  # noqa: BLE001 - the load itself will report a bad spec properly
-        return None
-    if spec.kind == "folder":
-        from safetensors import safe_open
-
-        total = 0
-        for file in Path(spec.ref).glob("*.safetensors"):
-            with safe_open(str(file), "pt") as fh:
-                for key in fh.keys():
-                    if not any(part in key for part in ("vision", "audio")):
-                        total += math.prod(fh.get_slice(key).get_shape())
-        return total or None
-    if spec.kind == "hub":
-        try:
-            from huggingface_hub import get_safetensors_metadata
-
-            meta = get_safetensors_metadata(spec.ref, token=os.environ.get("HF_TOKEN"))
-            return sum(meta.parameter_count.values())
-        except Exception:  # noqa: BLE001 - offline or gated: no auto 4-bit, nothing worse
-            return None
-    return None  # embedded / gguf: small models, never auto 4-bit
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -442,137 +309,6 @@ def _correction_rows(runs_dir: str | os.PathLike, notes: list[str]) -> list[dict
         notes.append(f"no corrections database in {runs_dir}: trained without corrections")
         return []
     return training_examples(store)
-
-
-# -- records and tokens -------------------------------------------------------------------------------
-def fit_text(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_tokens: int) -> list[str]:
-    """Texts cut the way the classifier cuts them (strip, then at most `max_tokens` tokens)."""
-    from gemma_emotion.classify import MAX_TEXT_TOKENS
-
-    stripped = [t.strip()[: MAX_TEXT_TOKENS * 16] for t in texts]
-    ids = tokenizer(stripped, add_special_tokens=False)["input_ids"] if stripped else []
-    return [tokenizer.decode(i[:max_tokens]) if len(i) > max_tokens else t for t, i in zip(stripped, ids)]
-
-
-def prompt_overhead(tokenizer: PreTrainedTokenizerBase) -> int:
-    """Tokens of a training sequence that are not the text: template, system prompt, longest answer."""
-    longest = 0
-    for label in LABELS:
-        record = to_prompt_completion("x", label)
-        ids = tokenizer.apply_chat_template(record["prompt"] + record["completion"], tokenize=True)
-        ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
-        longest = max(longest, len(ids) - 1)
-    return longest
-
-
-def text_budget(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> int:
-    """Text tokens that fit max_length, so the answer is never cut off."""
-    from gemma_emotion.classify import MAX_TEXT_TOKENS
-
-    overhead = prompt_overhead(tokenizer)
-    budget = min(MAX_TEXT_TOKENS, config.max_length - overhead)
-    if budget < 4:
-        raise ValueError(
-            f"max length {config.max_length} is too short: the prompt and answer alone take {overhead} tokens"
-        )
-    return budget
-
-
-def training_records(texts: list[str], labels: list[int]) -> datasets.Dataset:
-    """Prompt/completion chat records: only the answer and its end-of-turn token are trained."""
-    import datasets
-
-    rows = []
-    for text, label in zip(texts, labels):
-        record = to_prompt_completion(text, label)
-        # The classifier renders prompts with thinking off; the trainer must render the same tokens.
-        record["chat_template_kwargs"] = {"enable_thinking": False}
-        rows.append(record)
-    return datasets.Dataset.from_list(rows)
-
-
-def answer_ids(classifier: Classifier) -> list[list[int]]:
-    """Per label, the tokens the chat template writes after the prompt: the label and its end-of-turn."""
-    tok = classifier.lm.tokenizer
-    prompt = tok(classifier._render("x"), add_special_tokens=False)["input_ids"]
-    out = []
-    for label in LABELS:
-        record = to_prompt_completion("x", label, classifier.system_prompt)
-        full = tok.apply_chat_template(
-            record["prompt"] + record["completion"],
-            tokenize=False,
-            enable_thinking=classifier.enable_thinking,
-        )
-        ids = tok(full, add_special_tokens=False)["input_ids"]
-        if ids[: len(prompt)] != prompt:
-            raise TokenisationError(
-                f"the chat template renders the prompt differently once {label!r} follows"
-            )
-        out.append(ids[len(prompt) :])
-    return out
-
-
-def tokenised_records(texts: list[str], labels: list[int], classifier: Classifier) -> datasets.Dataset:
-    """The token ids of the prompt/completion chat records, with labels -100 on the prompt.
-
-    The prompt is the classifier's own encoding and the completion the template's answer tokens, which is
-    what TRL's tokenisation of `training_records` gives (tested). Handing TRL ids skips its per-example
-    chat rendering and its cache fingerprint, which pickles the 262k-entry tokenizer: 15-30 s per run on
-    a CPU before the first step.
-    """
-    import datasets
-
-    answers = answer_ids(classifier)
-    prompts = [e.ids for e in classifier._encode_many(texts)]
-    return datasets.Dataset.from_dict(
-        {
-            "input_ids": [p + answers[y] for p, y in zip(prompts, labels)],
-            "labels": [[-100] * len(p) + answers[y] for p, y in zip(prompts, labels)],
-        }
-    )
-
-
-class TokenisationError(RuntimeError):
-    """Training would see other tokens than inference does."""
-
-
-def verify_tokenisation(
-    processed: datasets.Dataset,
-    texts: list[str],
-    labels: list[int],
-    classifier: Classifier,
-    n: int = VERIFY_EXAMPLES,
-) -> None:
-    """The trainer's tokens for the first `n` examples: prompt == Classifier.prompt_ids(text), and the
-    trained part is exactly the label followed by the end-of-turn token (plus whitespace)."""
-    from gemma_emotion.models import END_OF_TURN_TOKENS
-
-    tok = classifier.lm.tokenizer
-    vocab = tok.get_vocab()
-    eot = {vocab[t] for t in END_OF_TURN_TOKENS if t in vocab}
-    if len(processed) != len(texts):
-        raise TokenisationError(
-            f"the trainer kept {len(processed)} of {len(texts)} examples: some were cut before their answer"
-        )
-    for i in range(min(n, len(texts))):
-        ids, targets = processed[i]["input_ids"], processed[i]["labels"]
-        start = next((k for k, t in enumerate(targets) if t != -100), len(targets))
-        prompt, completion = ids[:start], ids[start:]
-        if prompt != classifier.prompt_ids(texts[i]):
-            raise TokenisationError(
-                f"example {i}: the trainer's prompt tokens differ from the classifier's for {texts[i]!r}"
-            )
-        if list(targets[start:]) != list(completion):
-            raise TokenisationError(f"example {i}: the trained tokens are not the completion")
-        end = next((k for k, t in enumerate(completion) if t in eot), None)
-        if end is None:
-            raise TokenisationError(f"example {i}: the completion has no end-of-turn token ({completion})")
-        answer, rest = tok.decode(completion[:end]).strip(), tok.decode(completion[end + 1 :]).strip()
-        if answer != LABELS[labels[i]] or rest:
-            raise TokenisationError(
-                f"example {i}: trained on {tok.decode(completion)!r}, "
-                f"expected {LABELS[labels[i]]!r} + end of turn"
-            )
 
 
 # -- stopping -----------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from unittest import mock
 import pytest
 
 from gemma_emotion import runs as runs_mod
+from gemma_emotion.plan import choose_4bit, plan_training
+from gemma_emotion.records import TokenisationError, verify_tokenisation
 from gemma_emotion.runs import (
     ENDED_UNEXPECTEDLY,
     RunFile,
@@ -30,15 +32,11 @@ from gemma_emotion.runs import (
 )
 from gemma_emotion.train import (
     ENV_FAULT,
-    TokenisationError,
     TrainConfig,
     build_trainer,
-    choose_4bit,
-    plan_training,
     prepare_data,
     run_training,
     train,
-    verify_tokenisation,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -151,7 +149,7 @@ def test_4bit_is_chosen_for_big_models_on_small_cards_only():
 
 def test_parameters_are_counted_from_the_checkpoint_without_the_towers(tiny_gemma4_mm):
     from gemma_emotion.models import load_model
-    from gemma_emotion.train import estimate_parameters
+    from gemma_emotion.plan import estimate_parameters
 
     text_only = sum(p.numel() for p in load_model(str(tiny_gemma4_mm)).model.parameters())
     estimate = estimate_parameters(str(tiny_gemma4_mm))
@@ -245,7 +243,7 @@ def test_our_token_ids_equal_trls_tokenisation_of_the_chat_records(fixture, requ
     from gemma_emotion.classify import Classifier
     from gemma_emotion.data import load_split
     from gemma_emotion.models import load_model
-    from gemma_emotion.train import tokenised_records, training_records
+    from gemma_emotion.records import tokenised_records, training_records
 
     lm = load_model(str(request.getfixturevalue(fixture)))
     ds = load_split(shared_data, "validation", limit=12, seed=3)

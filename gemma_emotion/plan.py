@@ -1,0 +1,158 @@
+"""The device plan of a training run: what a config's unset settings become on the device found.
+
+Batch size and gradient accumulation fitted to the free GPU memory, bf16 or fp16, 4-bit (QLoRA) on small
+cards, gradient checkpointing when activations would not fit, the optimizer, and the learning rate for
+the batch. Explicit settings always win; each decision the plan makes is written in its notes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gemma_emotion.train import TrainConfig
+
+CPU_BATCH = 8
+TARGET_EFFECTIVE_BATCH = 16  # the published recipe's batch; GPU plans accumulate up to it
+# A small model's training step is mostly the CPU launching kernels, whatever the batch: on an H200 the
+# embedded model trained at 135 examples/s in batches of 32 and 595 in batches of 256
+# (benchmarks/profile_gpu.py). Memory bounds the batch below this for larger models.
+MAX_GPU_BATCH = 128
+BASE_LEARNING_RATE = 2e-4  # up to the recipe's batch of 16; larger batches scale it, up to the max below
+# Chosen on the validation split (benchmarks/README.md, "learning rate"): at batch 128, 1e-3 scored 93.75 %
+# against 93.25 % for 5.7e-4 (sqrt scaling) and 91.95 % for 3e-4.
+MAX_AUTO_LEARNING_RATE = 1e-3
+
+
+@dataclass
+class TrainPlan:
+    """How a config runs on this device: what the `None` settings became, and why."""
+
+    device: str
+    batch_size: int
+    grad_accum: int
+    load_in_4bit: bool
+    bf16: bool
+    fp16: bool
+    gradient_checkpointing: bool
+    optim: str
+    notes: list[str] = field(default_factory=list)
+    learning_rate: float = BASE_LEARNING_RATE
+
+
+def auto_learning_rate(effective_batch: int) -> float:
+    """The recipe's 2e-4 up to a batch of 16, in proportion to the batch above it, at most 1e-3."""
+    scaled = BASE_LEARNING_RATE * max(effective_batch, TARGET_EFFECTIVE_BATCH) / TARGET_EFFECTIVE_BATCH
+    return min(scaled, MAX_AUTO_LEARNING_RATE)
+
+
+def choose_4bit(
+    config: TrainConfig, device_type: str, gpu_memory_gb: float | None, n_params: int | None
+) -> tuple[bool, str | None]:
+    """4-bit when asked, or (auto) on a CUDA card under 20 GB whose bf16 weights would fill 40 % of it."""
+    if config.load_in_4bit is not None:
+        return bool(config.load_in_4bit), None
+    if device_type != "cuda" or not gpu_memory_gb or gpu_memory_gb >= 20 or not n_params:
+        return False, None
+    if n_params * 2 / 1e9 > 0.4 * gpu_memory_gb:
+        return True, f"4-bit (QLoRA): {n_params / 1e9:.1f} B parameters on a {gpu_memory_gb:.0f} GB card"
+    return False, None
+
+
+def plan_training(
+    config: TrainConfig,
+    *,
+    device_type: str,
+    load_in_4bit: bool = False,
+    free_memory_gb: float | None = None,
+    hidden_size: int | None = None,
+    num_layers: int | None = None,
+    bf16_supported: bool = True,
+) -> TrainPlan:
+    """Batch size, accumulation, precision and optimizer for the device; explicit settings win."""
+    notes: list[str] = []
+    if device_type != "cuda":
+        batch = config.batch_size or CPU_BATCH
+        accum = config.grad_accum or 1
+        plan = TrainPlan(device_type, batch, accum, False, False, False, False, "adamw_torch", notes)
+        return _with_learning_rate(plan, config)
+
+    checkpointing = load_in_4bit
+    batch = config.batch_size
+    if batch is None:
+        batch = _fit_batch(config, free_memory_gb, hidden_size, num_layers, checkpointing)
+        if batch < 4 and not checkpointing:
+            checkpointing = True
+            batch = _fit_batch(config, free_memory_gb, hidden_size, num_layers, checkpointing)
+            notes.append("gradient checkpointing: activations would not fit otherwise")
+        accum = config.grad_accum or max(1, TARGET_EFFECTIVE_BATCH // batch)
+        notes.append(f"batch {batch} x accumulation {accum} fitted to {free_memory_gb or 0:.0f} GB free")
+    else:
+        accum = config.grad_accum or 1
+    bf16 = bf16_supported
+    if not bf16:
+        notes.append("this GPU has no bfloat16: fp16 mixed precision")
+    optim = "paged_adamw_8bit" if load_in_4bit else "adamw_torch_fused"
+    plan = TrainPlan("cuda", batch, accum, load_in_4bit, bf16, not bf16, checkpointing, optim, notes)
+    return _with_learning_rate(plan, config)
+
+
+def _with_learning_rate(plan: TrainPlan, config: TrainConfig) -> TrainPlan:
+    if config.learning_rate is not None:
+        plan.learning_rate = config.learning_rate
+    else:
+        plan.learning_rate = auto_learning_rate(plan.batch_size * plan.grad_accum)
+        plan.notes.append(
+            f"learning rate {plan.learning_rate:.2e} for batches of {plan.batch_size * plan.grad_accum}"
+        )
+    return plan
+
+
+def _fit_batch(
+    config: TrainConfig, free_gb: float | None, hidden: int | None, layers: int | None, checkpointing: bool
+) -> int:
+    if not free_gb or not hidden or not layers:
+        return 8
+    tokens = min(config.max_length, 160)  # emotion texts plus the prompt are ~50-150 tokens
+    # bf16 activations kept for the backward pass: ~120 bytes per hidden unit per layer and token (attention,
+    # MLP intermediates, norms), measured loosely on Gemma 4 E4B; checkpointing keeps one layer's worth.
+    per_token = hidden * (120 + 4 * layers) if checkpointing else hidden * layers * 120
+    budget = free_gb * 0.85e9 - 1.5e9
+    fit = int(budget // (per_token * tokens)) if budget > 0 else 1
+    batch = 1
+    while batch * 2 <= min(fit, MAX_GPU_BATCH):
+        batch *= 2
+    return batch
+
+
+def estimate_parameters(model: str) -> int | None:
+    """Parameters of the text decoder a model spec loads, without loading it (None when unknown)."""
+    from gemma_emotion.models import resolve_spec
+
+    try:
+        spec = resolve_spec(model)
+    except Exception:  # noqa: BLE001 - the load itself will report a bad spec properly
+        return None
+    if spec.kind == "folder":
+        from safetensors import safe_open
+
+        total = 0
+        for file in Path(spec.ref).glob("*.safetensors"):
+            with safe_open(str(file), "pt") as fh:
+                for key in fh.keys():
+                    if not any(part in key for part in ("vision", "audio")):
+                        total += math.prod(fh.get_slice(key).get_shape())
+        return total or None
+    if spec.kind == "hub":
+        try:
+            from huggingface_hub import get_safetensors_metadata
+
+            meta = get_safetensors_metadata(spec.ref, token=os.environ.get("HF_TOKEN"))
+            return sum(meta.parameter_count.values())
+        except Exception:  # noqa: BLE001 - offline or gated: no auto 4-bit, nothing worse
+            return None
+    return None  # embedded / gguf: small models, never auto 4-bit
