@@ -7,6 +7,7 @@ labels and numbers only.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
@@ -19,7 +20,7 @@ _LAYOUT = dict(margin=dict(l=40, r=20, t=50, b=40), height=340, template="plotly
 
 def empty(title: str, message: str = "") -> go.Figure:
     fig = go.Figure()
-    fig.update_layout(title=title, **_LAYOUT)
+    fig.update_layout(title=_plain(title), **_LAYOUT)
     if message:
         fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     fig.update_xaxes(visible=False)
@@ -36,7 +37,7 @@ def probabilities(
         if not probs:
             continue
         fig.add_bar(
-            name=name,
+            name=_plain(name),
             x=list(LABELS),
             y=[probs.get(label, 0.0) for label in LABELS],
             marker_color=COLORS[i % len(COLORS)],
@@ -46,7 +47,7 @@ def probabilities(
     if not fig.data:
         return empty(title, "generate mode gives no probabilities")
     fig.update_layout(
-        title=title, barmode="group", yaxis=dict(range=[0, 1.1], title="probability"), **_LAYOUT
+        title=_plain(title), barmode="group", yaxis=dict(range=[0, 1.1], title="probability"), **_LAYOUT
     )
     return fig
 
@@ -59,35 +60,60 @@ def per_class_f1(reports: Mapping[str, Mapping], title: str = "F1 per class") ->
     for i, (name, metrics) in enumerate(reports.items()):
         per_class = metrics.get("per_class", {})
         fig.add_bar(
-            name=f"{name} (invalid {metrics.get('invalid', 0)})",
+            name=f"{_plain(name)} (invalid {metrics.get('invalid', 0)})",
             x=list(LABELS),
             y=[per_class.get(label, {}).get("f1", 0.0) for label in LABELS],
             marker_color=COLORS[i % len(COLORS)],
             texttemplate="%{y:.2f}",
             textposition="outside",
         )
-    fig.update_layout(title=title, barmode="group", yaxis=dict(range=[0, 1.1], title="F1"), **_LAYOUT)
+    fig.update_layout(title=_plain(title), barmode="group", yaxis=dict(range=[0, 1.1], title="F1"), **_LAYOUT)
     return fig
 
 
 def invalid_counts(reports: Mapping[str, Mapping], title: str = "Invalid answers") -> go.Figure:
+    """Answers that were not one of the six labels, a horizontal bar per report (names can be long)."""
     if not reports:
         return empty(title, "no report yet")
     names = list(reports)
+    counts = [reports[n].get("invalid", 0) for n in names]
     fig = go.Figure(
         go.Bar(
-            x=names,
-            y=[reports[n].get("invalid", 0) for n in names],
+            y=[_short(n) for n in names],
+            x=counts,
+            orientation="h",
             marker_color=[COLORS[i % len(COLORS)] for i in range(len(names))],
-            text=[reports[n].get("invalid", 0) for n in names],
+            text=counts,
             textposition="outside",
+            hovertext=[_plain(n) for n in names],
+            hoverinfo="text+x",
         )
     )
-    top = max([reports[n].get("invalid", 0) for n in names] + [1])
     fig.update_layout(
-        title=title, yaxis=dict(title="answers that are not a label", range=[0, top * 1.25]), **_LAYOUT
+        title=_plain(title),
+        xaxis=dict(title="answers not one of the six", range=[0, max([*counts, 1]) * 1.3]),
+        yaxis=dict(autorange="reversed", automargin=True),
+        **_LAYOUT,
     )
+    if not any(counts):  # a row of zero-length bars reads as missing data; say it
+        fig.update_layout(title=_plain(f"{title}: none"))
     return fig
+
+
+def _plain(text: str) -> str:
+    """Plotly reads a subset of HTML in names and labels; a report name is shown as the text it is."""
+    return html.escape(str(text), quote=False)
+
+
+def _short(name: str, width: int = 18) -> str:
+    """A report name on two short lines, so a narrow chart keeps room for its bars."""
+    if len(name) > width:
+        cut = name.rfind(" ", 0, width)
+        cut = cut if cut > 0 else width
+        rest = name[cut:].strip()
+        rest = rest if len(rest) <= width else rest[: width - 1] + "…"
+        return _plain(name[:cut]) + "<br>" + _plain(rest)
+    return _plain(name)
 
 
 def confusion(metrics: Mapping | None, title: str = "Confusion matrix") -> go.Figure:
@@ -108,7 +134,7 @@ def confusion(metrics: Mapping | None, title: str = "Confusion matrix") -> go.Fi
         )
     )
     fig.update_layout(
-        title=title,
+        title=_plain(title),
         xaxis=dict(title="predicted", side="bottom"),
         yaxis=dict(title="gold", autorange="reversed"),
         **{**_LAYOUT, "height": 420},
@@ -148,5 +174,5 @@ def loss_curve(records: Sequence[Mapping], title: str = "Training loss") -> go.F
             line=dict(dash="dot"),
         )
         fig.update_layout(yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1]))
-    fig.update_layout(title=title, xaxis=dict(title="step"), yaxis=dict(title="loss"), **_LAYOUT)
+    fig.update_layout(title=_plain(title), xaxis=dict(title="step"), yaxis=dict(title="loss"), **_LAYOUT)
     return fig
