@@ -306,7 +306,8 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - an out-of-memory batch is a result too
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
             print(msg, flush=True)
-            result["runs"].append({"args": [str(x) for x in a[1:]], "error": msg})
+            # the arguments minus the texts, which would fill the file
+            result["runs"].append({"args": [str(x) for x in a[1:] if not isinstance(x, list)], "error": msg})
         (out / "bench_e4b.json").write_text(json.dumps(result, indent=2) + "\n")
 
     if "score" in stages:

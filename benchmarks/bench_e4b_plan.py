@@ -8,7 +8,9 @@ built in GPU memory and handed to the project's `Classifier` as a `LoadedModel` 
 disk, so a measurement fits in a minute or two of a lent GPU. Each variant: one untimed pass, then the
 median of `--repeat` passes over the test split; MFU counts the real tokens run after the cached system
 prompt (2 x decoder parameters x tokens / s / the card's measured bf16 matmul rate), as bench_e4b.py does.
-Results are written after every variant, so a run cut short keeps what it measured.
+Results are written after every variant, so a run cut short keeps what it measured. On an H200 its
+absolute rates came out a third below bench_e4b.py's through the load path (benchmarks/README.md): compare
+its variants with each other, and take the level from bench_e4b.py.
 """
 
 from __future__ import annotations
