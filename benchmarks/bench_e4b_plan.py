@@ -19,14 +19,14 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_e4b import E4B, TINY, decoder_params, matmul_rate, sync  # noqa: E402
+from bench_e4b import E4B, TINY, decoder_params, matmul_rate  # noqa: E402
+from bench_score_batches import timed_pass  # noqa: E402
 
 from gemma_emotion import classify, fused  # noqa: E402
 from gemma_emotion.data import load_split  # noqa: E402
@@ -69,14 +69,6 @@ def build(kit: Path, shape: dict) -> LoadedModel:
     )
 
 
-def timed(clf: classify.Classifier, texts: list[str], batch: int) -> float:
-    sync()
-    t0 = time.perf_counter()
-    clf.predict(texts, batch_size=batch)
-    sync()
-    return time.perf_counter() - t0
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizer", required=True)
@@ -104,11 +96,11 @@ def main() -> None:
     for plan, norms, batch in VARIANTS:
         classify.MIN_BATCH_TOKENS = min_tokens if plan == "planned" else None
         fused.NATIVE_DTYPE = norms == "native"
-        first = timed(clf, texts, batch)
-        secs = statistics.median(timed(clf, texts, batch) for _ in range(args.repeat))
+        first = timed_pass(clf, texts, batch)
+        eps = statistics.median(timed_pass(clf, texts, batch) for _ in range(args.repeat))
         row = {
-            "plan": plan, "norms": norms, "batch": batch, "first_pass_examples_per_s": len(texts) / first,
-            "examples_per_s": len(texts) / secs, "mfu_real_tokens": 2 * params * real / secs / rate,
+            "plan": plan, "norms": norms, "batch": batch, "first_pass_examples_per_s": first,
+            "examples_per_s": eps, "mfu_real_tokens": 2 * params * real * eps / len(texts) / rate,
         }  # fmt: skip
         result["runs"].append(row)
         print(json.dumps(row), flush=True)

@@ -102,5 +102,6 @@ def test_every_tab_classify_train_and_evaluate(browser, app_url):
     page.locator("#evaluate-button").click()
     expect(page.locator("#evaluate-message textarea")).to_have_value(re.compile(r"base: accuracy [\d.]+ %"))
     expect(page.locator(".js-plotly-plot .heatmaplayer")).to_have_count(1)
+    expect(page.get_by_text("Invalid answers: none")).to_be_visible()  # score mode is never invalid
     shot(page, "evaluate")
     page.close()

@@ -34,3 +34,9 @@ def test_invalid_answers_are_one_bar_a_report_and_say_when_there_are_none():
     assert fig.layout.title.text == "Invalid answers"
     assert plots.invalid_counts({"finetuned": _metrics(0)}).layout.title.text == "Invalid answers: none"
     assert "no report yet" in plots.invalid_counts({}).layout.annotations[0].text
+
+
+def test_report_names_alike_up_to_the_cut_keep_a_bar_each():
+    names = ["finetuned (run-2026-11-28-a-long-name-1)", "finetuned (run-2026-11-28-a-long-name-2)"]
+    bar = plots.invalid_counts({n: _metrics(i) for i, n in enumerate(names)}).data[0]
+    assert len(set(bar.y)) == 2 and list(bar.x) == [0, 1]

@@ -77,9 +77,12 @@ def invalid_counts(reports: Mapping[str, Mapping], title: str = "Invalid answers
         return empty(title, "no report yet")
     names = list(reports)
     counts = [reports[n].get("invalid", 0) for n in names]
+    ticks = [_short(n) for n in names]
+    if len(set(ticks)) < len(ticks):  # names alike up to the cut would share one bar: keep them whole
+        ticks = [_plain(n) for n in names]
     fig = go.Figure(
         go.Bar(
-            y=[_short(n) for n in names],
+            y=ticks,
             x=counts,
             orientation="h",
             marker_color=[COLORS[i % len(COLORS)] for i in range(len(names))],
