@@ -11,6 +11,7 @@ import logging
 import sys
 
 from gemma_emotion import gpu
+from gemma_emotion.errors import UserError
 from gemma_emotion.settings import load_settings
 
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                 "demo_mode": args.demo,
             }
         )
-    except ValueError as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -64,7 +64,8 @@ def load_texts(data: Path | None, n: int) -> list[str]:
 
         texts = [t.strip() for t in load_split(data, require_labels=False)["text"]]
     else:
-        texts = [item["text"] for item in json.loads((REPO / "assets" / "examples.json").read_text())]
+        examples = json.loads((REPO / "gemma_emotion" / "assets" / "examples.json").read_text())
+        texts = [item["text"] for item in examples]
     return list(dict.fromkeys(texts))[:n]
 
 

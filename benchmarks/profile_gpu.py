@@ -167,10 +167,10 @@ def train_speed(
     model_dir: Path, data: str, rows: int, batch: int, lean: bool, cudnn_first: bool = False
 ) -> dict:
     import gemma_emotion.models as models_mod
-    import gemma_emotion.train as train_mod
+    import gemma_emotion.trainer as trainer_mod
     from gemma_emotion.train import TrainConfig, train
 
-    train_mod.LEAN_LOSS = lean
+    trainer_mod.LEAN_LOSS = lean
     if cudnn_first:
         models_mod.SDPA_BACKENDS = cudnn_first_backends()
     runs = Path(tempfile.mkdtemp())
@@ -197,7 +197,7 @@ def train_speed(
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
     }
     print(json.dumps(r), flush=True)
-    train_mod.LEAN_LOSS = True
+    trainer_mod.LEAN_LOSS = True
     models_mod.SDPA_BACKENDS = None
     return r
 

@@ -4,12 +4,11 @@ A correction is one human-fixed label for one text. This module owns where corre
 database, `corrections.db`, in the runs directory), how they are edited and undone (an append-only event
 log from which the current view is derived), which examples are worth reviewing (pure functions over
 evaluation predictions), and how corrections leave the app again (JSONL / CSV files, the Hub, or extra
-training rows for a run). No model and no UI code here.
+training rows for a run). No model, no UI and no command-line code here (the commands: `cli/corrections.py`).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import errno
@@ -19,7 +18,6 @@ import json
 import math
 import os
 import sqlite3
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gemma_emotion import paths
+from gemma_emotion.errors import UserError
 from gemma_emotion.files import FORMULA_PREFIXES, atomic_write_bytes
 from gemma_emotion.labels import INVALID, LABEL_TO_ID, LABELS, label_id, parse_answer, to_prompt_completion
 
@@ -82,8 +80,12 @@ CREATE INDEX IF NOT EXISTS corrections_order ON corrections(created_at, text);
 """
 
 
-class CorrectionsError(Exception):
+class CorrectionsError(UserError):
     """A corrections operation that cannot be done; the message is meant for the user."""
+
+
+class NoCorrections(CorrectionsError, FileNotFoundError):  # noqa: N818 - a fact about the folder
+    """There is no corrections database where one was expected to exist."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ class CorrectionStore:
         self._clock = clock
         if not self.path.exists():
             if not create:
-                raise FileNotFoundError(f"no corrections database at {self.path}")
+                raise NoCorrections(f"no corrections database at {self.path}")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._init_db()
 
@@ -777,69 +779,3 @@ def oversample(rows: Sequence[dict[str, Any]], factor: int) -> list[dict[str, An
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ValueError(f"oversample factor must be a whole number >= 1, not {factor!r}")
     return [dict(r) for _ in range(factor) for r in rows]
-
-
-# -- CLI ------------------------------------------------------------------------------------------------
-
-
-def _store_from_args(args: argparse.Namespace) -> CorrectionStore:
-    return CorrectionStore(paths.runs_dir(getattr(args, "runs_dir", None)), create=False)
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    """`export`: write the corrections to --out (or stdout) and/or push them to the Hub."""
-    try:
-        store = _store_from_args(args)
-        fmt = getattr(args, "format", "emotion-jsonl")
-        out = getattr(args, "out", None)
-        repo = getattr(args, "push_to_hub", None)
-        if out and out != "-":
-            path = export(store, fmt, out)
-            print(f"wrote {store.count()} corrections to {path}", file=sys.stderr)
-        elif not repo:
-            sys.stdout.buffer.write(render(store, fmt).encode("utf-8"))
-            sys.stdout.flush()
-        if repo:
-            url = push_to_hub(store, repo, private=not getattr(args, "public", False))
-            print(f"pushed {store.count()} corrections to {url}", file=sys.stderr)
-    except BrokenPipeError:
-        # `export | head`: the reader left; not an error of ours. Point stdout at devnull so the
-        # interpreter's final flush does not complain either.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except (CorrectionsError, ValueError, OSError, sqlite3.Error) as e:
-        return _fail(str(e))
-    return 0
-
-
-def cmd_corrections(args: argparse.Namespace) -> int:
-    """`corrections`: the number of current corrections per label."""
-    try:
-        counts = _store_from_args(args).counts_by_label()
-    except (CorrectionsError, ValueError, OSError, sqlite3.Error) as e:
-        return _fail(str(e))
-    width = max(len(name) for name in (*LABELS, "total"))
-    for name, n in counts.items():
-        print(f"{name:<{width}}  {n}")
-    print(f"{'total':<{width}}  {sum(counts.values())}")
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `export` and `corrections` commands; each sets `func` to a handler returning an exit code."""
-    # SUPPRESS: a --runs-dir on the main parser is not overwritten by this subparser's default.
-    p = subparsers.add_parser("export", help="export the corrections (JSONL, chat JSONL, CSV) or push them")
-    p.add_argument("--format", choices=FORMATS, default="emotion-jsonl", help="export format")
-    p.add_argument("--out", help="output file (default: stdout)")
-    p.add_argument("--runs-dir", default=argparse.SUPPRESS, help="runs directory holding corrections.db")
-    p.add_argument("--push-to-hub", metavar="REPO", help="also upload the emotion-jsonl export as a dataset")
-    p.add_argument("--public", action="store_true", help="create the Hub dataset public (default private)")
-    p.set_defaults(func=cmd_export)
-    c = subparsers.add_parser("corrections", help="count the corrections by label")
-    c.add_argument("--runs-dir", default=argparse.SUPPRESS, help="runs directory holding corrections.db")
-    c.set_defaults(func=cmd_corrections)

@@ -17,6 +17,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from gemma_emotion.errors import UserError
 from gemma_emotion.labels import LABELS, label_id
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
@@ -25,7 +26,7 @@ LABEL_COLUMNS = ("label", "labels", "emotion")
 NO_LABEL = -1
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data source that cannot be read; the message names the file and row."""
 
 

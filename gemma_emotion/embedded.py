@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gemma_emotion import paths
+from gemma_emotion.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ GEMMA3_CHAT_TEMPLATE: str = files("trl").joinpath("chat_templates/gemma3.jinja")
 Progress = Callable[[str, float], None]
 
 
-class EmbeddedModelError(RuntimeError):
+class EmbeddedModelError(UserError, RuntimeError):
     """The embedded model cannot be found or converted."""
 
 

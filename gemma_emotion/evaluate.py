@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +111,7 @@ def evaluate(
         seconds=round(seconds, 3),
         examples_per_s=round(len(texts) / seconds, 2) if seconds > 0 else None,
         device=str(lm.device),
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     metrics.update(meta or {})
     rows = [_prediction_row(p, g) for p, g in zip(preds, gold)]

@@ -20,6 +20,7 @@ import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from gemma_emotion import paths
+from gemma_emotion.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ LORA_TARGET_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_pr
 Progress = Callable[[str, float], None]
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """A model or adapter that cannot be loaded; the message is meant for the user as is."""
 
 

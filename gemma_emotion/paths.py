@@ -16,8 +16,13 @@ ENV_DATA = "GEMMA_EMOTION_DATA"  # default data source (Hub id, folder or file)
 
 DEFAULT_MODEL = "embedded"
 DEFAULT_DATA = "dair-ai/emotion"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ASSETS = REPO_ROOT / "assets"
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Package data, so a clone and an installed wheel find them alike: example texts, the shipped adapter and
+# the records of the run that trained it.
+ASSETS = PACKAGE_DIR / "assets"
+# The clone's root when the package runs from a clone (space.yaml, README.md); in an installed package this
+# is site-packages, where those files are not.
+REPO_ROOT = PACKAGE_DIR.parent
 
 
 def cache_dir() -> Path:

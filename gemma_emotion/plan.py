@@ -1,8 +1,11 @@
 """The device plan of a training run: what a config's unset settings become on the device found.
 
-Batch size and gradient accumulation fitted to the free GPU memory, bf16 or fp16, 4-bit (QLoRA) on small
-cards, gradient checkpointing when activations would not fit, the optimizer, and the learning rate for
-the batch. Explicit settings always win; each decision the plan makes is written in its notes.
+The one place where device-dependent defaults are decided, for the command line and the app alike:
+`device_defaults` fills the settings that must be known before a run starts (the training rows on a CPU),
+`plan_training` and `choose_4bit` the rest once the model is loaded: batch size and gradient accumulation
+fitted to the free GPU memory, bf16 or fp16, 4-bit (QLoRA) on small cards, gradient checkpointing when
+activations would not fit, the optimizer, and the learning rate for the batch. Explicit settings always
+win; each decision the plan makes is written in its notes.
 """
 
 from __future__ import annotations
@@ -11,12 +14,12 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from gemma_emotion.train import TrainConfig
+from gemma_emotion.config import TrainConfig
 
 CPU_BATCH = 8
+CPU_TRAIN_ROWS = 1000  # all 16,000 rows of dair-ai/emotion take hours on a CPU; 1,000 take minutes
 TARGET_EFFECTIVE_BATCH = 16  # the published recipe's batch; GPU plans accumulate up to it
 # A small model's training step is mostly the CPU launching kernels, whatever the batch: on an H200 the
 # embedded model trained at 135 examples/s in batches of 32 and 595 in batches of 256
@@ -42,6 +45,20 @@ class TrainPlan:
     optim: str
     notes: list[str] = field(default_factory=list)
     learning_rate: float = BASE_LEARNING_RATE
+
+
+def device_defaults(device_type: str | None = None) -> dict[str, Any]:
+    """Config values that depend on the device and must be known before a run starts: on a CPU, 1,000
+    training rows. For the options a user left unset, on this machine's device unless one is named."""
+    if device_type is None:
+        device_type = _device_type()
+    return {} if device_type == "cuda" else {"train_size": CPU_TRAIN_ROWS}
+
+
+def _device_type() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def auto_learning_rate(effective_batch: int) -> float:

@@ -1,76 +1,79 @@
-"""The run registry and the runner: run folders on disk, their status, and one training process at a time.
+"""The run registry and the runner: the run folders of a runs directory, their status, and one training
+process at a time; also merging an adapter into its model and pushing either to the Hub.
 
-A run folder `runs/<name>/` holds `run.json` (config, status, timestamps, metrics; rewritten atomically on
-every change), `log.jsonl` (one record per logging step, appended by the training process), `adapter/`,
-`reports/{base,finetuned}/` and `process.log` (what the training process printed).
-
-Training runs in a subprocess (`python -m gemma_emotion train --run-dir DIR`), so a crash or an
-out-of-memory error never takes the app down. The process is found again from `run.json` (status
-"running" + a live pid) after the app restarts; a "running" run whose process is gone reads as failed.
-Also the `runs`, `merge` and `push` commands.
+What a run folder holds and the shape of its records are `runfolder`'s. Training runs in a subprocess
+(`python -m gemma_emotion train --run-dir DIR`), so a crash or an out-of-memory error never takes the app
+down. The process is found again from `run.json` (status "running" + a live pid) after the app restarts;
+a "running" run whose process is gone reads as failed.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import importlib.metadata
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gemma_emotion import paths
-from gemma_emotion.files import atomic_write_json
+from gemma_emotion.config import TrainConfig, check_name, default_run_name
+from gemma_emotion.errors import UserError
+from gemma_emotion.runfolder import (
+    ADAPTER_DIR,
+    LOG_FILE,
+    PROCESS_LOG,
+    REPORTS_DIR,
+    RUN_FILE,
+    STATUSES,
+    STOP_FILE,
+    LogRecord,
+    Phase,
+    RunFile,
+    RunMetrics,
+    RunRecord,
+    Status,
+    read_log,
+    read_record,
+    utc_now,
+)
 
 if TYPE_CHECKING:
     from gemma_emotion.evaluate import Report
-    from gemma_emotion.train import TrainConfig
 
-RUN_FILE = "run.json"
-LOG_FILE = "log.jsonl"
-STOP_FILE = "STOP"
-ADAPTER_DIR = "adapter"
-REPORTS_DIR = "reports"
-PROCESS_LOG = "process.log"
 LOCK_FILE = ".runner.lock"
-STATUSES = ("running", "completed", "stopped", "failed")
 ENDED_UNEXPECTEDLY = "the training process ended without finishing (killed or crashed)"
 # A run written by a runner that died before it could record the child's pid counts as running this long.
 _PID_GRACE_S = 60.0
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+class RunsError(UserError):
+    """A request about runs that cannot be served (no such run, one already training, a push refused)."""
 
 
-def check_name(name: str) -> str:
-    """A run name is one folder name: letters, digits, dot, dash, underscore (no paths, no `..`)."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
-        raise ValueError(
-            f"run name {name!r} is not allowed: use letters, digits, '.', '-' and '_' "
-            "(at most 100 characters)"
-        )
-    return name
-
-
-class RunNotFound(KeyError):
+class RunNotFound(RunsError, KeyError):
     """No run of that name; str() is the message (KeyError would quote it)."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "run not found"
 
 
-class RunnerBusy(RuntimeError):
+class RunnerBusy(RunsError, RuntimeError):
     """A second training was asked for while one is running."""
+
+
+class RunExists(RunsError, ValueError):
+    """A run of the name asked for is already in the runs directory."""
+
+
+class PushError(RunsError, RuntimeError):
+    """The Hub refused an upload, could not be reached, or there is no token or nothing to upload."""
 
 
 # -- processes ----------------------------------------------------------------------------------------
@@ -99,42 +102,25 @@ def process_alive(pid: int | None, started: float | None = None) -> bool:
         return False
 
 
-# -- run.json -----------------------------------------------------------------------------------------
-class RunFile:
-    """The writer's view of one run.json: keeps the record in memory and replaces the file on each update."""
-
-    def __init__(self, run_dir: str | os.PathLike, record: dict | None = None):
-        self.dir = Path(run_dir)
-        self.path = self.dir / RUN_FILE
-        self.record: dict = (
-            record if record is not None else json.loads(self.path.read_text(encoding="utf-8"))
-        )
-
-    def update(self, **fields: Any) -> dict:
-        self.record.update(fields)
-        self.record["updated_at"] = utc_now()
-        atomic_write_json(self.path, self.record)
-        return self.record
-
-
+# -- a run as read ------------------------------------------------------------------------------------
 @dataclass
 class RunInfo:
     """One run as read from its folder. `status` already accounts for a training process that died."""
 
     name: str
     path: Path
-    status: str  # "running" | "completed" | "stopped" | "failed"
-    config: dict
+    status: Status
+    config: dict[str, Any]
     created_at: str
     updated_at: str
     finished_at: str | None
-    metrics: dict | None
+    metrics: RunMetrics | None
     error: str | None
     adapter_dir: Path | None
     n_train: int | None
     n_corrections: int
     pid: int | None
-    phase: str | None = None
+    phase: Phase | None = None
     notes: list[str] | None = None
 
     @property
@@ -146,7 +132,7 @@ class RunInfo:
         return str(self.config.get("model", "?"))
 
     @classmethod
-    def from_record(cls, run_dir: Path, record: dict) -> RunInfo:
+    def from_record(cls, run_dir: Path, record: RunRecord) -> RunInfo:
         status = record.get("status", "failed")
         error = record.get("error")
         if status == "running" and not _looks_alive(record):
@@ -183,14 +169,14 @@ def _last_output(run_dir: Path) -> str:
     return f": {lines[-1][:300]}" if lines else ""
 
 
-def _looks_alive(record: dict) -> bool:
+def _looks_alive(record: RunRecord) -> bool:
     pid = record.get("pid")
     if pid is None:  # the runner writes the pid right after starting the process
         try:
             updated = datetime.fromisoformat(record.get("updated_at", ""))
         except ValueError:
             return False
-        return (datetime.now(timezone.utc) - updated).total_seconds() < _PID_GRACE_S
+        return (datetime.now(UTC) - updated).total_seconds() < _PID_GRACE_S
     return process_alive(pid, record.get("pid_started"))
 
 
@@ -219,41 +205,22 @@ class RunRegistry:
 
     def _read(self, run_dir: Path) -> RunInfo:
         try:
-            record = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
+            record = read_record(run_dir)
         except (OSError, ValueError) as exc:  # a hand-edited or foreign file must not break the listing
             try:
-                mtime = datetime.fromtimestamp(run_dir.stat().st_mtime, timezone.utc).isoformat(
-                    timespec="seconds"
-                )
+                mtime = datetime.fromtimestamp(run_dir.stat().st_mtime, UTC).isoformat(timespec="seconds")
             except OSError:
                 mtime = ""
             record = {"status": "failed", "error": f"{RUN_FILE} is unreadable: {exc}", "created_at": mtime}
         return RunInfo.from_record(run_dir, record)
 
-    def log(self, name: str, since: int = 0) -> list[dict]:
+    def log(self, name: str, since: int = 0) -> list[LogRecord]:
         """The log.jsonl records from line `since` on (0-based); a line still being written is left out."""
         return self.read_log(name, since)[0]
 
-    def read_log(self, name: str, since: int = 0) -> tuple[list[dict], int]:
+    def read_log(self, name: str, since: int = 0) -> tuple[list[LogRecord], int]:
         """Records from line `since`, and the line number to continue from next time."""
-        path = self.path(name) / LOG_FILE
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except FileNotFoundError:
-            return [], since
-        lines = data.split(b"\n")[:-1]  # the part after the last newline is incomplete
-        records = []
-        for line in lines[since:]:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-        return records, max(since, len(lines))
+        return read_log(self.path(name) / LOG_FILE, since)
 
     def reports(self, name: str) -> dict[str, Report]:
         """{"base": Report, "finetuned": Report} (and any other report folder of the run) once written."""
@@ -274,11 +241,11 @@ class RunRegistry:
             try:
                 run_dir.mkdir()
             except FileExistsError:
-                raise ValueError(f"a run named {config.name!r} already exists in {self.root}") from None
+                raise RunExists(f"a run named {config.name!r} already exists in {self.root}") from None
         else:
             run_dir = self._fresh_dir(config.model)
         now = utc_now()
-        record = {
+        record: RunRecord = {
             "name": run_dir.name,
             "status": "running",
             "phase": "starting",
@@ -299,7 +266,7 @@ class RunRegistry:
         return run
 
     def _fresh_dir(self, model: str) -> Path:
-        stem = datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + _slug(model)
+        stem = default_run_name(model)
         for i in range(1, 1000):
             candidate = self.root / (stem if i == 1 else f"{stem}-{i}")
             try:
@@ -307,12 +274,22 @@ class RunRegistry:
                 return candidate
             except FileExistsError:
                 continue
-        raise RuntimeError(f"could not find a free run name for {stem} in {self.root}")
+        raise RunExists(f"could not find a free run name for {stem} in {self.root}")
 
 
-def _slug(model: str) -> str:
-    base = Path(str(model).rstrip("/")).name or "model"
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-.")[:40] or "model"
+def check_importable() -> None:
+    """RunsError unless a fresh `python -m gemma_emotion` finds this package: installed (pip install .,
+    or -e . for a clone), or a clone's folder is the working directory, where `-m` looks first."""
+    package_root = Path(__file__).resolve().parent.parent
+    if Path.cwd().resolve() == package_root:
+        return
+    try:
+        importlib.metadata.distribution("gemma-emotion")
+    except importlib.metadata.PackageNotFoundError:
+        raise RunsError(
+            f"the training process could not import gemma_emotion from {Path.cwd()}: install the package "
+            f"(pip install -e {package_root}) or start the app from {package_root}"
+        ) from None
 
 
 # -- the runner ---------------------------------------------------------------------------------------
@@ -327,16 +304,15 @@ class Runner:
     def start(self, config: TrainConfig) -> RunInfo:
         """Start training `config` in a subprocess; RunnerBusy when a run is already training."""
         config.validate()
+        check_importable()
         with self._lock():
             run = self._claim(config, pid=None)
             env = dict(os.environ)
-            # The child must import this package even when the app was started from another folder.
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(paths.REPO_ROOT), env.get("PYTHONPATH")) if p)
             env.setdefault("TOKENIZERS_PARALLELISM", "false")
             with open(run.dir / PROCESS_LOG, "ab") as out:
                 # A new session: Ctrl-C in the app's terminal does not reach the training; stop() does.
                 proc = subprocess.Popen(
-                    [self.python, "-m", "gemma_emotion", "train", "--run-dir", str(run.dir)],
+                    [self.python, "-m", "gemma_emotion", "train", "--run-dir", str(run.dir.resolve())],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -407,7 +383,7 @@ class Runner:
             self._proc = None
         return self.registry.get(info.name)
 
-    def follow(self, name: str, poll: float = 0.5) -> Iterator[dict]:
+    def follow(self, name: str, poll: float = 0.5) -> Iterator[LogRecord]:
         """Yield log records as the training appends them, until the run has ended and all are read."""
         since = 0
         while True:
@@ -480,11 +456,11 @@ def push_folder(folder: str | os.PathLike, repo: str, *, private: bool = True, k
 
     token = os.environ.get("HF_TOKEN")
     if not token:
-        raise PermissionError("set HF_TOKEN in the environment to push to the Hugging Face Hub")
+        raise PushError("set HF_TOKEN in the environment to push to the Hugging Face Hub")
     folder = Path(folder)
     marker = "adapter_config.json" if kind == "adapter" else "config.json"
     if not (folder / marker).is_file():
-        raise FileNotFoundError(f"{folder}: no {marker} here, so this is not a {kind} folder")
+        raise PushError(f"{folder}: no {marker} here, so this is not a {kind} folder")
     api = HfApi(token=token)
     try:
         url = api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
@@ -493,89 +469,5 @@ def push_folder(folder: str | os.PathLike, repo: str, *, private: bool = True, k
         )
     except Exception as exc:  # noqa: BLE001 - the Hub raises many types; none may echo the token
         message = str(exc).replace(token, "***")
-        raise RuntimeError(f"push to {repo} failed: {type(exc).__name__}: {message}") from None
+        raise PushError(f"push to {repo} failed: {type(exc).__name__}: {message}") from None
     return str(url)
-
-
-# -- CLI ----------------------------------------------------------------------------------------------
-def _fmt_pct(value: Any) -> str:
-    return f"{value * 100:.1f}%" if isinstance(value, (int, float)) else "-"
-
-
-def format_runs(runs: list[RunInfo]) -> str:
-    """One line per run: name, status, rows, loss, accuracy before → after."""
-    if not runs:
-        return "no runs"
-    header = f"{'name':<40} {'status':<10} {'rows':>6} {'loss':>7}  {'accuracy base → finetuned':<26} created"
-    lines = [header]
-    for r in runs:
-        m = r.metrics or {}
-        loss = m.get("train_loss")
-        acc = f"{_fmt_pct(m.get('base_accuracy'))} → {_fmt_pct(m.get('finetuned_accuracy'))}"
-        lines.append(
-            f"{r.name:<40} {r.status:<10} {r.n_train if r.n_train is not None else '-':>6} "
-            f"{f'{loss:.4f}' if isinstance(loss, (int, float)) else '-':>7}  {acc:<26} {r.created_at}"
-        )
-        if r.error and r.status in ("failed", "stopped"):
-            lines.append(f"    {r.error}")
-    return "\n".join(lines)
-
-
-def cmd_runs(args: argparse.Namespace) -> int:
-    runs = RunRegistry(paths.runs_dir(getattr(args, "runs_dir", None))).list()
-    if args.json:
-        print(json.dumps([_info_json(r) for r in runs], indent=2, ensure_ascii=False))
-    else:
-        print(format_runs(runs))
-    return 0
-
-
-def _info_json(info: RunInfo) -> dict:
-    out = dict(info.__dict__)
-    out["path"] = str(info.path)
-    out["adapter_dir"] = str(info.adapter_dir) if info.adapter_dir else None
-    return out
-
-
-def cmd_merge(args: argparse.Namespace) -> int:
-    out = merge_adapter(args.adapter, args.out, model=args.model, dtype=args.dtype)
-    print(f"merged model written to {out}")
-    return 0
-
-
-def cmd_push(args: argparse.Namespace) -> int:
-    folder, kind = (args.adapter, "adapter") if args.adapter else (args.merged, "merged model")
-    try:
-        url = push_folder(folder, args.repo, private=not args.public, kind=kind)
-    except RuntimeError as exc:  # the Hub refused or could not be reached: one line, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"pushed {kind} {folder} to {url}")
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add `runs`, `merge` and `push`; each sets `func` to a handler returning an exit code."""
-    p = subparsers.add_parser("runs", help="list training runs with status and metrics")
-    p.add_argument(
-        "--runs-dir", default=argparse.SUPPRESS, help=f"runs directory (default: ${paths.ENV_RUNS} or ./runs)"
-    )
-    p.add_argument("--json", action="store_true", help="print the runs as JSON")
-    p.set_defaults(func=cmd_runs)
-
-    p = subparsers.add_parser("merge", help="write the base model with a LoRA adapter merged in")
-    p.add_argument("--adapter", required=True, help="a LoRA adapter folder (a run's adapter/)")
-    p.add_argument("--out", required=True, help="folder for the merged checkpoint")
-    p.add_argument("--model", default=None, help="base model spec (default: the one the adapter's run used)")
-    p.add_argument("--dtype", default="bfloat16", help="dtype of the saved weights (default bfloat16)")
-    p.set_defaults(func=cmd_merge)
-
-    p = subparsers.add_parser(
-        "push", help="upload an adapter or a merged model to the Hugging Face Hub (HF_TOKEN)"
-    )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--adapter", help="a LoRA adapter folder")
-    src.add_argument("--merged", help="a merged model folder (from `merge`)")
-    p.add_argument("--repo", required=True, help="Hub model repo, e.g. you/gemma-emotion-lora")
-    p.add_argument("--public", action="store_true", help="create the repo public (default private)")
-    p.set_defaults(func=cmd_push)

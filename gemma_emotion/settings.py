@@ -7,7 +7,6 @@ front matter in agreement. The Hub token is never held here: only whether one is
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import tempfile
@@ -21,6 +20,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from gemma_emotion import paths
+from gemma_emotion.errors import UserError
 
 ENV_SPACE_ID = "SPACE_ID"  # set by Hugging Face in every Space container
 ENV_TOKEN = "HF_TOKEN"
@@ -70,6 +70,14 @@ QUEUE_KEYS = ("default_concurrency_limit", "max_size")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _AUTO = {"auto", "null", "none"}
+
+
+class SettingsError(UserError, ValueError):
+    """A setting of space.yaml, the environment or a flag that is invalid; the message names its source."""
+
+
+class PathNotAllowed(UserError, PermissionError):
+    """A user-typed path outside the root it must stay in."""
 
 
 @dataclass(frozen=True)
@@ -206,14 +214,14 @@ def safe_path(user_path: str | os.PathLike, root: str | os.PathLike) -> Path:
     base = Path(root).resolve()
     raw = os.fspath(user_path)
     if "\x00" in raw:
-        raise PermissionError(f"Path {raw!r} is not allowed: it contains a NUL character.")
+        raise PathNotAllowed(f"Path {raw!r} is not allowed: it contains a NUL character.")
     try:
         # An absolute user_path replaces base in the join, so it is judged like any other.
         candidate = (base / raw).resolve()
     except (OSError, RuntimeError) as exc:  # symlink loops
-        raise PermissionError(f"Path {raw!r} is not allowed: it cannot be resolved ({exc}).") from exc
+        raise PathNotAllowed(f"Path {raw!r} is not allowed: it cannot be resolved ({exc}).") from exc
     if not candidate.is_relative_to(base):
-        raise PermissionError(
+        raise PathNotAllowed(
             f"Path {raw!r} is not allowed: it points outside {base}. "
             "Only files inside that folder can be used."
         )
@@ -285,7 +293,7 @@ def _int_problem(name: str, value: Any, nullable: bool = False, limits: str | No
 
 def _raise_if(problems: list[str]) -> None:
     if problems:
-        raise ValueError("invalid settings:\n  " + "\n  ".join(problems))
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
 
 
 # ---- layers -----------------------------------------------------------------------------------------
@@ -334,7 +342,7 @@ def _read_yaml(path: Path) -> Any:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+        raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
     return {} if data is None else data
 
 
@@ -537,23 +545,3 @@ def _check_listed(meta: Mapping[str, Any], key: str, wanted: str) -> list[str]:
     if wanted not in listed:
         return [f"README.md: {key} does not list {wanted!r}"]
     return []
-
-
-def run_check_space(args: argparse.Namespace) -> int:
-    """`check-space`: print each problem; 1 if any, else 0."""
-    problems = check_space(args.root)
-    for problem in problems:
-        print(problem)
-    if problems:
-        return 1
-    print("space.yaml and README front matter agree")
-    return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add `check-space [--root DIR]` to an argparse subparsers object (handler in `func`)."""
-    parser = subparsers.add_parser(
-        "check-space", help="validate space.yaml and the README's Space front matter against each other"
-    )
-    parser.add_argument("--root", default=".", help="repository root holding space.yaml and README.md")
-    parser.set_defaults(func=run_check_space)

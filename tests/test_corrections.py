@@ -21,6 +21,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from gemma_emotion import corrections as corr
+from gemma_emotion.cli.corrections import register as register_cli
 from gemma_emotion.corrections import (
     CorrectionsError,
     CorrectionStore,
@@ -32,7 +33,6 @@ from gemma_emotion.corrections import (
     push_to_hub,
     queue_from_predictions,
     queue_from_unlabeled,
-    register_cli,
     render,
     training_examples,
 )

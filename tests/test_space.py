@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from gemma_emotion import gpu, paths
+from gemma_emotion.cli.settings import register as register_cli
 from gemma_emotion.settings import (
     ENV_DEMO,
     ENV_GPU_DURATION,
@@ -31,7 +32,6 @@ from gemma_emotion.settings import (
     check_space,
     hf_token,
     load_settings,
-    register_cli,
     safe_path,
 )
 

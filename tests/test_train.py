@@ -263,7 +263,7 @@ def test_our_token_ids_equal_trls_tokenisation_of_the_chat_records(fixture, requ
 def test_lean_loss_step_equals_trls(tiny_gemma3, shared_data, tmp_path):
     import torch
 
-    import gemma_emotion.train as train_mod
+    import gemma_emotion.trainer as trainer_mod
     from gemma_emotion.data import load_split
     from gemma_emotion.models import load_model
 
@@ -274,11 +274,11 @@ def test_lean_loss_step_equals_trls(tiny_gemma3, shared_data, tmp_path):
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(ds))])
     trainer.model.train()
     lean = trainer.compute_loss(trainer.model, dict(batch))
-    train_mod.LEAN_LOSS = False
+    trainer_mod.LEAN_LOSS = False
     try:
         reference = trainer.compute_loss(trainer.model, dict(batch))
     finally:
-        train_mod.LEAN_LOSS = True
+        trainer_mod.LEAN_LOSS = True
     assert torch.allclose(lean, reference, atol=1e-6)
     # What TRL logs per step, the lean step hands over at logging time: token accuracy and the token count.
     trl_accuracy = trainer._metrics["train"]["mean_token_accuracy"][-1]
@@ -327,7 +327,7 @@ def test_lora_on_multimodal_gemma4_touches_no_tower(tiny_gemma4_mm, shared_data,
     from transformers import Gemma4ForConditionalGeneration
 
     from gemma_emotion.models import load_model
-    from gemma_emotion.train import lora_config
+    from gemma_emotion.trainer import lora_config
 
     # The full multimodal model: the target list names decoder projections only, and PEFT accepts it
     # (a plain q_proj... list fails on Gemma4ClippableLinear in the vision tower).
@@ -725,8 +725,9 @@ def test_two_processes_train_one_run(tiny_gemma3, shared_data, tmp_path):
 def test_balance_repeats_the_rarer_labels_until_every_label_is_as_frequent(shared_data, tmp_path):
     from collections import Counter
 
+    from gemma_emotion.cli.train import config_from_args
     from gemma_emotion.data import load_split
-    from gemma_emotion.train import balanced, config_from_args, prepare_data
+    from gemma_emotion.train_data import balanced, prepare_data
 
     ds = load_split(shared_data, "train", limit=300, seed=5)
     counts = Counter(ds["label"])
@@ -742,10 +743,10 @@ def test_balance_repeats_the_rarer_labels_until_every_label_is_as_frequent(share
 
     import argparse
 
-    from gemma_emotion.train import register_cli
+    from gemma_emotion.cli.train import register
 
     parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers())
+    register(parser.add_subparsers())
     args = parser.parse_args(["train", "--balance", "--data", str(shared_data)])
     assert config_from_args(args).balance is True
 

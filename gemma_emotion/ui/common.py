@@ -23,14 +23,12 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from gemma_emotion.data import DataError, load_split
+from gemma_emotion.errors import UserError
 from gemma_emotion.files import atomic_write_text, spreadsheet_safe
-from gemma_emotion.models import ModelLoadError
 from gemma_emotion.settings import Settings
-from gemma_emotion.ui.state import UserError
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
-USER_ERRORS = (UserError, DataError, ModelLoadError, ValueError, KeyError, FileNotFoundError, PermissionError)
 UPLOAD_TYPES = [".csv", ".tsv", ".jsonl", ".json", ".parquet"]
 
 
@@ -38,9 +36,7 @@ def message_of(exc: BaseException) -> str:
     """The message to show for an exception: its text for user errors, type and text otherwise."""
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return "no space left on the device: nothing was saved; free some disk space and try again"
-    if isinstance(exc, KeyError) and exc.args:
-        return str(exc.args[0])
-    if isinstance(exc, USER_ERRORS):
+    if isinstance(exc, UserError):
         return str(exc) or type(exc).__name__
     return f"unexpected error ({type(exc).__name__}): {exc}"
 
@@ -55,7 +51,7 @@ def api_endpoint(fn: F) -> F:
         except gr.Error:
             raise
         except Exception as exc:
-            if not isinstance(exc, USER_ERRORS):
+            if not isinstance(exc, UserError):
                 log.exception("%s failed", fn.__name__)
             raise gr.Error(message_of(exc), print_exception=False) from exc
 
@@ -65,7 +61,7 @@ def api_endpoint(fn: F) -> F:
 def warn(exc: BaseException) -> str:
     """Show a toast for the exception and return the text for the page's message field."""
     text = message_of(exc)
-    if not isinstance(exc, USER_ERRORS):
+    if not isinstance(exc, UserError):
         log.exception("request failed", exc_info=exc)
     gr.Warning(md(text))  # a toast renders HTML; the message may quote a file name or a dataset row
     return f"⚠️ {text}"

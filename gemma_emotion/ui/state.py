@@ -5,6 +5,7 @@ happens in a background thread so the page is served at once; until the first lo
 need the model wait on it (bounded) and the UI shows the loading stage. Every piece of model work runs
 under one lock (`gpu_lock`), so concurrent requests are served one after another on the one device and
 never see a half-switched model. Nothing in here imports gradio: the tabs turn its errors into messages.
+Bad input or a request that cannot be served now raises `UserError` (re-exported here for the tabs).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from gemma_emotion import gpu, models
 from gemma_emotion.classify import BatchProgress, Classifier, Prediction
+from gemma_emotion.errors import UserError
 from gemma_emotion.models import LoadedModel, LoadOptions, ModelLoadError
 from gemma_emotion.settings import GPU_TASKS, NO_ADAPTER, Settings
 
@@ -30,14 +32,12 @@ if TYPE_CHECKING:
     from gemma_emotion.evaluate import Report
     from gemma_emotion.runs import RunInfo
 
+__all__ = ["AppState", "LoadStatus", "TextInput", "UserError"]
+
 LOAD_WAIT_S = 600.0  # how long a request waits for the first model load (embedded conversion ~1 min)
 PRESET_MODELS = ("embedded", "google/gemma-4-E2B-it", "google/gemma-4-E4B-it", "google/gemma-3-270m-it")
 # The shipped run's name in the pickers: a run's own name never holds a space, so the two cannot clash.
 SHIPPED = "shipped: "
-
-
-class UserError(ValueError):
-    """Bad input or a request that cannot be served now; the message is shown to the user as is."""
 
 
 @dataclass
@@ -183,7 +183,7 @@ class AppState:
                 self._status.device = str(lm.device)
                 self._status.seconds = round(time.perf_counter() - start, 2)
         except Exception as exc:  # any failure must reach the status line, never kill the app
-            message = str(exc) if isinstance(exc, (ModelLoadError, OSError, ValueError)) else repr(exc)
+            message = str(exc) if isinstance(exc, UserError) else repr(exc)
             with self._status_lock:
                 self._status.state = "error"
                 self._status.error = message

@@ -1,6 +1,8 @@
 """The Train tab and the `train_start` / `train_stop` / `train_status` API endpoints.
 
-The tab builds a `TrainConfig`, hands it to the one `Runner` (training runs in its own process), and
+The form is generated from `TrainConfig`'s fields (`form_specs`: one plain spec per option, turned into
+gradio components by `build`), so a new option shows here without an edit. The tab builds a `TrainConfig`
+from it, hands it to the one `Runner` (training runs in its own process), and
 follows the run by polling its log.jsonl on a `gr.Timer`: loss curve with evaluation points, progress
 with ETA, the log's tail. A page reload finds the running job again (`Runner.active()` on load); a
 second Start is refused with the name of the run that is training. In demo mode the tab is read-only.
@@ -11,12 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gradio as gr
 
 from gemma_emotion import paths
+from gemma_emotion.config import Group, TrainConfig, config_fields
+from gemma_emotion.runfolder import LogRecord
+from gemma_emotion.runs import RunInfo, RunnerBusy
 from gemma_emotion.ui import plots
 from gemma_emotion.ui.common import api_endpoint, warn
 from gemma_emotion.ui.state import AppState, UserError
@@ -27,67 +33,110 @@ DEMO_HINT = (
     "Training is switched off in this public demo. **Duplicate this Space** (menu ⋮ → Duplicate this "
     "Space) onto your own GPU hardware to fine-tune your own adapter; it runs the same app with training on."
 )
-FOUR_BIT = {"auto": None, "on": True, "off": False}
+# A three-way choice for an option that may be left to the device plan (bool or None).
+TRI_STATE = {"auto": None, "on": True, "off": False}
+FormKind = Literal["text", "number", "checkbox", "choice"]
+ROW_WIDTH = 2  # fields side by side in a row of the form
 
 
-def _train_module():
-    from gemma_emotion import train
+@dataclass(frozen=True)
+class FormField:
+    """One field of the Train tab's form, as plain data: what `build` makes a gradio component of."""
 
-    return train
+    name: str
+    label: str
+    kind: FormKind
+    value: Any
+    group: Group
+    info: str | None = None
+    whole: bool = False  # a number without decimals
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    zero_is_none: bool = False  # 0 in the field means None ("all", "auto", "off")
+
+    @property
+    def elem_id(self) -> str:
+        return "train-" + self.name.replace("_", "-")
+
+
+def form_specs(defaults: dict[str, Any], cls: type = TrainConfig) -> list[FormField]:
+    """The form's fields, one per option of the config class that has a group, with `defaults`' values."""
+    specs = []
+    for f in config_fields(cls):
+        o = f.option
+        if o.group is None:
+            continue
+        value = defaults.get(f.name, f.default)
+        if f.kind is bool and f.optional:
+            kind: FormKind = "choice"
+            value = next(word for word, v in TRI_STATE.items() if v is value)
+        elif f.kind is bool:
+            kind, value = "checkbox", bool(value)
+        elif f.kind is str:
+            kind, value = "text", value or ""
+        else:
+            kind = "number"
+            if f.zero_is_none and value is None:
+                value = 0
+        specs.append(
+            FormField(
+                name=f.name,
+                label=o.label,
+                kind=kind,
+                value=value,
+                group=o.group,
+                info=o.info,
+                whole=f.kind is int,
+                minimum=0 if f.zero_is_none else o.minimum,
+                maximum=o.maximum,
+                choices=tuple(TRI_STATE) if kind == "choice" else tuple(map(str, o.choices)),
+                zero_is_none=f.zero_is_none,
+            )
+        )
+    return specs
 
 
 def config_defaults(state: AppState) -> dict[str, Any]:
-    """TrainConfig's defaults, with the app's model and a train size that fits the device."""
-    train = _train_module()
-    defaults = {
-        f.name: f.default
-        for f in dataclasses.fields(train.TrainConfig)
-        if f.default is not dataclasses.MISSING
-    }
+    """TrainConfig's defaults, with the app's model and the device plan's defaults for this machine."""
+    from gemma_emotion.plan import device_defaults
+
+    defaults = {f.name: f.default for f in config_fields()}
     defaults["model"] = state.settings.model
     defaults["data"] = paths.default_data()
-    if defaults.get("train_size") is None and not _has_cuda():
-        defaults["train_size"] = 1000  # all 16k rows take hours on a CPU
+    defaults.update(device_defaults())
     return defaults
 
 
-def _has_cuda() -> bool:
-    import torch
+def make_config(state: AppState, values: dict[str, Any]) -> TrainConfig:
+    """A TrainConfig from a dict of field values (unknown keys refused, zeros meaning "auto"/"all"); the
+    options not given take the config's defaults, or the device plan's where those depend on the device."""
+    from gemma_emotion.plan import device_defaults
 
-    return torch.cuda.is_available()
-
-
-def make_config(state: AppState, values: dict[str, Any]):
-    """A TrainConfig from a dict of field values (unknown keys refused, zeros meaning "auto"/"all")."""
-    train = _train_module()
-    known = {f.name for f in dataclasses.fields(train.TrainConfig)}
+    fields = config_fields()
+    known = {f.name for f in fields}
     unknown = sorted(set(values) - known)
     if unknown:
         raise UserError(
             f"unknown training option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
         )
-    values = dict(values)
+    values = {**device_defaults(), **values}
     values.setdefault("model", state.settings.model)
     values.setdefault("data", paths.default_data())
-    # The API takes 0 for "auto"/"all"/"off" as well as None; test_size 0 means "skip" to TrainConfig.
-    for key in ("train_size", "batch_size", "grad_accum", "eval_steps", "learning_rate"):
-        if key in values and values[key] in (0, ""):
-            values[key] = None
+    # The API takes 0 (or "") for "auto"/"all"/"off" as well as None where 0 is not a valid value itself.
+    for f in fields:
+        if f.zero_is_none and values.get(f.name) in (0, ""):
+            values[f.name] = None
     if not values.get("name"):
         values["name"] = None
-    try:
-        config = train.TrainConfig(**values)
-        config.validate()
-    except TypeError as exc:
-        raise UserError(f"bad training options: {exc}") from exc
+    config = TrainConfig(**values)
+    config.validate()
     return config
 
 
 def start_training(state: AppState, values: dict[str, Any]) -> dict[str, Any]:
     if not state.settings.allows_training:
         raise UserError("training is switched off in this demo; duplicate the Space to train")
-    from gemma_emotion.runs import RunnerBusy
-
     config = make_config(state, values)
     try:
         info = state.runner.start(config)
@@ -128,14 +177,14 @@ def training_status(state: AppState, name: str | None = None, since: int = 0) ->
     }
 
 
-def run_dict(info) -> dict[str, Any]:
+def run_dict(info: RunInfo) -> dict[str, Any]:
     """RunInfo as JSON. Its `path` is renamed `run_dir`: gradio_client downloads any dict with a "path"."""
     data = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
     data["run_dir"] = data.pop("path")
     return {key: str(value) if isinstance(value, Path) else value for key, value in data.items()}
 
 
-def progress_of(info, records: list[dict]) -> dict[str, Any]:
+def progress_of(info: RunInfo, records: list[LogRecord]) -> dict[str, Any]:
     """Fraction done, step, epoch, ETA and speed from the newest log records."""
     last = next((r for r in reversed(records) if "epoch" in r), {})
     epochs = float(info.config.get("epochs") or 1.0)
@@ -169,7 +218,7 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def format_record(r: dict) -> str:
+def format_record(r: LogRecord) -> str:
     parts = [f"step {r.get('step', '?')}"]
     if r.get("epoch") is not None:
         parts.append(f"epoch {r['epoch']:.2f}")
@@ -233,77 +282,12 @@ def build(state: AppState) -> dict[str, Any]:
     timer = gr.Timer(POLL_S, active=False)
     fields: dict[str, Any] = {}
 
-    def number(name: str, label: str, *, whole: bool = True, zero_is_none: bool = False, **kw) -> None:
-        value = defaults.get(name)
-        if zero_is_none and value is None:
-            value = 0
-        fields[name] = gr.Number(
-            label=label, value=value, precision=0 if whole else None, interactive=allowed, **kw
-        )
-
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            fields["model"] = gr.Textbox(
-                label="Model",
-                value=defaults["model"],
-                interactive=allowed,
-                info="embedded, a Hub id or a checkpoint folder",
-            )
-            fields["data"] = gr.Textbox(
-                label="Data",
-                value=defaults["data"],
-                interactive=allowed,
-                info="Hub dataset id, a folder of split files, or a file (train + validation splits)",
-            )
-            with gr.Row():
-                number("train_size", "Training rows (0 = all)", minimum=0, zero_is_none=True)
-                number("epochs", "Epochs", whole=False, minimum=0)
-            with gr.Row():
-                number("learning_rate", "Learning rate (0 = auto for the batch)", whole=False, minimum=0,
-                       zero_is_none=True)  # fmt: skip
-                number("seed", "Seed", minimum=0)
-            with gr.Row():
-                number("eval_steps", "Evaluate every N steps (0 = off)", minimum=0, zero_is_none=True)
-                number("test_size", "Test rows after training (empty = all, 0 = skip)", minimum=0)
-            with gr.Row():
-                fields["use_corrections"] = gr.Checkbox(
-                    label="Add my corrections",
-                    value=bool(defaults.get("use_corrections")),
-                    interactive=allowed,
-                    info="the labels fixed in the Label tab join the training data",
-                    elem_id="train-use-corrections",
-                )
-                number("corrections_oversample", "Repeat each correction", minimum=1)
-            fields["name"] = gr.Textbox(label="Run name (optional)", value="", interactive=allowed)
+            specs = form_specs(defaults)
+            _form_group([f for f in specs if f.group == "main"], fields, allowed)
             with gr.Accordion("Advanced", open=False):
-                with gr.Row():
-                    number("batch_size", "Batch size (0 = fit the device)", minimum=0, zero_is_none=True)
-                    number("grad_accum", "Gradient accumulation (0 = auto)", minimum=0, zero_is_none=True)
-                with gr.Row():
-                    number("max_length", "Max tokens", minimum=16)
-                    number("eval_size", "Validation rows per evaluation", minimum=1)
-                fields["load_in_4bit"] = gr.Radio(
-                    list(FOUR_BIT),
-                    value="auto",
-                    label="4-bit (QLoRA)",
-                    interactive=allowed,
-                    info="auto: 4-bit on small CUDA cards, never on CPU",
-                )
-                with gr.Row():
-                    number("lora_r", "LoRA r", minimum=1)
-                    number("lora_alpha", "LoRA alpha", minimum=1)
-                    number("lora_dropout", "LoRA dropout", whole=False, minimum=0)
-                fields["balance"] = gr.Checkbox(
-                    label="Balance the labels (repeat the rarer ones' rows)",
-                    value=bool(defaults.get("balance")),
-                    interactive=allowed,
-                )
-                if "eval_generate" in defaults:
-                    fields["eval_generate"] = gr.Checkbox(
-                        label="Also evaluate in generate mode after training (slow on a CPU)",
-                        value=bool(defaults.get("eval_generate")),
-                        interactive=allowed,
-                    )
+                _form_group([f for f in specs if f.group == "advanced"], fields, allowed)
             with gr.Row():
                 start = gr.Button(
                     "Start training", variant="primary", interactive=allowed, elem_id="train-start"
@@ -323,12 +307,12 @@ def build(state: AppState) -> dict[str, Any]:
                 refresh = gr.Button("Refresh runs", size="sm")
 
     def form_values(data: dict) -> dict[str, Any]:
-        """The form as TrainConfig fields: empty numbers are None, the 4-bit choice a bool or None."""
+        """The form as TrainConfig fields: empty numbers are None, a three-way choice a bool or None."""
         values: dict[str, Any] = {}
         for name, component in fields.items():
             value = data[component]
-            if name == "load_in_4bit":
-                value = FOUR_BIT.get(value)
+            if isinstance(component, gr.Radio):
+                value = TRI_STATE.get(value)
             elif isinstance(value, str):
                 value = value.strip() or None
             elif isinstance(value, float) and value.is_integer() and component.precision == 0:
@@ -429,3 +413,43 @@ def build(state: AppState) -> dict[str, Any]:
     gr.api(train_stop, api_name="train_stop", concurrency_limit=None)
     gr.api(train_status, api_name="train_status", concurrency_limit=None)
     return {"on_load": on_load, "outputs": shown}
+
+
+def _form_group(specs: list[FormField], fields: dict[str, Any], allowed: bool) -> None:
+    """The components of one group of the form, into `fields`: text fields and three-way choices on their
+    own line, the other fields side by side, ROW_WIDTH to a row."""
+    row: list[FormField] = []
+
+    def flush() -> None:
+        if row:
+            with gr.Row():
+                for spec in row:
+                    fields[spec.name] = _component(spec, allowed)
+            row.clear()
+
+    for spec in specs:
+        if spec.kind in ("text", "choice"):
+            flush()
+            fields[spec.name] = _component(spec, allowed)
+            continue
+        row.append(spec)
+        if len(row) == ROW_WIDTH:
+            flush()
+    flush()
+
+
+def _component(spec: FormField, allowed: bool) -> Any:
+    common = dict(label=spec.label, value=spec.value, interactive=allowed, elem_id=spec.elem_id)
+    if spec.kind == "text":
+        return gr.Textbox(info=spec.info, **common)
+    if spec.kind == "checkbox":
+        return gr.Checkbox(info=spec.info, **common)
+    if spec.kind == "choice":
+        return gr.Radio(list(spec.choices), info=spec.info, **common)
+    return gr.Number(
+        precision=0 if spec.whole else None,
+        minimum=spec.minimum,
+        maximum=spec.maximum,
+        info=spec.info,
+        **common,
+    )

@@ -1,0 +1,82 @@
+"""What several commands share: the model and data flags, loading the model the flags name, progress lines."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gemma_emotion import paths
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help=f"embedded, a Hub id, a checkpoint folder or a .gguf file "
+                   f"(default: ${paths.ENV_MODEL} or embedded)")  # fmt: skip
+    p.add_argument("--adapter", default=None, help="a LoRA adapter folder (a run's adapter/) to put on top")
+    p.add_argument(
+        "--no-adapter", action="store_true", help="use the bare model even if an adapter is shipped"
+    )
+    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when present)")
+    p.add_argument(
+        "--dtype", default=None, help="bfloat16, float32, ... (default: bf16 on CUDA, fp32 on CPU)"
+    )
+    p.add_argument(
+        "--load-in-4bit",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="4-bit NF4 weights through bitsandbytes (CUDA)",
+    )
+
+
+def add_calibrate_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="score mode: divide out the label bias the model shows on a content-free text "
+        "(helps an untrained base model; not needed after fine-tuning)",
+    )
+
+
+def add_data_args(p: argparse.ArgumentParser, split: str = "test") -> None:
+    p.add_argument("--data", default=None, help="Hub dataset id, a folder of split files, or one file "
+                   f"(default: ${paths.ENV_DATA} or dair-ai/emotion)")  # fmt: skip
+    p.add_argument("--split", default=split, help=f"split to use (default: {split})")
+    p.add_argument("--limit", type=int, default=None, help="use N rows, a seeded sample")
+    p.add_argument(
+        "--stratify",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="keep label proportions when sampling",
+    )
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+
+
+def add_runs_dir_arg(p: argparse.ArgumentParser, what: str = "runs directory") -> None:
+    # SUPPRESS: a --runs-dir given before the command is not overwritten by this subparser's default.
+    p.add_argument(
+        "--runs-dir", default=argparse.SUPPRESS, help=f"{what} (default: ${paths.ENV_RUNS} or ./runs)"
+    )
+
+
+def runs_dir_of(args: argparse.Namespace):
+    return paths.runs_dir(getattr(args, "runs_dir", None))
+
+
+def load_for_cli(args: argparse.Namespace):
+    """Load the model the flags name (with the shipped adapter where that applies)."""
+    from gemma_emotion.models import LoadOptions, load_model, resolve_adapter
+
+    adapter = resolve_adapter(args.model, args.adapter, no_adapter=getattr(args, "no_adapter", False))
+    options = LoadOptions(
+        device=args.device, dtype=args.dtype, load_in_4bit=args.load_in_4bit, adapter=adapter
+    )
+    return load_model(args.model, options, progress=stderr_progress)
+
+
+def stderr_progress(stage: str, fraction: float) -> None:
+    print(f"[{fraction * 100:5.1f}%] {stage}", file=sys.stderr, flush=True)
+
+
+def notice(message: str) -> None:
+    """A line for the person at the terminal, on stderr (stdout stays the command's output)."""
+    print(f"\n{message}", file=sys.stderr, flush=True)

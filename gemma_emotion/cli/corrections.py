@@ -1,0 +1,74 @@
+"""`export` (the corrections as JSONL, chat JSONL or CSV, or pushed to the Hub) and `corrections` (counts)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from gemma_emotion.cli.common import add_runs_dir_arg, runs_dir_of
+from gemma_emotion.corrections import FORMATS, CorrectionStore, export, push_to_hub, render
+from gemma_emotion.errors import UserError
+from gemma_emotion.labels import LABELS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export the corrections (JSONL, chat JSONL, CSV) or push them")
+    p.add_argument("--format", choices=FORMATS, default="emotion-jsonl", help="export format")
+    p.add_argument("--out", help="output file (default: stdout)")
+    add_runs_dir_arg(p, "runs directory holding corrections.db")
+    p.add_argument("--push-to-hub", metavar="REPO", help="also upload the emotion-jsonl export as a dataset")
+    p.add_argument("--public", action="store_true", help="create the Hub dataset public (default private)")
+    p.set_defaults(func=cmd_export)
+    c = sub.add_parser("corrections", help="count the corrections by label")
+    add_runs_dir_arg(c, "runs directory holding corrections.db")
+    c.set_defaults(func=cmd_corrections)
+
+
+def _store(args: argparse.Namespace) -> CorrectionStore:
+    return CorrectionStore(runs_dir_of(args), create=False)
+
+
+def _fail(message: str) -> int:
+    # Exit 1 (not the CLI's 2 for user errors): these commands have always said "nothing to export" so.
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """`export`: write the corrections to --out (or stdout) and/or push them to the Hub."""
+    try:
+        store = _store(args)
+        fmt = getattr(args, "format", "emotion-jsonl")
+        out = getattr(args, "out", None)
+        repo = getattr(args, "push_to_hub", None)
+        if out and out != "-":
+            path = export(store, fmt, out)
+            print(f"wrote {store.count()} corrections to {path}", file=sys.stderr)
+        elif not repo:
+            sys.stdout.buffer.write(render(store, fmt).encode("utf-8"))
+            sys.stdout.flush()
+        if repo:
+            url = push_to_hub(store, repo, private=not getattr(args, "public", False))
+            print(f"pushed {store.count()} corrections to {url}", file=sys.stderr)
+    except BrokenPipeError:
+        # `export | head`: the reader left; not an error of ours. Point stdout at devnull so the
+        # interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except UserError as e:
+        return _fail(str(e))
+    return 0
+
+
+def cmd_corrections(args: argparse.Namespace) -> int:
+    """`corrections`: the number of current corrections per label."""
+    try:
+        counts = _store(args).counts_by_label()
+    except UserError as e:
+        return _fail(str(e))
+    width = max(len(name) for name in (*LABELS, "total"))
+    for name, n in counts.items():
+        print(f"{name:<{width}}  {n}")
+    print(f"{'total':<{width}}  {sum(counts.values())}")
+    return 0

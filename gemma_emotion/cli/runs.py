@@ -1,0 +1,85 @@
+"""`runs` (the runs with status and metrics), `merge` (an adapter baked into its model) and `push` (to the
+Hub)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from gemma_emotion.cli.common import add_runs_dir_arg, runs_dir_of
+from gemma_emotion.runs import RunInfo, RunRegistry, merge_adapter, push_folder
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("runs", help="list training runs with status and metrics")
+    add_runs_dir_arg(p)
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("merge", help="write the base model with a LoRA adapter merged in")
+    p.add_argument("--adapter", required=True, help="a LoRA adapter folder (a run's adapter/)")
+    p.add_argument("--out", required=True, help="folder for the merged checkpoint")
+    p.add_argument("--model", default=None, help="base model spec (default: the one the adapter's run used)")
+    p.add_argument("--dtype", default="bfloat16", help="dtype of the saved weights (default bfloat16)")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("push", help="upload an adapter or a merged model to the Hugging Face Hub (HF_TOKEN)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--adapter", help="a LoRA adapter folder")
+    src.add_argument("--merged", help="a merged model folder (from `merge`)")
+    p.add_argument("--repo", required=True, help="Hub model repo, e.g. you/gemma-emotion-lora")
+    p.add_argument("--public", action="store_true", help="create the repo public (default private)")
+    p.set_defaults(func=cmd_push)
+
+
+def _fmt_pct(value: Any) -> str:
+    return f"{value * 100:.1f}%" if isinstance(value, (int, float)) else "-"
+
+
+def format_runs(runs: list[RunInfo]) -> str:
+    """One line per run: name, status, rows, loss, accuracy before → after."""
+    if not runs:
+        return "no runs"
+    header = f"{'name':<40} {'status':<10} {'rows':>6} {'loss':>7}  {'accuracy base → finetuned':<26} created"
+    lines = [header]
+    for r in runs:
+        m = r.metrics or {}
+        loss = m.get("train_loss")
+        acc = f"{_fmt_pct(m.get('base_accuracy'))} → {_fmt_pct(m.get('finetuned_accuracy'))}"
+        lines.append(
+            f"{r.name:<40} {r.status:<10} {r.n_train if r.n_train is not None else '-':>6} "
+            f"{f'{loss:.4f}' if isinstance(loss, (int, float)) else '-':>7}  {acc:<26} {r.created_at}"
+        )
+        if r.error and r.status in ("failed", "stopped"):
+            lines.append(f"    {r.error}")
+    return "\n".join(lines)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = RunRegistry(runs_dir_of(args)).list()
+    if args.json:
+        print(json.dumps([_info_json(r) for r in runs], indent=2, ensure_ascii=False))
+    else:
+        print(format_runs(runs))
+    return 0
+
+
+def _info_json(info: RunInfo) -> dict:
+    out = dict(info.__dict__)
+    out["path"] = str(info.path)
+    out["adapter_dir"] = str(info.adapter_dir) if info.adapter_dir else None
+    return out
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    out = merge_adapter(args.adapter, args.out, model=args.model, dtype=args.dtype)
+    print(f"merged model written to {out}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    folder, kind = (args.adapter, "adapter") if args.adapter else (args.merged, "merged model")
+    url = push_folder(folder, args.repo, private=not args.public, kind=kind)
+    print(f"pushed {kind} {folder} to {url}")
+    return 0

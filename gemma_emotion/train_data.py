@@ -1,0 +1,145 @@
+"""A run's rows: the training sample, balanced labels, the corrections folded in, validation and test slices.
+
+`prepare_data(config, runs_dir)` loads the splits the config names (one file is split so that the test
+rows are never trained on), samples them with the config's seed, repeats the rarer labels' rows when
+asked, and adds the corrections store's examples (a corrected text leaves the test rows).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gemma_emotion.config import ConfigError, TrainConfig
+from gemma_emotion.labels import LABELS
+
+if TYPE_CHECKING:
+    import datasets
+
+
+@dataclass
+class TrainData:
+    """The rows of one run: training (with corrections), validation slice, test slice."""
+
+    train: datasets.Dataset
+    validation: datasets.Dataset | None
+    test: datasets.Dataset | None
+    n_corrections: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare_data(config: TrainConfig, runs_dir: str | os.PathLike) -> TrainData:
+    """Load and sample the splits, and fold in the corrections when the config asks for them."""
+    import datasets
+
+    from gemma_emotion.data import DataError, load_split, resolve_source, sample
+
+    notes: list[str] = []
+    full = load_split(config.data, "train")
+    validation = test = None
+    try:
+        same_file = resolve_source(config.data, "train") == resolve_source(config.data, "test")
+    except DataError:
+        same_file = False
+    if same_file or _is_single_file(config.data):
+        # One file for all splits: hold part of it out, or the test would score the training rows.
+        held = max(1, min(len(full) // 10, 2000))
+        order = sample(full, held, stratify=True, seed=config.seed + 1)
+        held_texts = set(order["text"])
+        full = full.filter(lambda row: row["text"] not in held_texts)
+        validation = test = order
+        notes.append(f"{config.data} is one file: {held} rows held out for evaluation")
+    else:
+        validation = _optional_split(config.data, "validation")
+        test = _optional_split(config.data, "test")
+        if test is None and validation is not None:
+            test = validation
+            notes.append("no test split: the validation split is used for the final evaluation")
+    if config.train_size is not None and config.train_size > len(full):
+        notes.append(f"train size {config.train_size} is more than the {len(full)} rows there are: using all")
+    train = sample(full, config.train_size, stratify=True, seed=config.seed)
+    if config.balance:
+        before = len(train)
+        train = balanced(train, config.seed)
+        notes.append(
+            f"labels balanced: {before} rows became {len(train)} ({len(train) // len(LABELS)} a label)"
+        )
+
+    n_corrections = 0
+    if config.use_corrections:
+        rows = _correction_rows(runs_dir, notes)
+        n_corrections = len(rows)
+        if rows:
+            from gemma_emotion.corrections import oversample
+
+            corrected = {r["text"] for r in rows}
+            before = len(train)
+            train = train.filter(lambda row: row["text"] not in corrected)
+            if before - len(train):
+                notes.append(f"{before - len(train)} training rows replaced by their correction")
+            extra = datasets.Dataset.from_list(oversample(rows, config.corrections_oversample))
+            train = datasets.concatenate_datasets([train, extra.cast(train.features)])
+            if test is not None:
+                # A corrected text trained on must not be scored as unseen.
+                n_test = len(test)
+                test = test.filter(lambda row: row["text"] not in corrected)
+                if n_test - len(test):
+                    notes.append(f"{n_test - len(test)} test rows left out: they are corrections trained on")
+    if len(train) == 0:
+        raise ConfigError(f"no training rows in {config.data}")
+
+    if validation is not None and config.eval_steps:
+        validation = sample(validation, config.eval_size, stratify=True, seed=config.seed)
+    elif config.eval_steps:
+        notes.append("no validation split: no evaluation during training")
+    if test is not None:
+        test = (
+            sample(test, config.test_size, stratify=True, seed=config.seed) if config.test_size != 0 else None
+        )
+    return TrainData(train, validation, test, n_corrections, notes)
+
+
+def balanced(ds: datasets.Dataset, seed: int) -> datasets.Dataset:
+    """Every label as often as the commonest: rarer labels' rows repeated whole, the remainder a seeded
+    sample of them, all in a seeded order. For macro-F1, which weighs the rare labels (surprise: 3.6 % of
+    the training split) as much as the common ones."""
+    import random
+
+    by_label: dict[int, list[int]] = {}
+    for i, y in enumerate(ds["label"]):
+        by_label.setdefault(int(y), []).append(i)
+    target = max(len(rows) for rows in by_label.values())
+    rng = random.Random(seed)
+    order: list[int] = []
+    for _, rows in sorted(by_label.items()):
+        whole, rest = divmod(target, len(rows))
+        order += rows * whole + rng.sample(rows, rest)
+    rng.shuffle(order)
+    return ds.select(order)
+
+
+def _is_single_file(source: str) -> bool:
+    return Path(source).expanduser().is_file()
+
+
+def _optional_split(source: str, split: str) -> datasets.Dataset | None:
+    from gemma_emotion.data import DataError, load_split, resolve_source
+
+    try:
+        resolve_source(source, split)
+    except DataError:
+        return None
+    return load_split(source, split)
+
+
+def _correction_rows(runs_dir: str | os.PathLike, notes: list[str]) -> list[dict]:
+    from gemma_emotion.corrections import CorrectionStore, training_examples
+
+    try:
+        store = CorrectionStore(runs_dir, create=False)
+    except FileNotFoundError:
+        notes.append(f"no corrections database in {runs_dir}: trained without corrections")
+        return []
+    return training_examples(store)

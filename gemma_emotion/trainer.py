@@ -1,0 +1,205 @@
+"""The trainer of a run: TRL's SFTTrainer with a PEFT LoRA adapter, and a training loss step that never
+waits for the GPU.
+
+`build_trainer` turns a run's rows, config and device plan into an SFTTrainer over token-id records (the
+classifier's own prompt encoding, `records.tokenised_records`); LoRA goes on the decoder's projections
+only (`lora_config`). `LeanSFTTrainer`'s loss step is TRL's loss without TRL's per-step reads back to the
+CPU, and `answer_positions_only` makes TRL's fused LM head score only the answer positions on a CPU too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from gemma_emotion.config import TrainConfig
+from gemma_emotion.distributed import world_size
+from gemma_emotion.plan import TrainPlan
+from gemma_emotion.records import tokenised_records
+
+if TYPE_CHECKING:
+    import datasets
+
+    from gemma_emotion.classify import Classifier
+    from gemma_emotion.models import LoadedModel
+
+WARMUP_FRACTION = 0.03
+
+
+def lora_config(model: Any, config: TrainConfig) -> Any:
+    """LoRA on the decoder's linear projections only (full names: no tower, nothing in modules_to_save)."""
+    from peft import LoraConfig
+
+    from gemma_emotion.models import lora_target_modules
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=lora_target_modules(model),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def total_steps(n_train: int, plan: TrainPlan, epochs: float, world: int = 1) -> int:
+    per_epoch = max(1, math.ceil(n_train / (plan.batch_size * world)) // plan.grad_accum)
+    return max(1, math.ceil(per_epoch * epochs))
+
+
+def build_trainer(
+    lm: LoadedModel,
+    train: datasets.Dataset,
+    config: TrainConfig,
+    plan: TrainPlan,
+    output_dir: str | os.PathLike,
+    *,
+    validation: datasets.Dataset | None = None,
+    callbacks: list | None = None,
+    classifier: Classifier | None = None,
+) -> Any:
+    """An SFTTrainer for prompt/completion records of `train`; LoRA is put on `lm.model` by the trainer.
+    The prompts are `classifier`'s (one is made for `lm` when not given)."""
+    from transformers import PrinterCallback
+    from trl import SFTConfig
+
+    from gemma_emotion.classify import Classifier
+
+    steps = total_steps(len(train), plan, config.epochs, world_size())
+    args = SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        learning_rate=plan.learning_rate,
+        per_device_train_batch_size=plan.batch_size,
+        per_device_eval_batch_size=plan.batch_size,
+        gradient_accumulation_steps=plan.grad_accum,
+        lr_scheduler_type="cosine",
+        # transformers 5 has no warmup_ratio; an int keeps the meaning plain.
+        warmup_steps=int(round(WARMUP_FRACTION * steps)),
+        max_length=config.max_length,
+        # Fewer distinct batch shapes on a GPU, so kernels and their setups are reused across steps.
+        pad_to_multiple_of=8 if plan.device == "cuda" else None,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=plan.bf16,
+        fp16=plan.fp16,
+        use_cpu=plan.device != "cuda",
+        optim=plan.optim,
+        gradient_checkpointing=plan.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if plan.gradient_checkpointing else None,
+        # Every step for small runs, about 200 points for large ones.
+        logging_steps=max(1, steps // 200),
+        logging_first_step=True,
+        eval_strategy="steps" if validation is not None and config.eval_steps else "no",
+        eval_steps=config.eval_steps,
+        prediction_loss_only=True,  # otherwise eval makes TRL run a second forward pass for full logits
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        # Batches of similar length waste little on padding; the order stays seeded.
+        train_sampling_strategy="group_by_length",
+        dataset_num_proc=None,
+    )
+    classifier = classifier or Classifier(lm)
+    trainer = _lean_trainer_class()(
+        model=lm.model,
+        args=args,
+        train_dataset=tokenised_records(list(train["text"]), list(train["label"]), classifier),
+        eval_dataset=tokenised_records(list(validation["text"]), list(validation["label"]), classifier)
+        if validation is not None
+        else None,
+        processing_class=lm.tokenizer,
+        peft_config=lora_config(lm.model, config),
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict; log.jsonl holds them
+    return trainer
+
+
+LEAN_LOSS = True  # benchmarks switch it off to measure TRL's own loss step
+
+
+def _lean_trainer_class() -> type:
+    """SFTTrainer with a training loss step that never waits for the GPU.
+
+    TRL's `compute_loss` reads three numbers back to the CPU on every step (entropy, token accuracy, token
+    count) so that it can log them. Each read drains the GPU's queue, and a small model's step is mostly
+    the CPU launching kernels, so the GPU then idles while the next step is launched. Here the token
+    accuracy and count add up on the device and are read once per logging step; entropy is not logged.
+    The loss is TRL's: the fused LM head's log-probabilities of the answer tokens, averaged.
+    """
+    import torch
+    from trl import SFTTrainer
+
+    from gemma_emotion.models import attention_kernels
+
+    class LeanSFTTrainer(SFTTrainer):
+        _lean_stats: torch.Tensor | None = None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not (LEAN_LOSS and model.training):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            inputs["use_cache"] = False
+            with self._lean_autocast(), attention_kernels(model.device):
+                out = model(**inputs, fused_lm_head=True)
+            n_items = out.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+            loss = -out.log_probs.sum() / torch.as_tensor(n_items).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as TRL: DDP averages the gradients
+            stats = torch.stack(
+                [out.is_top1.sum(), out.label_mask.sum(), inputs["attention_mask"].sum()]
+            ).double()
+            self._lean_stats = stats if self._lean_stats is None else self._lean_stats + stats
+            return (loss, out) if return_outputs else loss
+
+        def _lean_autocast(self) -> contextlib.AbstractContextManager:
+            # PEFT keeps LoRA weights in fp32 over a bf16 model and casts each layer's input up to match:
+            # without autocast every adapter product runs in fp32 on fp32 copies of the activations (most
+            # of a 270M model's step on an H200). Autocast runs them in bf16; fp32 stays the master copy.
+            # Under autocast PEFT's cast of the input to fp32 is undone before the product anyway, so it is
+            # switched off: the same bf16 product without two copies of each adapted layer's input.
+            if not (self.args.bf16 and self.model.device.type == "cuda"):
+                return contextlib.nullcontext()
+            from peft.helpers import disable_input_dtype_casting
+
+            stack = contextlib.ExitStack()
+            stack.enter_context(torch.autocast("cuda", dtype=torch.bfloat16))
+            stack.enter_context(disable_input_dtype_casting(self.model))
+            return stack
+
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+            if self._lean_stats is not None and "loss" in logs:
+                correct, valid, tokens = self.accelerator.reduce(self._lean_stats, "sum").tolist()
+                self._lean_stats = None
+                self._total_train_tokens += int(tokens)
+                self._metrics["train"]["mean_token_accuracy"] = [correct / valid if valid else 0.0]
+                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+            super().log(logs, start_time)
+
+    return LeanSFTTrainer
+
+
+@contextlib.contextmanager
+def answer_positions_only() -> Iterator[None]:
+    """Make TRL's fused LM head score only the trained (answer) positions on a CPU too.
+
+    TRL projects through the LM head only where the label is not -100 on CUDA, but at every position
+    elsewhere (fixed shapes for Neuron's compiler). A CPU has no such need, and with a 262k vocabulary the
+    extra positions cost a lot: Gemma 3 270M on 64 emotion rows, batch 8, 2 shared CPU cores, took
+    157-300 s scoring every position and 32-48 s scoring the answers, to the same final loss. Loss and
+    gradients are identical (tested). If TRL renames the switch this does nothing but slow training down.
+    """
+    import trl.trainer.utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:
+        yield
+        return
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
