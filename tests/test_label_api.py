@@ -190,7 +190,7 @@ def test_unicode_and_a_very_long_text_round_trip(client):
 
 # -- the review queue in process ------------------------------------------------------------------------
 def _items(*specs) -> list[dict]:
-    from gemma_emotion.ui.label import item_dict
+    from gemma_emotion.review import item_dict
 
     out = []
     for text, gold, pred, conf, corrected in specs:
@@ -201,7 +201,7 @@ def _items(*specs) -> list[dict]:
 
 
 def test_review_queue_cursor_skip_and_filters():
-    from gemma_emotion.ui.label import QueueFilter, ReviewQueue
+    from gemma_emotion.review import QueueFilter, ReviewQueue
 
     items = _items(
         ("a", "joy", "fear", 0.9, None),

@@ -2,8 +2,9 @@
 
 A queue comes from an evaluation report (its mistakes and invalid answers), from texts without labels
 (scored by the loaded model, least confident first), or from the "wrong?" buttons of the Classify and
-Compare tabs. Each visitor has their own queue (`ReviewQueue` in a gr.State); the corrections they make go
-to the one shared `CorrectionStore`. Keys 1-6 pick a label, S skips, U undoes (see KEYBOARD_JS).
+Compare tabs. Each visitor has their own queue (`review.ReviewQueue` in a gr.State: the queue, its filters
+and mark/skip/undo live in the core); the corrections they make go to the one shared `CorrectionStore`.
+Keys 1-6 pick a label, S skips, U undoes (see KEYBOARD_JS).
 
 API endpoints: `label_queue`, `label_submit`, `label_undo`, `corrections_list` (gr.api, JSON in and out)
 and `corrections_export` (a file, through the tab's own export button).
@@ -13,23 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from gemma_emotion import corrections as core
+from gemma_emotion import review
 from gemma_emotion.evaluate import load_report
-from gemma_emotion.files import FORMULA_PREFIXES
 from gemma_emotion.labels import INVALID, LABELS
+from gemma_emotion.review import ALL, SOURCES, QueueFilter, ReviewQueue
 from gemma_emotion.ui import plots
 from gemma_emotion.ui.common import api_endpoint, download, md, read_upload, warn
 from gemma_emotion.ui.evaluate import list_reports
 from gemma_emotion.ui.state import AppState, UserError
 
-ALL = "all"
-SOURCES = ("evaluation", "unlabeled", "live")
 # Label, skip, undo and filter run at the speed of keys: no progress overlay, and never queued behind the
 # model work that holds the app's one concurrency slot (they touch only the queue and the database).
 INSTANT = dict(api_visibility="private", concurrency_limit=None, show_progress="hidden")
@@ -39,7 +38,6 @@ EXPORT_NAMES = {
     "chat-jsonl": "corrections-chat.jsonl",
     "csv": "corrections.csv",
 }
-_ITEM_FIELDS = {f.name for f in dataclasses.fields(core.ReviewItem)}
 SKIP, UNDO = "s", "u"
 HELP = (
     "Review examples and give each its right label: click a label or press **1-6**, **S** skips, "
@@ -82,22 +80,6 @@ def keyboard_js() -> str:
 
 
 # -- queue items ---------------------------------------------------------------------------------------
-def item_dict(item: core.ReviewItem, model: str | None = None, adapter: str | None = None) -> dict[str, Any]:
-    """A review item as JSON, with the model (and adapter) whose prediction it shows."""
-    return {**dataclasses.asdict(item), "model": model, "adapter": adapter}
-
-
-def to_item(data: dict[str, Any]) -> core.ReviewItem:
-    return core.ReviewItem(**{k: v for k, v in data.items() if k in _ITEM_FIELDS})
-
-
-def _unescape_cell(text: str) -> str:
-    # predictions.csv disarms formula-like cells with a leading quote; the text itself has none.
-    if text.startswith("'") and text[1:].startswith(FORMULA_PREFIXES):
-        return text[1:]
-    return text
-
-
 def resolve_report(state: AppState, folder: str) -> Path:
     """A listed report folder (an evaluation's or a run's). A folder holding base/ and finetuned/ reports
     means its fine-tuned one (else its base one). Nothing outside the listed reports is ever read."""
@@ -132,12 +114,7 @@ def queue_from_report(state: AppState, folder: str, only_mistakes: bool = True) 
         raise UserError(f"cannot read the report {path.name}: {exc}") from exc
     if not report.predictions:
         raise UserError(f"the report {_report_ref(state, path)} has no predictions.csv")
-    rows = [{**r, "text": _unescape_cell(r.get("text") or "")} for r in report.predictions]
-    items = core.queue_from_predictions(
-        rows, only_mistakes, source="evaluation", source_ref=_report_ref(state, path)
-    )
-    model, adapter = report.metrics.get("model"), report.metrics.get("adapter")
-    return [item_dict(it, model, adapter) for it in core.mark_corrected(items, state.corrections)]
+    return review.report_items(report, _report_ref(state, path), state.corrections, only_mistakes)
 
 
 def queue_from_texts(
@@ -163,106 +140,9 @@ def queue_from_texts(
                 "probabilities": res["probabilities"] or {},
             }
         )
-    items = core.queue_from_unlabeled(rows, source="unlabeled", source_ref=source_ref)
     lm = state.model
     model, adapter = (lm.spec.name, lm.adapter) if lm is not None else (None, None)
-    return [item_dict(it, model, adapter) for it in core.mark_corrected(items, state.corrections)]
-
-
-def live_item(result: dict[str, Any], origin: str, state: AppState) -> dict[str, Any]:
-    """A review item for a prediction shown in the Classify or Compare tab (`result` is its dict)."""
-    probs = result.get("probabilities") or {}
-    item = core.ReviewItem(
-        text=result["text"],
-        gold=None,
-        predicted=result.get("label") or INVALID,
-        probabilities=dict(probs),
-        confidence=max(probs.values()) if probs else None,
-        source="live",
-        source_ref=origin,
-        raw=result.get("raw"),
-        valid=bool(result.get("valid", True)),
-    )
-    (item,) = core.mark_corrected([item], state.corrections)
-    return item_dict(item, result.get("model"), result.get("adapter"))
-
-
-@dataclass(frozen=True)
-class QueueFilter:
-    """Which items of a queue are shown: "all" (or None) means no filter; max_confidence 1 keeps all."""
-
-    gold: str | None = ALL
-    predicted: str | None = ALL
-    max_confidence: float | None = 1.0
-    source: str | None = ALL
-
-    def indices(self, items: list[dict[str, Any]]) -> list[int]:
-        def opt(value: str | None) -> str | None:
-            return None if value in (None, "", ALL) else value
-
-        conf = None if self.max_confidence is None or self.max_confidence >= 1 else float(self.max_confidence)
-        objects = [to_item(d) for d in items]
-        kept = core.filter_queue(objects, opt(self.gold), opt(self.predicted), conf, opt(self.source))
-        keep = {id(it) for it in kept}  # filter_queue returns the objects it was given
-        return [i for i, it in enumerate(objects) if id(it) in keep]
-
-
-@dataclass
-class ReviewQueue:
-    """One visitor's queue: the items, what was done to each (label name or "skip"), the cursor, history.
-
-    Items already corrected in the store when loaded count as reviewed. `history` lists (action, index,
-    annotator) of this session, newest last, so undo can move the cursor back and revert as the same
-    annotator.
-    """
-
-    items: list[dict[str, Any]] = field(default_factory=list)
-    done: dict[int, str] = field(default_factory=dict)
-    pos: int | None = None
-    history: list[tuple[str, int, str | None]] = field(default_factory=list)
-
-    def load(self, items: list[dict[str, Any]], flt: QueueFilter) -> None:
-        self.items = list(items)
-        self.done = {i: f"corrected:{it['corrected']}" for i, it in enumerate(items) if it.get("corrected")}
-        self.history = []
-        self.pos = None
-        self.advance(flt, start=None)
-
-    def add_live(self, item: dict[str, Any]) -> int:
-        """Append a live item (or reuse the queued one with the same text) and put the cursor on it."""
-        for i, it in enumerate(self.items):
-            if it["text"] == item["text"] and it["source"] == "live":
-                self.items[i] = item
-                self.done.pop(i, None)
-                self.pos = i
-                return i
-        self.items.append(item)
-        self.pos = len(self.items) - 1
-        return self.pos
-
-    @property
-    def current(self) -> dict[str, Any] | None:
-        return self.items[self.pos] if self.pos is not None and 0 <= self.pos < len(self.items) else None
-
-    def advance(self, flt: QueueFilter, start: int | None) -> None:
-        """Move to the next unreviewed item in view after `start` (wrapping); None when all are done."""
-        view = flt.indices(self.items)
-        if not view:
-            self.pos = None
-            return
-        begin = 0 if start is None else next((k for k, i in enumerate(view) if i > start), len(view))
-        order = view[begin:] + view[:begin]
-        self.pos = next((i for i in order if i not in self.done), None)
-
-    def settle(self, flt: QueueFilter) -> None:
-        """After a filter change: keep the cursor if its item is still shown and open, else move on."""
-        view = flt.indices(self.items)
-        if self.pos is None or self.pos not in view or self.pos in self.done:
-            self.advance(flt, None)
-
-    def progress(self, flt: QueueFilter) -> tuple[int, int]:
-        view = flt.indices(self.items)
-        return sum(1 for i in view if i in self.done), len(view)
+    return review.scored_items(rows, source_ref, state.corrections, model, adapter)
 
 
 # -- corrections ---------------------------------------------------------------------------------------
@@ -527,11 +407,7 @@ def build(state: AppState) -> dict[str, Any]:
                 submit_item(state, item, name, who)
             except Exception as exc:
                 return (*view(q, flt), warn(exc))
-            index = q.pos
-            q.done[index] = name
-            q.items[index] = {**item, "corrected": name}
-            q.history.append(("label", index, who))
-            q.advance(flt, index)
+            q.mark(name, who, flt)
             return (*view(q, flt), f"saved: {name}")
 
         return handler
@@ -548,10 +424,7 @@ def build(state: AppState) -> dict[str, Any]:
         flt = _filter(*flt_v)
         if q.current is None:
             return (*view(q, flt), "nothing to skip")
-        index = q.pos
-        q.done[index] = "skip"
-        q.history.append(("skip", index, None))
-        q.advance(flt, index)
+        q.skip(flt)
         return (*view(q, flt), "skipped")
 
     skip.click(
@@ -563,30 +436,18 @@ def build(state: AppState) -> dict[str, Any]:
 
     def on_undo(q: ReviewQueue, who: str, *flt_v):
         flt = _filter(*flt_v)
-        if q.history and q.history[-1][0] == "skip":
-            _, index, _ = q.history.pop()
-            q.done.pop(index, None)
-            q.pos = index
+        if q.undo_skip():
             return (*view(q, flt), "skip undone")
-        if q.history:
-            who = q.history[-1][2]  # as it was labelled, even if the name field changed since
         try:
-            undone = undo_last(state, who)
+            # As it was labelled, even if the name field changed since.
+            undone = undo_last(state, q.undo_annotator(who))
         except Exception as exc:
             return (*view(q, flt), warn(exc))
         if undone is None:
             return (*view(q, flt), "nothing to undo")
+        q.reverted(undone)
         reverted = undone.event.text
         label_now = undone.current.label if undone.current else None
-        index = _find_undone(q, reverted)
-        if index is not None:
-            if q.history and q.history[-1][1] == index:
-                q.history.pop()
-            q.done.pop(index, None)
-            q.items[index] = {**q.items[index], "corrected": label_now}
-            if label_now:
-                q.done[index] = f"corrected:{label_now}"
-            q.pos = index
         short = reverted if len(reverted) <= 60 else reverted[:57] + "…"
         note = f"undid {undone.event.label or 'the removal'} for “{short}”"
         return (*view(q, flt), note + (f" (now {label_now})" if label_now else ""))
@@ -729,14 +590,6 @@ def _report_label(state: AppState, folder: str) -> str:
         return str(folder)
 
 
-def _find_undone(q: ReviewQueue, text: str) -> int | None:
-    """The queue position of the text an undo reverted: this session's last action first, else any."""
-    for _, index, _ in reversed(q.history):
-        if q.items[index]["text"] == text:
-            return index
-    return next((i for i, it in enumerate(q.items) if it["text"] == text), None)
-
-
 def connect_wrong(
     state: AppState, parts: dict[str, Any], source_tab: dict[str, Any], origin: str, tabs=None
 ) -> None:
@@ -751,7 +604,7 @@ def connect_wrong(
         if not result or not result.get("text"):
             gr.Warning("classify a text first, then press wrong? to correct it")
             return tuple(gr.skip() for _ in outputs)
-        q.add_live(live_item(result, origin, state))
+        q.add_live(review.live_item(result, origin, state.corrections))
         flt = QueueFilter()
         out = [*parts["view"](q, flt), "added from " + origin + ": pick the right label", ALL, ALL, 1.0, ALL]
         if tabs is not None:
