@@ -169,9 +169,10 @@ def train_steps(
     profile_to: Path | None = None,
 ) -> dict:
     """Timed LoRA steps on `lm`; the adapter is taken off afterwards, so one load serves every batch."""
+    from gemma_emotion.config import TrainConfig
     from gemma_emotion.plan import plan_training
     from gemma_emotion.records import fit_text, text_budget
-    from gemma_emotion.train import TrainConfig, build_trainer
+    from gemma_emotion.trainer import build_trainer
 
     gc.collect()
     torch.cuda.is_available() and torch.cuda.empty_cache()

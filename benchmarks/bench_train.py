@@ -62,7 +62,9 @@ def _peak_gib() -> float | None:
 
 
 def run_ours(args: argparse.Namespace, runs_dir: Path) -> Result:
-    from gemma_emotion.train import TrainConfig, train
+    from gemma_emotion.config import TrainConfig
+    from gemma_emotion.runfolder import read_record
+    from gemma_emotion.train import train
 
     config = TrainConfig(
         model=args.model, data=args.data, train_size=args.train_size, epochs=args.epochs,
@@ -74,7 +76,7 @@ def run_ours(args: argparse.Namespace, runs_dir: Path) -> Result:
     if info.status != "completed":
         raise SystemExit(f"our run ended {info.status}: {info.error}")
     m = info.metrics or {}
-    plan = json.loads((info.path / "run.json").read_text())["plan"]
+    plan = read_record(info.path)["plan"]
     return Result(
         name="ours (TRL SFTTrainer)",
         examples=int(round(info.n_train * args.epochs)),

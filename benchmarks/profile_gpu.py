@@ -168,7 +168,8 @@ def train_speed(
 ) -> dict:
     import gemma_emotion.models as models_mod
     import gemma_emotion.trainer as trainer_mod
-    from gemma_emotion.train import TrainConfig, train
+    from gemma_emotion.config import TrainConfig
+    from gemma_emotion.train import train
 
     trainer_mod.LEAN_LOSS = lean
     if cudnn_first:
@@ -203,9 +204,10 @@ def train_speed(
 
 
 def profile_train_steps(model_dir: Path, data: str, out: Path, batch: int) -> None:
+    from gemma_emotion.config import TrainConfig
     from gemma_emotion.models import load_model
     from gemma_emotion.plan import plan_training
-    from gemma_emotion.train import TrainConfig, build_trainer
+    from gemma_emotion.trainer import build_trainer
 
     lm = load_model(str(model_dir))
     ds = load_split(data, "train", limit=batch * 8, seed=0)

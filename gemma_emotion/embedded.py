@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -98,10 +97,10 @@ def checkpoint_dir() -> Path:
 def ensure_embedded_checkpoint(progress: Progress | None = None) -> Path:
     """The converted checkpoint folder, converting the GGUF first if the cache is missing or stale.
 
-    `progress(stage, fraction)` hears about each stage (fraction 0..1); without it, stages go to stderr.
+    `progress(stage, fraction)` hears about each stage (fraction 0..1); without it, stages are logged.
     A complete cache is used as is when no GGUF can be found (e.g. a host that was given only the cache).
     """
-    report = progress or _print_progress
+    report = progress or _log_progress
     target = checkpoint_dir()
     try:
         gguf = find_gguf()
@@ -303,5 +302,5 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _print_progress(stage: str, fraction: float) -> None:
-    print(f"[gemma-emotion] {stage} ({fraction:.0%})", file=sys.stderr, flush=True)
+def _log_progress(stage: str, fraction: float) -> None:
+    logger.info("%s (%.0f%%)", stage, fraction * 100)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from gemma_emotion.classify import Classifier
-    from gemma_emotion.train import TrainConfig
+    from gemma_emotion.config import TrainConfig
 
 VERIFY_EXAMPLES = 8  # training examples whose tokens are checked against the classifier's at start
 

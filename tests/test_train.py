@@ -4,6 +4,7 @@ the trainer sees the classifier's tokens, LoRA stays off the towers, and the CLI
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -783,3 +784,58 @@ def test_adapter_input_cast_is_a_no_op_under_autocast(tiny_gemma3):
     assert grads_on.keys() == grads_off.keys() and grads_on
     for name, g in grads_on.items():
         assert torch.allclose(g, grads_off[name], rtol=2e-2, atol=1e-3 * float(g.abs().max()) + 1e-8), name
+
+
+# -- the config from the command line -------------------------------------------------------------------
+def _train_args(*argv: str):
+    import argparse
+
+    from gemma_emotion.cli.train import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return parser.parse_args(["train", *argv])
+
+
+def test_the_train_command_takes_the_device_plans_defaults_and_can_turn_4bit_off(tmp_path, monkeypatch):
+    import torch
+
+    from gemma_emotion import plan
+    from gemma_emotion.cli.train import config_from_args
+
+    config = config_from_args(_train_args("--runs-dir", str(tmp_path)))
+    expected = None if torch.cuda.is_available() else plan.CPU_TRAIN_ROWS
+    assert config.train_size == expected and config.load_in_4bit is None  # as the Train tab's form
+    monkeypatch.setattr(plan, "_device_type", lambda: "cpu")
+    assert config_from_args(_train_args()).train_size == 1000
+    assert config_from_args(_train_args("--train-size", "all")).train_size is None
+    assert config_from_args(_train_args("--no-load-in-4bit")).load_in_4bit is False
+    assert config_from_args(_train_args("--load-in-4bit")).load_in_4bit is True
+
+
+def test_train_config_repeats_a_recorded_run_and_flags_override_it(tmp_path):
+    from gemma_emotion.cli.train import config_from_args
+    from gemma_emotion.config import ConfigError
+
+    original = TrainConfig(name="first", data="d", train_size=50, epochs=3, lora_r=4, balance=True)
+    run = RunRegistry(tmp_path).create(original, pid=os.getpid())
+    for ref in ("first", str(run.dir), str(run.dir / "run.json")):
+        repeat = config_from_args(_train_args("--config", ref, "--runs-dir", str(tmp_path)))
+        assert repeat == dataclasses.replace(original, name=None)  # a fresh name: "first" is taken
+    changed = config_from_args(_train_args("--config", "first", "--runs-dir", str(tmp_path), "--epochs", "1",
+                                           "--no-balance", "--name", "second"))  # fmt: skip
+    assert (changed.epochs, changed.balance, changed.name, changed.lora_r) == (1.0, False, "second", 4)
+    with pytest.raises(ConfigError, match="no run.json there"):
+        config_from_args(_train_args("--config", "nope", "--runs-dir", str(tmp_path)))
+
+
+def test_the_run_folder_records_have_the_stated_shape(trained_run):
+    from gemma_emotion.runfolder import LOG_KEYS, PHASES, RUN_KEYS, STATUSES, RunFile
+
+    info = trained_run[0]
+    record = json.loads((info.path / "run.json").read_text())
+    assert set(record) <= RUN_KEYS and record["status"] in STATUSES and record["phase"] in PHASES
+    lines = [json.loads(line) for line in (info.path / "log.jsonl").read_text().splitlines()]
+    assert lines and all(set(line) <= LOG_KEYS and line["kind"] in ("train", "eval") for line in lines)
+    with pytest.raises(KeyError, match="no field"):
+        RunFile(info.path).update(statsu="completed")  # a typo never reaches run.json

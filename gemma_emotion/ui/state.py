@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import json
 import os
 import threading
 import time
@@ -347,13 +346,12 @@ class AppState:
         folder = self.shipped_dir
         if folder is None:
             return None
-        from gemma_emotion.runs import RUN_FILE, RunInfo
+        from gemma_emotion.runfolder import read_record
+        from gemma_emotion.runs import RunInfo
 
         try:
-            record = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+            record = read_record(folder)
         except (OSError, ValueError):
-            return None
-        if not isinstance(record, dict):
             return None
         info = RunInfo.from_record(folder, record)
         return dataclasses.replace(info, name=SHIPPED + str(record.get("name") or folder.name))
