@@ -190,7 +190,7 @@ speed)
     tail -12 "$out/e4b.log" | tee -a "$log"
     until [ -f /root/converted.ok ]; do sleep 5; done
     export GEMMA3_GGUF="$GPU_CACHE/gemma-3-270m-q4_k_m.gguf"
-    CUDA_VISIBLE_DEVICES=1 timeout 300 python3 benchmarks/bench_eval.py --data "$data" --adapter assets/adapter \
+    CUDA_VISIBLE_DEVICES=1 timeout 300 python3 benchmarks/bench_eval.py --data "$data" --adapter gemma_emotion/assets/adapter \
         --json "$out/bench_eval.json" 2>&1 | quiet > "$out/bench_eval.log"
     tail -16 "$out/bench_eval.log" | tee -a "$log"
     ;;
@@ -205,7 +205,7 @@ speed2)  # one GPU: the speed figures again after fusing the norms, with QLoRA a
     grep '"mode"\|Error' "$out/e4b.log" | tee -a "$log"
     until [ -f /root/converted.ok ]; do sleep 5; done
     export GEMMA3_GGUF="$GPU_CACHE/gemma-3-270m-q4_k_m.gguf"
-    CUDA_VISIBLE_DEVICES=0 timeout 300 python3 benchmarks/bench_eval.py --data "$data" --adapter assets/adapter \
+    CUDA_VISIBLE_DEVICES=0 timeout 300 python3 benchmarks/bench_eval.py --data "$data" --adapter gemma_emotion/assets/adapter \
         --json "$out/bench_eval.json" 2>&1 | quiet > "$out/bench_eval.log"
     tail -16 "$out/bench_eval.log" | tee -a "$log"
     ;;
