@@ -287,6 +287,8 @@ def describe_error(exc: BaseException) -> str:
             f"out of memory: {text[:300]}. Try a smaller batch size (with more gradient accumulation), "
             "4-bit loading, or a shorter max length"
         )
+    if isinstance(exc, UserError):  # its message is the whole story
+        return text[:500]
     return f"{type(exc).__name__}: {text[:500]}"
 
 

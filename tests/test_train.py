@@ -839,3 +839,18 @@ def test_the_run_folder_records_have_the_stated_shape(trained_run):
     assert lines and all(set(line) <= LOG_KEYS and line["kind"] in ("train", "eval") for line in lines)
     with pytest.raises(KeyError, match="no field"):
         RunFile(info.path).update(statsu="completed")  # a typo never reaches run.json
+
+
+def test_the_runner_refuses_a_start_whose_process_could_not_import_the_package(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    from gemma_emotion.runs import RunsError
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.chdir(tmp_path)  # not the clone, and the package is not installed
+    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
+    with pytest.raises(RunsError, match="pip install -e"):
+        Runner(tmp_path / "runs").start(TrainConfig(model="x", train_size=8))
+    assert not (tmp_path / "runs").exists()  # refused before any run folder
