@@ -18,6 +18,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+from gemma_emotion.errors import UserError
+
 INVALID = "invalid"
 LABELS_FILE = "labels.json"  # beside an adapter (and in a run folder): the label set it was trained on
 MIN_LABELS, MAX_LABELS, MAX_NAME_CHARS = 2, 30, 40
@@ -26,7 +28,7 @@ MIN_LABELS, MAX_LABELS, MAX_NAME_CHARS = 2, 30, 40
 _TRIM = " \t\r\n\"'`*_.,;:!?()[]{}<>«»“”‘’"
 
 
-class LabelSetError(ValueError):
+class LabelSetError(UserError, ValueError):
     """Label names that cannot form a label set, or a label that is not in the set; the message says which."""
 
 

@@ -242,3 +242,32 @@ def test_push_to_hub_needs_a_token_and_is_off_in_demo_mode(tmp_path, monkeypatch
         submit_correction(state, "i am glad it rained", "joy")
         with pytest.raises(UserError, match=message):
             push_corrections(state, "someone/corrections")
+
+
+def test_review_queue_marks_skips_and_follows_an_undo_of_the_store(tmp_path):
+    """The queue's mark / skip / undo, in the core and without gradio, kept in step with the store."""
+    from gemma_emotion.review import QueueFilter, ReviewQueue, live_item
+
+    store = CorrectionStore(tmp_path)
+    store.add("b", "joy")  # corrected before the queue was loaded
+    items = _items(
+        ("a", "joy", "fear", 0.9, None), ("b", "joy", "anger", 0.4, "joy"), ("c", "fear", "joy", 0.2, None)
+    )
+    q, every = ReviewQueue(), QueueFilter()
+    q.load(items, every)
+    assert q.current["text"] == "a"
+
+    store.add("a", "sadness", annotator="ann")
+    q.mark("sadness", "ann", every)
+    assert q.current["text"] == "c" and q.items[0]["corrected"] == "sadness" and q.progress(every) == (2, 3)
+    q.skip(every)
+    assert q.current is None and q.progress(every) == (3, 3)
+    assert q.undo_skip() and q.current["text"] == "c" and not q.undo_skip()  # the label is not a skip
+
+    undone = store.undo_last(q.undo_annotator(None))
+    q.reverted(undone)
+    assert q.current["text"] == "a" and q.items[0]["corrected"] is None and q.progress(every) == (1, 3)
+
+    live = live_item({"text": "b", "label": "anger", "probabilities": {"anger": 0.7}}, "classify", store)
+    assert live["corrected"] == "joy" and live["source"] == "live" and live["confidence"] == 0.7
+    assert q.add_live(live) == 3 and q.current["text"] == "b"

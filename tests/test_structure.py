@@ -193,14 +193,15 @@ def test_user_errors_share_one_base():
     from gemma_emotion.data import DataError
     from gemma_emotion.embedded import EmbeddedModelError
     from gemma_emotion.errors import UserError
+    from gemma_emotion.labels import LabelSetError
     from gemma_emotion.models import ModelLoadError
     from gemma_emotion.runs import PushError, RunExists, RunnerBusy, RunNotFound
     from gemma_emotion.settings import PathNotAllowed, SettingsError
     from gemma_emotion.ui.state import UserError as UIUserError
 
     assert UIUserError is UserError
-    for cls in (ConfigError, CorrectionsError, DataError, EmbeddedModelError, ModelLoadError, PushError,
-                RunExists, RunnerBusy, RunNotFound, PathNotAllowed, SettingsError):  # fmt: skip
+    for cls in (ConfigError, CorrectionsError, DataError, EmbeddedModelError, LabelSetError, ModelLoadError,
+                PushError, RunExists, RunnerBusy, RunNotFound, PathNotAllowed, SettingsError):  # fmt: skip
         assert issubclass(cls, UserError), cls
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 
 from gemma_emotion.labels import INVALID, LABELS
+from gemma_emotion.runfolder import LogRecord
 
 COLORS = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#E45756", "#72B7B2")
 _LAYOUT = dict(margin=dict(l=40, r=20, t=50, b=40), height=340, template="plotly_white")
@@ -145,8 +146,9 @@ def confusion(metrics: Mapping | None, title: str = "Confusion matrix") -> go.Fi
     return fig
 
 
-def loss_curve(records: Sequence[Mapping], title: str = "Training loss") -> go.Figure:
-    """Training loss by step, evaluation loss (and accuracy on a second axis) as points where logged."""
+def loss_curve(records: Sequence[LogRecord], title: str = "Training loss") -> go.Figure:
+    """Training loss by step, evaluation loss (and accuracy on a second axis) as points where logged
+    (log.jsonl's records, `runfolder.LogRecord`)."""
     train = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None and "step" in r]
     evals = [(r["step"], r["eval_loss"]) for r in records if r.get("eval_loss") is not None and "step" in r]
     accs = [
