@@ -9,11 +9,9 @@ training rows for a run). No model, no UI and no command-line code here (the com
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import errno
 import hashlib
-import io
 import json
 import math
 import os
@@ -26,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gemma_emotion.errors import UserError
-from gemma_emotion.files import FORMULA_PREFIXES, atomic_write_bytes
+from gemma_emotion.files import atomic_write_bytes, csv_text
 from gemma_emotion.labels import INVALID, LABEL_TO_ID, LABELS, label_id, parse_answer, to_prompt_completion
 
 DB_NAME = "corrections.db"
@@ -672,22 +670,6 @@ def mark_corrected(items: Sequence[ReviewItem], store: CorrectionStore) -> list[
 # -- exports --------------------------------------------------------------------------------------------
 
 
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
-def _csv_line(cells: Sequence[Any]) -> str:
-    # The csv module quotes a field only for the characters of its lineterminator: with "\n" a bare "\r"
-    # inside a cell would go out unquoted and split the row. Write with "\r\n", then end the line with "\n".
-    buf = io.StringIO(newline="")
-    csv.writer(buf, lineterminator="\r\n").writerow(cells)
-    return buf.getvalue()[:-2] + "\n"
-
-
 def _jsonl(records: Iterable[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
@@ -701,11 +683,7 @@ def render(corrections: CorrectionStore | Sequence[Correction], fmt: str) -> str
         return _jsonl({"text": c.text, "label": c.label_id} for c in rows)
     if fmt == "chat-jsonl":
         return _jsonl(to_prompt_completion(c.text, c.label) for c in rows)
-    lines = [_csv_line(CSV_COLUMNS)]
-    for c in rows:
-        values = {**dataclasses.asdict(c), "label_id": c.label_id}
-        lines.append(_csv_line([_csv_cell(values[col]) for col in CSV_COLUMNS]))
-    return "".join(lines)
+    return csv_text(({**dataclasses.asdict(c), "label_id": c.label_id} for c in rows), CSV_COLUMNS)
 
 
 def _describe_os_error(e: OSError) -> str:

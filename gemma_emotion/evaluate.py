@@ -7,8 +7,6 @@ labels counts as wrong and gets its own *invalid* column in the confusion matrix
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import time
@@ -21,7 +19,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from gemma_emotion.classify import BatchProgress, Classifier, Prediction
-from gemma_emotion.files import atomic_write_text, spreadsheet_safe
+from gemma_emotion.files import atomic_write_text, csv_text, read_csv_rows
 from gemma_emotion.labels import INVALID, LABEL_TO_ID, LABELS
 
 INVALID_ID = len(LABELS)  # the seventh column of the confusion matrix
@@ -146,13 +144,8 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> Path:
 
 
 def predictions_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
     fields = ["text", "gold", "predicted", "correct", "valid", "raw"] + [f"prob_{n}" for n in LABELS]
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
-    return buf.getvalue()
+    return csv_text(rows, fields)
 
 
 def load_report(path: str | os.PathLike) -> Report:
@@ -163,8 +156,7 @@ def load_report(path: str | os.PathLike) -> Report:
     preds_file = folder / PREDICTIONS_FILE
     predictions = []
     if preds_file.is_file():
-        with open(preds_file, newline="", encoding="utf-8") as fh:
-            predictions = list(csv.DictReader(fh))
+        predictions = read_csv_rows(preds_file)  # texts as they are, not as disarmed for spreadsheets
     return Report(metrics=metrics, predictions=predictions)
 
 

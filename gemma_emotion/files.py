@@ -1,13 +1,21 @@
-"""Safe file writing shared by reports, runs and exports: atomic replace, spreadsheet-safe cells."""
+"""Safe file writing shared by reports, runs and exports: atomic replace, spreadsheet-safe CSV.
+
+Every CSV the project writes goes through `csv_text`, so every one is safe the same way.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_ESCAPE = "'"
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -50,8 +58,43 @@ def atomic_write_json(path: str | os.PathLike, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def spreadsheet_safe(value):
-    """A cell that starts like a formula is run by spreadsheet programs; a leading quote disarms it."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
+def spreadsheet_safe(value: Any) -> Any:
+    """A cell that starts like a formula is run by spreadsheet programs; a leading quote disarms it.
+
+    A text that already starts with the quote gets one more, so `spreadsheet_text` reads every cell back
+    exactly as it was (OWASP's CSV-injection advice: prefix the cell and quote it; `csv_text` quotes).
+    """
+    if isinstance(value, str) and value.startswith((*FORMULA_PREFIXES, _ESCAPE)):
+        return _ESCAPE + value
     return value
+
+
+def spreadsheet_text(cell: str) -> str:
+    """The text a `spreadsheet_safe` cell stands for (what a table in the app shows)."""
+    if cell.startswith(_ESCAPE) and cell[1:].startswith((*FORMULA_PREFIXES, _ESCAPE)):
+        return cell[1:]
+    return cell
+
+
+def csv_text(rows: Iterable[dict], columns: Sequence[str]) -> str:
+    """A CSV table with a header: every cell quoted and disarmed, None as an empty cell.
+
+    Quoting every cell keeps a spreadsheet that splits on ";" or tabs (many locales) from finding a cell
+    that starts with "=" inside a field. Rows end in "\n"; written with "\r\n" first, since the csv module
+    quotes only for the characters of its own line terminator and a bare "\r" in a cell must be quoted too.
+    """
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
+    lines = []
+    for cells in ([*columns], *([row.get(c) for c in columns] for row in rows)):
+        buf.seek(0)
+        buf.truncate()
+        writer.writerow(["" if v is None else spreadsheet_safe(v) for v in cells])
+        lines.append(buf.getvalue()[:-2] + "\n")
+    return "".join(lines)
+
+
+def read_csv_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a CSV written by `csv_text`, every cell as the text it stands for."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [{k: spreadsheet_text(v or "") for k, v in row.items()} for row in csv.DictReader(fh)]

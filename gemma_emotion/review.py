@@ -24,7 +24,6 @@ from gemma_emotion.corrections import (
     queue_from_predictions,
     queue_from_unlabeled,
 )
-from gemma_emotion.files import FORMULA_PREFIXES
 from gemma_emotion.labels import INVALID
 
 if TYPE_CHECKING:
@@ -46,18 +45,11 @@ def to_item(data: Mapping[str, Any]) -> ReviewItem:
     return ReviewItem(**{k: v for k, v in data.items() if k in _ITEM_FIELDS})
 
 
-def unescape_cell(text: str) -> str:
-    """A text as it was before predictions.csv disarmed a formula-like cell with a leading quote."""
-    if text.startswith("'") and text[1:].startswith(FORMULA_PREFIXES):
-        return text[1:]
-    return text
-
-
 def report_items(
     report: Report, source_ref: str, store: CorrectionStore, only_mistakes: bool = True
 ) -> list[dict[str, Any]]:
     """The items of a stored report: its mistakes and invalid answers (or every row), in report order."""
-    rows = [{**r, "text": unescape_cell(r.get("text") or "")} for r in report.predictions]
+    rows = list(report.predictions)  # load_report gives the texts as they are
     items = queue_from_predictions(rows, only_mistakes, source="evaluation", source_ref=source_ref)
     model, adapter = report.metrics.get("model"), report.metrics.get("adapter")
     return [item_dict(it, model, adapter) for it in mark_corrected(items, store)]

@@ -270,17 +270,22 @@ def test_export_chat_jsonl_bytes(store: CorrectionStore, tmp_path: Path) -> None
 def test_export_csv_bytes_with_formula_escaping(store: CorrectionStore, tmp_path: Path) -> None:
     _fill(store)
     out = export(store, "csv", tmp_path / "corrections.csv")
+
+    def row(*cells: str) -> str:  # every cell quoted (a ";"-splitting spreadsheet sees no bare "=")
+        return ",".join('"' + c.replace('"', '""') + '"' for c in cells) + "\n"
+
     expected = (
-        "text,label,label_id,predicted,gold,source,source_ref,model,adapter,annotator,created_at,updated_at,n_edits\n"
-        "'=SUM(A1:A2) feels great,love,2,sadness,sadness,evaluation,report-1#4,embedded,runs/r1/adapter,ana,"
-        "2024-05-01T12:00:00.000000Z,2024-05-01T12:00:02.000000Z,1\n"
-        '"she said ""wow"", then left",surprise,5,,,live,,,,,'
-        "2024-05-01T12:00:01.000000Z,2024-05-01T12:00:01.000000Z,0\n"
-        "'-5 degrees and i am fine,fear,4,,,live,,,,,"
-        "2024-05-01T12:00:03.000000Z,2024-05-01T12:00:03.000000Z,0\n"
-        "שלום 你好 😀,sadness,0,invalid,,live,,,,,"
-        "2024-05-01T12:00:04.000000Z,2024-05-01T12:00:04.000000Z,0\n"
-    )
+        row(*corr.CSV_COLUMNS)
+        + row("'=SUM(A1:A2) feels great", "love", "2", "sadness", "sadness", "evaluation", "report-1#4",
+              "embedded", "runs/r1/adapter", "ana", "2024-05-01T12:00:00.000000Z",
+              "2024-05-01T12:00:02.000000Z", "1")
+        + row('she said "wow", then left', "surprise", "5", "", "", "live", "", "", "", "",
+              "2024-05-01T12:00:01.000000Z", "2024-05-01T12:00:01.000000Z", "0")
+        + row("'-5 degrees and i am fine", "fear", "4", "", "", "live", "", "", "", "",
+              "2024-05-01T12:00:03.000000Z", "2024-05-01T12:00:03.000000Z", "0")
+        + row("שלום 你好 😀", "sadness", "0", "invalid", "", "live", "", "", "", "",
+              "2024-05-01T12:00:04.000000Z", "2024-05-01T12:00:04.000000Z", "0")
+    )  # fmt: skip
     assert out.read_bytes() == expected.encode("utf-8")
 
 
@@ -684,3 +689,24 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path: Path, capsys: pytest.Capt
     with pytest.raises(SystemExit) as exc:
         _parser().parse_args(["export", "--format", "xml"])
     assert exc.value.code == 2
+
+
+def test_a_semicolon_splitting_spreadsheet_finds_no_formula_cell(tmp_path: Path) -> None:
+    """OWASP: prefix *and* quote. A locale that splits on ";" must not see the text's "=" start a cell."""
+    s = CorrectionStore(tmp_path)
+    s.add("fine;=cmd|' /C calc'!A0", "joy")
+    line = render(s, "csv").splitlines()[1]
+    # A spreadsheet reading ";" as the separator honours a quote at the start of a field, as csv does.
+    first = next(csv.reader([line], delimiter=";"))[0]
+    assert first.startswith("fine;=cmd"), first  # the ";" is inside the quoted text cell, not a boundary
+    unquoted = "fine;=cmd|' /C calc'!A0,joy"  # what the old writer produced for this text
+    assert next(csv.reader([unquoted], delimiter=";"))[1].startswith("=")
+
+
+@pytest.mark.parametrize("text", ["=1+1", "'tis the season", "''", "- a dash", "plain", "@home", "x\r\ny"])
+def test_csv_cells_read_back_exactly(tmp_path: Path, text: str) -> None:
+    from gemma_emotion.files import csv_text, read_csv_rows
+
+    path = tmp_path / "t.csv"
+    path.write_text(csv_text([{"text": text, "n": 1}], ["text", "n"]), encoding="utf-8", newline="")
+    assert read_csv_rows(path) == [{"text": text, "n": "1"}]

@@ -870,7 +870,14 @@ def test_messages_shown_as_toasts_are_escaped(monkeypatch):
     assert MARKUP in page  # the page's message field is a Textbox: plain text, shown as is
 
 
-DANGEROUS = ['=HYPERLINK("http://x.test","click")', "+1+1 i feel odd", "-2+3 so sad", "@SUM(A1) angry"]
+DANGEROUS = [
+    '=HYPERLINK("http://x.test","click")',
+    "+1+1 i feel odd",
+    "-2+3 so sad",
+    "@SUM(A1) angry",
+    "- i feel a little sad about it",
+    "'tis the season to be jolly",
+]
 
 
 def _cells(path: str | Path, column: str) -> list[str]:
@@ -886,7 +893,7 @@ def test_csv_exports_are_safe_from_formula_injection(client, tmp_path):
     data.write_text("".join(json.dumps({"text": t, "label": i % 6}) + "\n" for i, t in enumerate(DANGEROUS)))
     res = client.predict(str(data), "test", 0, "score", "base", 0, api_name="/evaluate")
     predictions = Path(res["report_dir"]) / "base" / "predictions.csv"
-    assert _cells(predictions, "text") == ["'" + t for t in DANGEROUS]
+    assert _cells(predictions, "text") == ["'" + t for t in DANGEROUS]  # disarmed (and quoted) on disk
 
     for text in DANGEROUS:
         client.predict(text=text, label="joy", source="=cmd|' /C calc'!A0", api_name="/label_submit")
@@ -898,6 +905,14 @@ def test_csv_exports_are_safe_from_formula_injection(client, tmp_path):
     # The Classify and Compare tabs' downloads.
     table = csv_text([{"text": t, "label": "joy"} for t in DANGEROUS], ["text", "label"])
     assert [row["text"] for row in csv.DictReader(io.StringIO(table))] == ["'" + t for t in DANGEROUS]
+
+    # The Evaluate tab's mistakes table, from the stored report: the texts as they are, no CSV quote.
+    from gemma_emotion.evaluate import load_report
+    from gemma_emotion.ui.evaluate import mistakes
+
+    shown = set(mistakes({"predictions": load_report(predictions.parent).predictions})["text"])
+    wrong = {p["text"] for p in load_report(predictions.parent).predictions if p["predicted"] != p["gold"]}
+    assert shown == wrong and shown <= set(DANGEROUS) and shown, shown
 
 
 def test_trust_remote_code_is_never_switched_on():

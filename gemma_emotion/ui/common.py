@@ -7,16 +7,14 @@ is reported by type and text rather than crashing the request handler.
 
 from __future__ import annotations
 
-import csv
 import errno
 import functools
 import html
-import io
 import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +22,7 @@ import gradio as gr
 
 from gemma_emotion.data import DataError, load_split
 from gemma_emotion.errors import UserError
-from gemma_emotion.files import atomic_write_text, spreadsheet_safe
+from gemma_emotion.files import atomic_write_text, csv_text  # noqa: F401 - the tabs' downloads
 from gemma_emotion.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,15 +84,6 @@ def download(name: str, content: str) -> str:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return str(path)
-
-
-def csv_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
-    return buf.getvalue()
 
 
 def json_text(data: Any) -> str:
