@@ -299,11 +299,8 @@ class Classifier:
         key = (self.lm.adapter, self.lm.adapter_active)  # base and fine-tuned prefixes differ
         store = self.__dict__.setdefault("_cache_store", {})
         if key not in store:
-            ids = torch.tensor([self._prefix_ids], device=self.lm.device)
-            cache = DynamicCache(config=self.lm.model.config)
-            self.lm.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
-            store[key] = cache
-        return _expand_cache(store[key], batch_size)
+            store[key] = prefix_cache(self.lm.model, torch.tensor([self._prefix_ids], device=self.lm.device))
+        return expand_cache(store[key], batch_size)
 
     # -- generate mode --------------------------------------------------------------------------
     def _generate_batch(self, batch: list[_Encoded]) -> list[Prediction]:
@@ -377,7 +374,15 @@ class _LabelHead:
         return logits
 
 
-def _expand_cache(cache: DynamicCache, batch_size: int) -> DynamicCache:
+def prefix_cache(model: torch.nn.Module, ids: torch.Tensor) -> DynamicCache:
+    """The key/value cache of one row of prompt ids after a forward pass of `model`. Under autograd the
+    cached keys and values stay in the graph: training reuses them for every row (`shared_prefix`)."""
+    cache = DynamicCache(config=model.config)
+    model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
+    return cache
+
+
+def expand_cache(cache: DynamicCache, batch_size: int) -> DynamicCache:
     """The one-row prefix cache seen as `batch_size` rows without copying: layers only ever concatenate
     new keys onto the cached ones, so broadcast views of the stored tensors are never written to.
     Layers that store nothing (Gemma 4's KV-shared layers hold `None`) are shared as they are."""

@@ -247,6 +247,13 @@ class TrainConfig:
         label="Also evaluate in generate mode after training (slow on a CPU)",
         group="advanced",
     )
+    shared_prefix: bool = option(
+        True,
+        help="run the prompt prefix every row shares once per batch, with the same loss and gradients as "
+        "running every row whole (--no-shared-prefix)",
+        label="Run the prompt every row shares once per batch (faster, same result)",
+        group="advanced",
+    )
 
     def validate(self) -> None:
         """ConfigError with a message for the user when a setting makes no sense."""

@@ -198,6 +198,7 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
         validation=validation, callbacks=[callback], classifier=classifier,
     )  # fmt: skip
     verify_tokenisation(trainer.train_dataset, train["text"], train["label"], classifier)
+    run.update(notes=[*run.record.get("notes", []), trainer.shared_prefix_note])
     lm.model, lm.adapter = trainer.model, TRAINING_ADAPTER  # the classifier sees the adapter being trained
     stop.check()
 

@@ -4,7 +4,8 @@ waits for the GPU.
 `build_trainer` turns a run's rows, config and device plan into an SFTTrainer over token-id records (the
 classifier's own prompt encoding, `records.tokenised_records`); LoRA goes on the decoder's projections
 only (`lora_config`). `LeanSFTTrainer`'s loss step is TRL's loss without TRL's per-step reads back to the
-CPU, and `answer_positions_only` makes TRL's fused LM head score only the answer positions on a CPU too.
+CPU, and runs the prompt prefix every row shares once per batch (`shared_prefix`, unless the config turns
+it off); `answer_positions_only` makes TRL's fused LM head score only the answer positions on a CPU too.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def build_trainer(
     from trl import SFTConfig
 
     from gemma_emotion.classify import Classifier
+    from gemma_emotion.shared_prefix import prefix_length
 
     steps = total_steps(len(train), plan, config.epochs, world_size())
     args = SFTConfig(
@@ -116,6 +118,12 @@ def build_trainer(
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; log.jsonl holds them
+    trainer.shared_prefix, trainer.shared_prefix_note = 0, "shared prefix off (--no-shared-prefix)"
+    if config.shared_prefix:
+        rows = trainer.train_dataset
+        trainer.shared_prefix, trainer.shared_prefix_note = prefix_length(
+            trainer.model, rows["input_ids"], rows["labels"]
+        )
     return trainer
 
 
@@ -135,16 +143,21 @@ def _lean_trainer_class() -> type:
     from trl import SFTTrainer
 
     from gemma_emotion.models import attention_kernels
+    from gemma_emotion.shared_prefix import fused_outputs as shared_prefix_outputs
 
     class LeanSFTTrainer(SFTTrainer):
         _lean_stats: torch.Tensor | None = None
+        shared_prefix: int = 0  # leading tokens every row shares, run once per batch (build_trainer sets it)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not (LEAN_LOSS and model.training):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             inputs["use_cache"] = False
             with self._lean_autocast(), attention_kernels(model.device):
-                out = model(**inputs, fused_lm_head=True)
+                if self.shared_prefix:
+                    out = shared_prefix_outputs(model, inputs, self.shared_prefix)
+                else:
+                    out = model(**inputs, fused_lm_head=True)
             n_items = out.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
             loss = -out.log_probs.sum() / torch.as_tensor(n_items).clamp(min=1)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:

@@ -86,10 +86,10 @@ def test_score_mode_matches_an_uncached_forward(fixture, softcap, request):
     # The fast path (six LM-head rows) is what ran, not the full-vocabulary fallback.
     assert clf._label_head() is not None
     # The prefix cache is shared by the rows as views, not copied (Gemma 4's KV-shared layers included).
-    from gemma_emotion.classify import _expand_cache
+    from gemma_emotion.classify import expand_cache
 
     stored = next(v for k, v in clf._cache_store.items() if k[0] != "head" and k[0] != "prior")
-    rows = _expand_cache(stored, 3)
+    rows = expand_cache(stored, 3)
     kept = [(a, b) for a, b in zip(stored.layers, rows.layers) if a.keys is not None]
     assert kept and all(b.keys.shape[0] == 3 and b.keys.data_ptr() == a.keys.data_ptr() for a, b in kept)
     for text, pred in zip(TEXTS, preds):

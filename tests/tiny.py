@@ -85,13 +85,13 @@ def gemma4_text_config(**overrides):
     return Gemma4TextConfig(**kwargs)
 
 
-def make_gemma3(out: Path, data_file: Path | None = None, seed: int = 0) -> Path:
+def make_gemma3(out: Path, data_file: Path | None = None, seed: int = 0, sliding_window: int = 128) -> Path:
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     torch.manual_seed(seed)
     cfg = Gemma3TextConfig(
         vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=32, sliding_window=128,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=32, sliding_window=sliding_window,
         layer_types=["sliding_attention", "full_attention"], max_position_embeddings=512,
         pad_token_id=0, bos_token_id=2, eos_token_id=1,
     )  # fmt: skip
@@ -101,12 +101,18 @@ def make_gemma3(out: Path, data_file: Path | None = None, seed: int = 0) -> Path
     return out
 
 
-def make_gemma4(out: Path, data_file: Path | None = None, multimodal: bool = False, seed: int = 0) -> Path:
+def make_gemma4(
+    out: Path,
+    data_file: Path | None = None,
+    multimodal: bool = False,
+    seed: int = 0,
+    sliding_window: int = 128,
+) -> Path:
     """A text-only Gemma4ForCausalLM, or a Gemma4ForConditionalGeneration with a clippable-linear tower."""
     from transformers import Gemma4Config, Gemma4ForCausalLM, Gemma4ForConditionalGeneration
 
     torch.manual_seed(seed)
-    text = gemma4_text_config()
+    text = gemma4_text_config(sliding_window=sliding_window)
     if multimodal:
         cfg = Gemma4Config(
             text_config=text.to_dict(),
