@@ -12,7 +12,9 @@ decoder projection). KIT is a folder holding a Gemma tokenizer (262,144 tokens, 
 - training: sequences of exactly `--seq` tokens (96 by default), LoRA in bf16 and QLoRA (NF4, paged 8-bit
   AdamW, gradient checkpointing) at several batch sizes: tokens/s, MFU = 4 x decoder parameters x tokens/s
   / rate (forward, and the backward pass through the frozen weights), and peak GPU memory. Weights frozen
-  under LoRA need no weight gradients, hence 4 rather than 6.
+  under LoRA need no weight gradients, hence 4 rather than 6. With the shared prompt prefix (on by default,
+  `--shared-prefix off|both`), `mfu` still counts every row's whole tokens (the work the rows stand for, as
+  before) and `mfu_tokens_run` the tokens actually run: the prefix once per batch, then the suffixes.
 
 Decoder parameters are the weights of the matrix products a token goes through: embeddings and the
 per-layer-input table are lookups and are not counted. Speed only: the random model's answers mean nothing.
@@ -167,6 +169,7 @@ def train_steps(
     rate: float,
     checkpointing: bool,
     profile_to: Path | None = None,
+    shared_prefix: bool = True,
 ) -> dict:
     """Timed LoRA steps on `lm`; the adapter is taken off afterwards, so one load serves every batch."""
     from gemma_emotion.config import TrainConfig
@@ -178,7 +181,10 @@ def train_steps(
     torch.cuda.is_available() and torch.cuda.empty_cache()
     torch.cuda.is_available() and torch.cuda.reset_peak_memory_stats()
     after_load = torch.cuda.memory_allocated() / 2**30 if torch.cuda.is_available() else None
-    config = TrainConfig(model="x", batch_size=batch, grad_accum=1, max_length=seq, load_in_4bit=four_bit)
+    config = TrainConfig(
+        model="x", batch_size=batch, grad_accum=1, max_length=seq, load_in_4bit=four_bit,
+        shared_prefix=shared_prefix,
+    )  # fmt: skip
     plan = plan_training(config, device_type=lm.device.type, load_in_4bit=four_bit)
     plan.gradient_checkpointing = checkpointing or plan.gradient_checkpointing
     # Texts long enough to be cut: every training sequence is then exactly `seq` tokens.
@@ -217,6 +223,8 @@ def train_steps(
         sync()
         secs = time.perf_counter() - t0
         tokens = sum(int(b["attention_mask"].sum()) for b in batches[warm:])
+        n_prefix = trainer.shared_prefix  # 0: every row run whole
+        tokens_run = tokens - (batch - 1) * n_prefix * len(batches[warm:])
         params = decoder_params(model)
         r = {
             "mode": "train", "weights": "nf4" if four_bit else "bf16", "batch": batch, "seq": seq,
@@ -225,6 +233,7 @@ def train_steps(
             "step_s": secs / (len(batches) - warm),
             "tokens_per_s": tokens / secs, "examples_per_s": (len(batches) - warm) * batch / secs,
             "mfu": 4 * params * tokens / secs / rate, "decoder_params": params,
+            "shared_prefix_tokens": n_prefix, "mfu_tokens_run": 4 * params * tokens_run / secs / rate,
             "peak_gib": peak_gib(), "before_gib": after_load,
         }  # fmt: skip
         print(json.dumps(r), flush=True)
@@ -248,15 +257,20 @@ def training(ckpt: Path, data: str, four_bit: bool, specs: list[str], args, rate
     results = []
     for spec in specs:
         batch, ckpt_on = int(spec.rstrip("c")), spec.endswith("c")
-        prof = out / f"train_{'nf4' if four_bit else 'bf16'}_b{spec}.txt" if args.profile else None
-        try:
-            results.append(train_steps(lm, data, four_bit, batch, args.seq, args.steps, rate, ckpt_on, prof))
-        except Exception as exc:  # noqa: BLE001 - an out-of-memory batch is a result too
-            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-            print(spec, msg, flush=True)
-            results.append({"weights": "nf4" if four_bit else "bf16", "batch": spec, "error": msg})
-            gc.collect()
-            torch.cuda.is_available() and torch.cuda.empty_cache()
+        for shared in {"on": [True], "off": [False], "both": [True, False]}[args.shared_prefix]:
+            name = f"train_{'nf4' if four_bit else 'bf16'}_b{spec}{'' if shared else '_whole'}.txt"
+            prof = out / name if args.profile else None
+            try:
+                results.append(
+                    train_steps(lm, data, four_bit, batch, args.seq, args.steps, rate, ckpt_on, prof, shared)
+                )
+            except Exception as exc:  # noqa: BLE001 - an out-of-memory batch is a result too
+                msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+                print(spec, msg, flush=True)
+                weights = "nf4" if four_bit else "bf16"
+                results.append({"weights": weights, "batch": spec, "shared_prefix": shared, "error": msg})
+                gc.collect()
+                torch.cuda.is_available() and torch.cuda.empty_cache()
     del lm
     return results
 
@@ -281,6 +295,11 @@ def main() -> None:
         "--norms", choices=("native", "fp32"), default="native",
         help="fp32: Gemma 4's fused norms on an fp32 copy of the activation (before gemma_emotion.fused's "
         "NATIVE_DTYPE), to compare",
+    )  # fmt: skip
+    ap.add_argument(
+        "--shared-prefix", choices=("on", "off", "both"), default="on",
+        help="training with the shared prompt prefix run once per batch (on), every row whole (off), or "
+        "both, one after the other on the same load",
     )  # fmt: skip
     ap.add_argument("--tiny", action="store_true", help="a scaled-down shape, to check the script on a CPU")
     args = ap.parse_args()

@@ -7,9 +7,15 @@ constant rate, and the model's own loss over full-vocabulary logits at every pos
 
     python benchmarks/bench_train.py --model embedded --train-size 4000          # a GPU host
     python benchmarks/bench_train.py --train-size 64                             # CPU smoke run
+    python benchmarks/bench_train.py --device cpu --train-size 256 --batch-size 8 --shared-prefix both \
+        --skip-reference                           # the shared prompt prefix on and off, in one process
+    python benchmarks/bench_train.py --device cpu --ab-steps 20  # the same, steps alternated (busy machine)
 
 Prints one table (examples/s, tokens/s, peak GPU memory, final loss) and the ratio ours / reference.
-Timings cover the training loop only (not loading or evaluation). Needs no gradio.
+With `--shared-prefix both` our path runs twice on the same rows, the prompt prefix every row shares run
+once per batch and then every row whole (`--no-shared-prefix`), and the ratio of the two is printed too
+(the loss curves should agree: the computation is the same). Timings cover the training loop only (not
+loading or evaluation). Needs no gradio.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ import argparse
 import gc
 import json
 import math
+import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,6 +47,7 @@ class Result:
     peak_gib: float | None
     final_loss: float | None
     batch: str
+    losses: list[float] = field(default_factory=list)  # our path's logged training losses
 
     @property
     def examples_per_s(self) -> float:
@@ -61,24 +69,28 @@ def _peak_gib() -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
 
 
-def run_ours(args: argparse.Namespace, runs_dir: Path) -> Result:
+def run_ours(args: argparse.Namespace, runs_dir: Path, shared_prefix: bool = True) -> Result:
     from gemma_emotion.config import TrainConfig
-    from gemma_emotion.runfolder import read_record
+    from gemma_emotion.runfolder import LOG_FILE, read_log, read_record
     from gemma_emotion.train import train
 
     config = TrainConfig(
         model=args.model, data=args.data, train_size=args.train_size, epochs=args.epochs,
         max_length=args.max_length, seed=args.seed, test_size=0, batch_size=args.batch_size,
-        grad_accum=args.grad_accum, name="bench",
+        grad_accum=args.grad_accum, name=f"bench-{'shared' if shared_prefix else 'whole'}",
+        shared_prefix=shared_prefix,
     )  # fmt: skip
     _reset_peak()
     info = train(config, runs_dir, progress_bar=args.progress)
     if info.status != "completed":
         raise SystemExit(f"our run ended {info.status}: {info.error}")
     m = info.metrics or {}
-    plan = read_record(info.path)["plan"]
+    record = read_record(info.path)
+    log, _ = read_log(info.path / LOG_FILE)
+    plan = record["plan"]
+    shared = any(note.startswith("shared prefix:") for note in record.get("notes", []))
     return Result(
-        name="ours (TRL SFTTrainer)",
+        name="ours, shared prefix" if shared else "ours, whole rows",
         examples=int(round(info.n_train * args.epochs)),
         tokens=int(m.get("train_tokens") or 0),
         seconds=float(m["train_runtime_s"]),
@@ -87,6 +99,7 @@ def run_ours(args: argparse.Namespace, runs_dir: Path) -> Result:
         batch=f"{plan['batch_size']}x{plan['grad_accum']}"
         + (" 4-bit" if plan["load_in_4bit"] else "")
         + (" bf16" if plan["bf16"] else " fp32"),
+        losses=[r["loss"] for r in log if r.get("kind") == "train"],
     )
 
 
@@ -176,6 +189,82 @@ def run_reference(args: argparse.Namespace) -> Result:
     return result
 
 
+def step_ab(args: argparse.Namespace) -> dict:
+    """Training steps of our trainer with the shared prefix and with whole rows, alternated on the same
+    batches and the same weights: on a machine whose load drifts, the two see the same load.
+
+    Each batch is stepped (forward, backward, optimizer) once each way, in turn; the figure is the ratio
+    of the median step times. The optimizer's updates move the weights between steps, as in training."""
+    import statistics
+
+    from gemma_emotion.config import TrainConfig
+    from gemma_emotion.data import load_split, sample
+    from gemma_emotion.models import load_model
+    from gemma_emotion.plan import plan_training
+    from gemma_emotion.records import fit_text, text_budget
+    from gemma_emotion.trainer import answer_positions_only, build_trainer
+
+    config = TrainConfig(
+        model=args.model, batch_size=args.batch_size, grad_accum=1, max_length=args.max_length
+    )
+    lm = load_model(args.model)
+    plan = plan_training(config, device_type=lm.device.type, bf16_supported=lm.device.type == "cuda")
+    batch = plan.batch_size
+    ds = sample(load_split(args.data, "train"), batch * (args.ab_steps + 2), stratify=True, seed=args.seed)
+    texts = fit_text(list(ds["text"]), lm.tokenizer, text_budget(config, lm.tokenizer))
+    ds = ds.remove_columns("text").add_column("text", texts)
+    trainer = build_trainer(lm, ds, config, plan, Path(tempfile.mkdtemp()))
+    n_prefix = trainer.shared_prefix
+    if not n_prefix:
+        raise SystemExit(f"the shared prefix is off for this model: {trainer.shared_prefix_note}")
+    trainer.create_optimizer_and_scheduler(num_training_steps=2 * args.ab_steps + 4)
+    trainer.current_gradient_accumulation_steps = 1  # set by the Trainer's loop, which this bypasses
+    model = trainer.model
+    model.train()
+    rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
+    # Rows of similar length together, as the trainer's length-grouped sampler batches them.
+    rows.sort(key=lambda r: len(r["input_ids"]))
+    batches = [
+        {k: v.to(lm.device) for k, v in trainer.data_collator(rows[j : j + batch]).items()}
+        for j in range(0, len(rows) - batch + 1, batch)
+    ]
+    order = torch.randperm(len(batches), generator=torch.Generator().manual_seed(args.seed)).tolist()
+    batches = [batches[i] for i in order]
+
+    def step(b: dict, shared: int) -> float:
+        trainer.shared_prefix = shared
+        _sync()
+        t0 = time.perf_counter()
+        trainer.training_step(model, dict(b))
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        _sync()
+        return time.perf_counter() - t0
+
+    times: dict[str, list[float]] = {"shared": [], "whole": []}
+    with answer_positions_only():
+        for i, b in enumerate(batches):
+            first, second = (("shared", n_prefix), ("whole", 0))[:: 1 if i % 2 == 0 else -1]
+            for name, shared in (first, second):
+                seconds = step(b, shared)
+                if i >= 2:  # the first two batches warm up allocators and kernels
+                    times[name].append(seconds)
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    tokens = statistics.mean(int(b["attention_mask"].sum()) for b in batches) / batch
+    result = {
+        "batch": batch, "steps_each": len(times["shared"]), "prefix_tokens": n_prefix,
+        "tokens_per_row": round(tokens, 1), "median_step_s": medians,
+        "examples_per_s": {k: batch / v for k, v in medians.items()},
+        "ratio_shared_over_whole": medians["whole"] / medians["shared"],
+    }  # fmt: skip
+    print(
+        f"alternated steps, batch {batch}, {result['steps_each']} each, {n_prefix} of ~{tokens:.0f} tokens a "
+        f"row shared: median step {medians['shared']:.3f} s shared prefix, {medians['whole']:.3f} s whole "
+        f"rows -> ratio {result['ratio_shared_over_whole']:.2f}x"
+    )
+    return result
+
+
 def _sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -194,12 +283,23 @@ def format_table(results: list[Result]) -> str:
             f"{r.name:<24}{r.batch:>22}{r.examples_per_s:>12.2f}{r.tokens_per_s:>11.0f}{peak:>10}{loss:>12}"
             f"{r.seconds:>9.1f}"
         )
-    if len(results) == 2 and results[1].examples_per_s:
-        ours, ref = results
-        lines.append(
-            f"ratio ours / reference: {ours.examples_per_s / ref.examples_per_s:.2f}x examples/s, "
-            f"{ours.tokens_per_s / ref.tokens_per_s:.2f}x tokens/s"
-        )
+    by_name = {r.name: r for r in results}
+    ref = by_name.get("reference (plain loop)")
+    for ours in results:
+        if ref is not None and ours is not ref and ref.examples_per_s:
+            lines.append(
+                f"ratio {ours.name} / reference: {ours.examples_per_s / ref.examples_per_s:.2f}x examples/s, "
+                f"{ours.tokens_per_s / ref.tokens_per_s:.2f}x tokens/s"
+            )
+    shared, whole = by_name.get("ours, shared prefix"), by_name.get("ours, whole rows")
+    if shared and whole and whole.examples_per_s:
+        # Both count every row's whole tokens, so the two ratios agree; the examples/s one is the figure.
+        ratio = shared.examples_per_s / whole.examples_per_s
+        lines.append(f"ratio shared prefix / whole rows: {ratio:.2f}x examples/s")
+        if shared.losses and len(shared.losses) == len(whole.losses):
+            # Not zero with LoRA dropout on: the prefix's dropout mask is drawn once per batch, not per row.
+            gap = max(abs(a - b) for a, b in zip(shared.losses, whole.losses))
+            lines.append(f"loss curves ({len(shared.losses)} points): largest difference {gap:.2e}")
     return "\n".join(lines)
 
 
@@ -219,9 +319,26 @@ def main(argv: list[str] | None = None) -> int:
         help="rows per forward pass within a reference batch (default: all of them on CUDA, 8 on a CPU)",
     )  # fmt: skip
     p.add_argument("--skip-reference", action="store_true")
+    p.add_argument(
+        "--shared-prefix", choices=("on", "off", "both"), default="on",
+        help="our path with the shared prompt prefix run once per batch (on, the default), every row whole "
+        "(off), or both, one after the other in this process, with their ratio",
+    )  # fmt: skip
+    p.add_argument(
+        "--device", choices=("auto", "cpu"), default="auto",
+        help="cpu: hide any GPU, to measure the CPU path on a GPU host",
+    )  # fmt: skip
+    p.add_argument(
+        "--ab-steps", type=int, default=0,
+        help="instead of whole runs: N training steps with the shared prefix and N with whole rows, "
+        "alternated on the same batches (robust to a machine whose load changes); prints their ratio",
+    )  # fmt: skip
     p.add_argument("--progress", action="store_true", help="show our path's progress bar")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
+    if args.device == "cpu":
+        # Read when CUDA first initialises, which importing torch does not do.
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
     device = (
         torch.cuda.get_device_name(0)
@@ -231,8 +348,16 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"model {args.model}  data {args.data}  rows {args.train_size}  epochs {args.epochs:g}  on {device}"
     )
+    if args.ab_steps:
+        result = step_ab(args)
+        if args.json:
+            Path(args.json).write_text(
+                json.dumps({"device": device, "model": args.model, **result}, indent=2)
+            )
+        return 0
+    modes = {"on": [True], "off": [False], "both": [True, False]}[args.shared_prefix]
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        results = [run_ours(args, Path(tmp))]
+        results = [run_ours(args, Path(tmp), shared) for shared in modes]
     print(format_table(results), file=sys.stderr, flush=True)  # kept should the reference run out of memory
     if not args.skip_reference:
         results.append(run_reference(args))

@@ -19,6 +19,10 @@
 #   bash benchmarks/gpu_session.sh speed3  # one GPU, random weights only (no GGUF upload needed): the E4B
 #                                          # shape with Gemma 4's norms on bf16 and on fp32 copies, score mode
 #                                          # and bf16 LoRA at batches 64 and 128, with profiler tables
+#   bash benchmarks/gpu_session.sh shared  # one GPU, random weights only (no GGUF upload needed): training with the
+#                                          # shared prompt prefix against whole rows, each pair in one process: the
+#                                          # 270M shape on 8,192 rows (batches 128 and 256), the E4B shape in bf16
+#                                          # LoRA at batch 64 and QLoRA at batch 32
 # The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel) and the
 # embedded model's tokenizer files in .gpu/kit (for the random-weight models). Each run has its own runs
 # folder /root/runs-g<GPU>-<NAME>, since the project allows one training at a time per runs folder.
@@ -216,5 +220,16 @@ speed3)  # one GPU: Gemma 4's norms on the bf16 activation (the default) against
             --stages score,lora --lora-batches 64,128 2>&1 | quiet > "$out/e4b-$norms.log"
         grep '"mode"\|Error' "$out/e4b-$norms.log" | tee -a "$log"
     done
+    ;;
+shared)  # one GPU: the shared prompt prefix (the default) against whole rows (--no-shared-prefix), same process
+    CUDA_VISIBLE_DEVICES=0 timeout 420 python3 benchmarks/profile_gpu.py --shape-from "${KIT:-.gpu/kit}" --data "$data" \
+        --out "$out/profile" --stages train --train-variants 128:lean:whole,128:lean,256:lean:whole,256:lean \
+        --train-rows 8192 2>&1 | quiet > "$out/profile.log"
+    grep '"examples_per_s"\|Error' "$out/profile.log" | tee -a "$log"
+    until python3 -c "import bitsandbytes" 2>/dev/null; do sleep 5; done
+    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 540 python3 benchmarks/bench_e4b.py \
+        --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out/e4b" --workdir /root/e4b-work --stages lora,qlora \
+        --lora-batches 64 --qlora-batches 32 --shared-prefix both 2>&1 | quiet > "$out/e4b.log"
+    grep '"mode"\|Error' "$out/e4b.log" | tee -a "$log"
     ;;
 esac

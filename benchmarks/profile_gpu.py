@@ -6,8 +6,9 @@ KIT is a folder with the embedded model's config and tokenizer files (no weights
 with random weights, which run exactly as fast as the real ones, so the profile needs no GGUF upload or
 conversion. Prints (and writes to DIR/profile.json and DIR/*.txt):
 - score mode: examples/s at several batch sizes, the share of encoding, and a torch.profiler table;
-- training: examples/s of our trainer at several batch sizes, with and without the lean loss step, and
-  a torch.profiler table of a few training steps.
+- training: examples/s of our trainer at several batch sizes, with and without the lean loss step, with
+  and without the shared prompt prefix (`--train-variants 128:lean,128:lean:whole`), and a
+  torch.profiler table of a few training steps.
 Speed only: the random model's accuracy means nothing. Needs no gradio.
 """
 
@@ -164,7 +165,13 @@ def profile_score(model_dir: Path, texts: list[str], out: Path, batches: list[in
 
 
 def train_speed(
-    model_dir: Path, data: str, rows: int, batch: int, lean: bool, cudnn_first: bool = False
+    model_dir: Path,
+    data: str,
+    rows: int,
+    batch: int,
+    lean: bool,
+    cudnn_first: bool = False,
+    shared_prefix: bool = True,
 ) -> dict:
     import gemma_emotion.models as models_mod
     import gemma_emotion.trainer as trainer_mod
@@ -177,7 +184,9 @@ def train_speed(
     runs = Path(tempfile.mkdtemp())
     config = TrainConfig(
         model=str(model_dir), data=data, train_size=rows, batch_size=batch, grad_accum=1, test_size=0,
-        name=f"b{batch}-{'lean' if lean else 'trl'}{'-cudnn' if cudnn_first else ''}",
+        name=f"b{batch}-{'lean' if lean else 'trl'}{'-cudnn' if cudnn_first else ''}"
+        f"{'' if shared_prefix else '-whole'}",
+        shared_prefix=shared_prefix,
     )  # fmt: skip
     torch.cuda.is_available() and torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -188,6 +197,8 @@ def train_speed(
         "batch": batch,
         "lean": lean,
         "cudnn_first": cudnn_first,
+        # The lean step alone runs the prefix once per batch; TRL's own loss step runs whole rows.
+        "shared_prefix": shared_prefix and lean,
         "status": info.status,
         "error": info.error,
         "examples_per_s": m.get("train_examples_per_s"),
@@ -253,12 +264,13 @@ def profile_train_steps(model_dir: Path, data: str, out: Path, batch: int) -> No
     print(table(prof, "self_cuda_time_total", 20))
 
 
-def _train_variants(spec: str) -> list[tuple[int, bool, bool]]:
-    """ "128:lean,128:lean:cudnn,32:trl" -> (batch, lean loss, cuDNN attention first) triples."""
+def _train_variants(spec: str) -> list[tuple[int, bool, bool, bool]]:
+    """ "128:lean,128:lean:cudnn,128:lean:whole,32:trl" -> (batch, lean loss, cuDNN attention first,
+    shared prompt prefix) tuples; "whole" runs every row's whole prompt (`--no-shared-prefix`)."""
     out = []
     for item in spec.split(","):
         batch, *flags = item.split(":")
-        out.append((int(batch), "trl" not in flags, "cudnn" in flags))
+        out.append((int(batch), "trl" not in flags, "cudnn" in flags, "whole" not in flags))
     return out
 
 
@@ -287,8 +299,8 @@ def main() -> None:
             profile_train_steps(model_dir, args.data, out, b)
     if "train" in stages:
         result["train"] = [
-            train_speed(model_dir, args.data, args.train_rows, b, lean, cudnn)
-            for b, lean, cudnn in _train_variants(args.train_variants)
+            train_speed(model_dir, args.data, args.train_rows, b, lean, cudnn, shared)
+            for b, lean, cudnn, shared in _train_variants(args.train_variants)
         ]
     (out / "profile.json").write_text(json.dumps(result, indent=2) + "\n")
 

@@ -11,9 +11,11 @@ import re
 import pytest
 import torch
 
+from gemma_emotion.config import TrainConfig
 from gemma_emotion.plan import plan_training
 from gemma_emotion.shared_prefix import common_prefix_length, prefix_length
-from gemma_emotion.train import TrainConfig, answer_positions_only, build_trainer, train
+from gemma_emotion.train import train
+from gemma_emotion.trainer import answer_positions_only, build_trainer
 
 WINDOW = 44  # longer than either tiny template's prefix (36 / 39 tokens), shorter than every row (46+)
 
@@ -191,11 +193,37 @@ def test_a_real_run_has_the_same_loss_curve_with_and_without_the_shared_prefix(
 def test_the_cli_flag_turns_it_off_and_the_default_is_on():
     import argparse
 
-    from gemma_emotion.train import config_from_args, register_cli
+    from gemma_emotion.cli.train import config_from_args, register
+    from gemma_emotion.config import ConfigError
 
     parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers())
+    register(parser.add_subparsers())
     assert config_from_args(parser.parse_args(["train"])).shared_prefix is True
     assert config_from_args(parser.parse_args(["train", "--no-shared-prefix"])).shared_prefix is False
-    with pytest.raises(ValueError, match="shared_prefix"):
+    with pytest.raises(ConfigError, match="shared prefix must be true"):
         TrainConfig(shared_prefix="yes").validate()
+
+
+def test_two_processes_have_the_same_loss_curve_with_and_without_the_shared_prefix(
+    tiny_gemma3, shared_data, tmp_path
+):
+    """Under DDP (torchrun, as `accelerate launch`): the prefix pass runs the module inside DDP, and its
+    gradients must reach the all-reduce with the suffixes' (a lost share would change the updates)."""
+    import subprocess
+    import sys
+
+    curves = {}
+    for flags in ([], ["--no-shared-prefix"]):
+        name = "whole" if flags else "shared"
+        cmd = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "-m", "gemma_emotion", "train", "--model", str(tiny_gemma3), "--data", str(shared_data),
+            "--train-size", "32", "--epochs", "3", "--lr", "2e-2", "--lora-dropout", "0", "--test-size", "0",
+            "--runs-dir", str(tmp_path), "--name", name, *flags,
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        log = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+        curves[name] = [r["loss"] for r in log if r["kind"] == "train"]
+    assert len(curves["shared"]) == 6  # 32 rows, 8 a process, 2 processes: 2 steps an epoch
+    assert curves["shared"] == pytest.approx(curves["whole"], rel=1e-4, abs=1e-5)
