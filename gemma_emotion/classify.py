@@ -1,9 +1,13 @@
 """Classification in two modes, batched, over a loaded model.
 
-- `score`: one forward pass per text gives the probability of each of the six label continuations
-  (the first token of each label right after the model's turn opens), renormalised over the six.
-  Never invalid. The system-prompt prefix is identical for every text, so its key/value cache is
-  computed once per batch and reused; logits are computed at the last position only.
+- `score`: the probability of each label of the label set as the model's answer, renormalised over the
+  set. Never invalid. When every label is one token and no two share it (the six emotions, and most sets
+  of single words), one forward pass per text gives the probability of each label's token right after
+  the model's turn opens, with logits at the last position only. Otherwise each label is scored by its
+  whole answer, its end of turn included (`_sequence_scores`): log P(answer tokens | prompt) summed over
+  its tokens, with the label continuations of every text run as one batch on top of the text's cache.
+  The system-prompt prefix is identical for every text, so its key/value cache is computed once and
+  reused.
 - `generate`: the chat prompt, greedy decoding until the end of the turn, and the answer parsed
   strictly (what the published recipe measured; invalid answers possible).
 
@@ -20,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from gemma_emotion.labels import INVALID, LABELS, SYSTEM_PROMPT, build_messages, parse_answer
+from gemma_emotion.labels import EMOTIONS, INVALID, LabelSet
 from gemma_emotion.models import LoadedModel, attention_kernels
 
 MODES = ("score", "generate")
@@ -30,6 +34,9 @@ PAD_MULTIPLE = 8  # CUDA batches are padded to a multiple of this many tokens
 # A CUDA batch ends where the padded width grows once it holds this many tokens: large enough to keep
 # the matrix units busy, so long texts do not pad hundreds of short ones (`plan_batches`).
 MIN_BATCH_TOKENS = 4096
+# Score mode with whole label answers: the continuation rows of one model call hold at most this many
+# logits (rows x positions x vocabulary), e.g. 256 rows of two positions over Gemma's 262k vocabulary.
+MAX_CONTINUATION_LOGITS = 2**27
 _MARK = "\u2063TEXT\u2063"  # a placeholder that no tokenizer merges with its neighbours
 _CONTENT_FREE = ("N/A", "[MASK]", "...")
 _PROBES = ("i feel fine", "Hello, World! 123", "émoji 😀 text", "\u05e9\u05dc\u05d5\u05dd (rtl)", "a\nb")
@@ -39,7 +46,7 @@ BatchProgress = Callable[[int, int], None]
 
 @dataclass
 class Prediction:
-    """One text's result. `label` is one of the six or "invalid"; `probabilities` only in score mode."""
+    """One text's result. `label` is a label of the set or "invalid"; `probabilities` only in score mode."""
 
     text: str
     label: str
@@ -72,20 +79,32 @@ class _Encoded:
 
 @dataclass
 class Classifier:
-    """Classifies texts with a loaded model; base or fine-tuned chosen per call when an adapter is on."""
+    """Classifies texts with a loaded model; base or fine-tuned chosen per call when an adapter is on.
+
+    `labels` is the label set the model is asked for: by default the loaded adapter's (`lm.labels`: the
+    one it was trained on), else the six emotions. Base and fine-tuned predictions both use it, so a base
+    model is prompted with the same labels its fine-tune learned. `system_prompt` defaults to the set's.
+    """
 
     lm: LoadedModel
-    system_prompt: str = SYSTEM_PROMPT
+    labels: LabelSet | None = None
+    system_prompt: str | None = None
     enable_thinking: bool = False
     # Score mode only: divide by the label probabilities the model gives a content-free text, which
     # removes a base model's bias towards one label (contextual calibration, Zhao et al. 2021).
     calibrate: bool = False
     _prefix_ids: list[int] = field(init=False, default_factory=list)
     _tail_ids: list[int] = field(init=False, default_factory=list)
+    # The distinct first tokens of the labels' answers, and which of them each label starts with.
     _label_ids: list[int] = field(init=False, default_factory=list)
+    _first_index: list[int] = field(init=False, default_factory=list)
+    _scored: list[tuple[int, ...]] = field(init=False, default_factory=list)  # each label's whole answer
+    _one_token: bool = field(init=False, default=True)  # each label is one token of its own: fast path
     _fast_encode: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        self.labels = self.labels or getattr(self.lm, "labels", None) or EMOTIONS
+        self.system_prompt = self.system_prompt or self.labels.system_prompt
         tok = self.lm.tokenizer
         head, tail = self._render(_MARK).split(_MARK)
         self._prefix_ids = tok(head, add_special_tokens=False)["input_ids"]
@@ -95,7 +114,7 @@ class Classifier:
         self._fast_encode = all(
             self._encode_many([p], fast=True)[0].ids == self._encode_slow(p) for p in _PROBES
         )
-        self._label_ids = self._first_label_tokens()
+        self._plan_label_tokens()
 
     # -- public ---------------------------------------------------------------------------------
     def predict(
@@ -174,7 +193,7 @@ class Classifier:
     # -- prompt ---------------------------------------------------------------------------------
     def _render(self, text: str) -> str:
         return self.lm.tokenizer.apply_chat_template(
-            build_messages(text, self.system_prompt),
+            self.labels.build_messages(text, self.system_prompt),
             tokenize=False,
             add_generation_prompt=True,
             enable_thinking=self.enable_thinking,
@@ -205,41 +224,44 @@ class Classifier:
             out.append(_Encoded(full, truncated))
         return out
 
-    def _first_label_tokens(self) -> list[int]:
-        """The first token of each label as the model would write it after the turn opens."""
+    def _plan_label_tokens(self) -> None:
+        """Which tokens each label is scored by, and whether the one-token fast path applies."""
         tok = self.lm.tokenizer
-        base = tok(self._render("x"), add_special_tokens=False)["input_ids"]
-        firsts = []
-        for label in LABELS:
-            ids = tok(self._render("x") + label, add_special_tokens=False)["input_ids"]
-            if ids[: len(base)] != base or len(ids) == len(base):
-                raise ValueError(f"the tokenizer merges the label {label!r} into the prompt")
-            firsts.append(ids[len(base)])
-        if len(set(firsts)) != len(LABELS):
-            raise ValueError("two labels start with the same token; score mode cannot tell them apart")
-        return firsts
+        self._scored = self.labels.scored_ids(
+            tok,
+            self.lm.stop_token_ids,
+            system_prompt=self.system_prompt,
+            enable_thinking=self.enable_thinking,
+        )
+        ends = set(self.lm.stop_token_ids)
+        words = [s[:-1] if s[-1] in ends else s for s in self._scored]  # the label without its end of turn
+        firsts = [s[0] for s in self._scored]
+        self._one_token = all(len(w) == 1 for w in words) and len(set(firsts)) == len(firsts)
+        self._label_ids = list(dict.fromkeys(firsts))
+        self._first_index = [self._label_ids.index(t) for t in firsts]
 
     # -- score mode -----------------------------------------------------------------------------
     def _score_predictions(self, probs: torch.Tensor) -> list[Prediction]:
+        names = self.labels.names
         preds = []
         for row in probs.tolist():
-            best = max(range(len(LABELS)), key=row.__getitem__)
+            best = max(range(len(names)), key=row.__getitem__)
             preds.append(
                 Prediction(
                     text="",
-                    label=LABELS[best],
+                    label=names[best],
                     valid=True,
-                    raw=LABELS[best],
+                    raw=names[best],
                     mode="score",
-                    probabilities={name: float(p) for name, p in zip(LABELS, row)},
-                    lenient=LABELS[best],
+                    probabilities={name: float(p) for name, p in zip(names, row)},
+                    lenient=names[best],
                 )
             )
         return preds
 
     def _label_probs(self, batch: list[_Encoded]) -> torch.Tensor:
-        """The six label probabilities of each prompt, on the model's device."""
-        probs = torch.softmax(self._last_logits(batch).float(), dim=-1)
+        """The label probabilities of each prompt (one column per label of the set), on the model's device."""
+        probs = torch.softmax(self._label_scores(batch).float(), dim=-1)
         if self.calibrate:
             probs = probs / self._content_free_prior()
             probs = probs / probs.sum(-1, keepdim=True)
@@ -249,19 +271,33 @@ class Classifier:
         key = ("prior", self.lm.adapter, self.lm.adapter_active)
         store = self.__dict__.setdefault("_cache_store", {})
         if key not in store:
-            logits = self._last_logits(self._encode_many(_CONTENT_FREE))
-            store[key] = torch.softmax(logits.float(), dim=-1).mean(0)
+            scores = self._label_scores(self._encode_many(_CONTENT_FREE))
+            store[key] = torch.softmax(scores.float(), dim=-1).mean(0)
         return store[key]
 
+    def _label_scores(self, batch: list[_Encoded]) -> torch.Tensor:
+        """Per prompt and label, a score whose softmax over the labels is the label distribution."""
+        if self._one_token:
+            return self._last_logits(batch)
+        return self._sequence_scores(batch)
+
     def _last_logits(self, batch: list[_Encoded]) -> torch.Tensor:
-        """The six label tokens' logits after each prompt, reusing the shared prefix's key/value cache."""
+        """The first label tokens' logits after each prompt, reusing the shared prefix's key/value cache."""
+        return self._prompt_pass(batch)[0]
+
+    def _prompt_pass(
+        self, batch: list[_Encoded], keep_cache: bool = False
+    ) -> tuple[torch.Tensor, _Continuation | None]:
+        """The logits of `_label_ids` after each prompt; with `keep_cache`, also what a continuation of the
+        prompts needs: the cache holding them, their attention mask and their last positions."""
         prefix = self._prefix_ids
         n = len(prefix)
         if all(e.ids[:n] == prefix for e in batch) and n > 0:
             suffixes = [e.ids[n:] for e in batch]
             cache = self._prefix_cache(len(batch))
         else:  # a template that does not keep the prefix intact: no sharing, still correct
-            suffixes, cache, n = [e.ids for e in batch], None, 0
+            suffixes, n = [e.ids for e in batch], 0
+            cache = DynamicCache(config=self.lm.model.config) if keep_cache else None
         input_ids, mask = _left_pad(suffixes, self.lm.tokenizer.pad_token_id, self.lm.device)
         full_mask = torch.cat([torch.ones(len(batch), n, dtype=mask.dtype, device=mask.device), mask], dim=1)
         positions = (full_mask.cumsum(-1) - 1).clamp(min=0)[:, n:]
@@ -274,8 +310,68 @@ class Classifier:
         )
         head = self._label_head()
         if head is None:
-            return self.lm.model(**inputs, logits_to_keep=1).logits[:, -1, self._label_ids]
-        return head(inputs)
+            logits = self.lm.model(**inputs, logits_to_keep=1).logits[:, -1, self._label_ids]
+        else:
+            logits = head(inputs)
+        if not keep_cache:
+            return logits, None
+        return logits, _Continuation(cache, full_mask, positions[:, -1])
+
+    def _sequence_scores(self, batch: list[_Encoded]) -> torch.Tensor:
+        """log P(answer | prompt) of each label's whole answer (its tokens and end of turn), per prompt.
+
+        The prompt runs once per text (on the shared prefix cache); each label's answer then continues
+        from the text's own cache, every (text, label) pair a row of one batched call: the prompt is never
+        recomputed per label. The first token's log-probability is its logit less the log-normaliser of
+        the prompt's last position, which is the same for every label and cancels in the softmax over
+        labels; the later tokens follow different contexts, so they are full log-softmax values.
+        """
+        first, context = self._prompt_pass(batch, keep_cache=True)
+        assert context is not None
+        scores = first.float()[:, self._first_index]  # (texts, labels)
+        steps = max(len(s) for s in self._scored) - 1
+        if steps == 0:
+            return scores
+        pad = self.lm.tokenizer.pad_token_id
+        device = self.lm.device
+        n_labels = len(self._scored)
+        # Right-padded: a shorter answer's pads come after its last real token, so nothing reads them.
+        inputs = torch.tensor(
+            [list(s[:-1]) + [pad] * (steps + 1 - len(s)) for s in self._scored], device=device
+        )
+        targets = torch.tensor(
+            [list(s[1:]) + [-1] * (steps + 1 - len(s)) for s in self._scored], device=device
+        )
+        vocab = self.lm.model.config.get_text_config().vocab_size
+        per_call = max(1, MAX_CONTINUATION_LOGITS // (n_labels * steps * vocab))
+        later = []
+        for start in range(0, len(batch), per_call):
+            rows = torch.arange(start, min(start + per_call, len(batch)), device=device)
+            later.append(self._continue(context, rows, inputs, targets))
+        return scores + torch.cat(later)
+
+    def _continue(
+        self, context: _Continuation, rows: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """Summed log-probabilities of the label answers' later tokens for the prompts `rows`: one row per
+        (prompt, label), each continuing from its prompt's cache."""
+        n_labels, steps = inputs.shape
+        index = rows.repeat_interleave(n_labels)
+        mask = context.mask[index]
+        attention = torch.cat([mask, torch.ones(len(index), steps, dtype=mask.dtype, device=mask.device)], 1)
+        positions = context.last[index, None] + 1 + torch.arange(steps, device=mask.device)
+        logits = self.lm.model(
+            input_ids=inputs.repeat(len(rows), 1),
+            attention_mask=attention,
+            position_ids=positions,
+            cache=_select_rows(context.cache, index),
+            use_cache=True,
+            logits_to_keep=steps,
+        ).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        wanted = targets.repeat(len(rows), 1)
+        picked = logp.gather(-1, wanted.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return picked.masked_fill(wanted < 0, 0.0).sum(-1).view(len(rows), n_labels)
 
     def _label_head(self) -> _LabelHead | None:
         """The six-row LM head, once it has been checked against the model's own logits (else None)."""
@@ -320,7 +416,7 @@ class Classifier:
         preds = []
         for row in out[:, input_ids.shape[1] :]:
             raw = tok.decode(row, skip_special_tokens=True).strip()
-            parsed = parse_answer(raw)
+            parsed = self.labels.parse_answer(raw)
             preds.append(
                 Prediction(
                     text="",
@@ -372,6 +468,28 @@ class _LabelHead:
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits
+
+
+@dataclass
+class _Continuation:
+    """Prompts already run: their cache (one row each), attention mask and last position ids."""
+
+    cache: DynamicCache
+    mask: torch.Tensor
+    last: torch.Tensor
+
+
+def _select_rows(cache: DynamicCache, index: torch.Tensor) -> DynamicCache:
+    """A new cache whose row i is `cache`'s row `index[i]` (rows may repeat); `cache` is left as it is.
+    Layers that store nothing (Gemma 4's KV-shared layers) are shared as they are."""
+    out = copy.copy(cache)
+    out.layers = []
+    for layer in cache.layers:
+        row = copy.copy(layer)
+        if isinstance(getattr(layer, "keys", None), torch.Tensor) and layer.keys.dim() == 4:
+            row.keys, row.values = layer.keys[index], layer.values[index]
+        out.layers.append(row)
+    return out
 
 
 def prefix_cache(model: torch.nn.Module, ids: torch.Tensor) -> DynamicCache:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from gemma_emotion.errors import UserError
 
@@ -193,6 +193,64 @@ class LabelSet:
             "completion": [{"role": "assistant", "content": name}],
         }
 
+    # -- tokens ---------------------------------------------------------------------------------------
+    def answer_ids(
+        self, tokenizer: Any, *, system_prompt: str | None = None, enable_thinking: bool = False
+    ) -> list[list[int]]:
+        """Per label, the token ids the chat template writes after the generation prompt: the label, its
+        end of turn and what follows it. These are the tokens training teaches, so score mode scores them.
+
+        Rendered once with a placeholder text: what follows the prompt does not depend on the text.
+        """
+        messages = self.build_messages("x", system_prompt)
+        prompt = tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking
+        )
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        out = []
+        for name in self.names:
+            full = tokenizer.apply_chat_template(
+                [*messages, {"role": "assistant", "content": name}],
+                tokenize=False,
+                enable_thinking=enable_thinking,
+            )
+            ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+            if ids[: len(prompt_ids)] != prompt_ids:
+                raise LabelSetError(f"the chat template renders the prompt differently once {name!r} follows")
+            out.append(ids[len(prompt_ids) :])
+        return out
+
+    def scored_ids(
+        self,
+        tokenizer: Any,
+        end_ids: Iterable[int],
+        *,
+        system_prompt: str | None = None,
+        enable_thinking: bool = False,
+    ) -> list[tuple[int, ...]]:
+        """Per label, the tokens score mode scores: the answer up to and including its end of turn.
+
+        The end of turn is part of it so that a label whose tokens begin another's ("sad" and "sad" +
+        "ness") still has a probability of its own. Two labels that are the same tokens for this tokenizer
+        (say, both unknown words) could never be told apart: LabelSetError names them.
+        """
+        ends = set(end_ids)
+        out: list[tuple[int, ...]] = []
+        for ids in self.answer_ids(tokenizer, system_prompt=system_prompt, enable_thinking=enable_thinking):
+            end = next((i for i, t in enumerate(ids) if t in ends), None)
+            out.append(tuple(ids if end is None else ids[: end + 1]))
+        seen: dict[tuple[int, ...], str] = {}
+        for name, ids in zip(self.names, out):
+            if not ids or (ends and ids[0] in ends):
+                raise LabelSetError(f"the tokenizer writes nothing for the label {name!r}")
+            if ids in seen:
+                raise LabelSetError(
+                    f"labels {seen[ids]!r} and {name!r} are the same tokens for this model's tokenizer, "
+                    "so no model could tell them apart: rename one"
+                )
+            seen[ids] = name
+        return out
+
     # -- on disk ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"names": list(self.names), "noun": self.noun}
@@ -219,8 +277,8 @@ class LabelSet:
             return EMOTIONS
         try:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except json.JSONDecodeError as exc:
-            raise LabelSetError(f"{path}: not a label set ({exc.msg})") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise LabelSetError(f"{path}: not a label set ({exc})") from exc
 
 
 def _key(name: str) -> str:

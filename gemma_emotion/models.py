@@ -21,6 +21,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from gemma_emotion import paths
 from gemma_emotion.errors import UserError
+from gemma_emotion.labels import EMOTIONS, LabelSet, LabelSetError
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class LoadedModel:
     load_in_4bit: bool = False
     adapter: str | None = None
     stop_token_ids: list[int] = field(default_factory=list)
+    # The label set predictions are asked for: the adapter's own (its labels.json), else the six emotions.
+    labels: LabelSet = EMOTIONS
     # The adapter merged into copies of the layers it changes, for the adapter's current weights.
     _merged: _MergedAdapter | None = field(default=None, init=False, repr=False)
     _merged_in_use: bool = field(default=False, init=False, repr=False)  # inside merged_adapter()
@@ -159,6 +162,7 @@ class LoadedModel:
 
         adapter_dir = str(adapter_dir)
         check_adapter(adapter_dir, self.spec)
+        labels = adapter_labels(adapter_dir)  # read first: a bad file leaves the model as it is
         if isinstance(self.model, PeftModel):
             self.detach_adapter()
         try:
@@ -173,6 +177,7 @@ class LoadedModel:
             raise ModelLoadError(f"adapter {adapter_dir} does not fit model {self.spec.name}: {exc}") from exc
         self.model.eval()
         self.adapter = adapter_dir
+        self.labels = labels
         self._merged = None
 
     def detach_adapter(self) -> None:
@@ -181,6 +186,7 @@ class LoadedModel:
             return
         self.model = self.model.unload()
         self.adapter = None
+        self.labels = EMOTIONS
         self._merged = None
 
 
@@ -522,6 +528,15 @@ def check_adapter(adapter_dir: str, spec: ModelSpec) -> None:
         raise ModelLoadError(f"{cfg}: not valid JSON ({exc})") from exc
     if base and spec.kind == "hub" and base != spec.ref:
         log.warning("adapter %s was trained on %s, not %s", adapter_dir, base, spec.ref)
+
+
+def adapter_labels(adapter_dir: str | os.PathLike) -> LabelSet:
+    """The label set an adapter was trained on (its labels.json); the six emotions for adapters without
+    one, the shipped adapter included."""
+    try:
+        return LabelSet.load(adapter_dir)
+    except (LabelSetError, OSError) as exc:
+        raise ModelLoadError(f"adapter {adapter_dir}: its label set cannot be read ({exc})") from exc
 
 
 def shipped_adapter() -> Path | None:

@@ -76,3 +76,36 @@ def browser():
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+# Label names of the label-set tests that the tiny vocabulary would otherwise read as unknown words.
+LABEL_SET_WORDS = (
+    "negative",
+    "positive",
+    "surprise",
+    "neutral",
+    "very",
+    "happy",
+    "sad",
+    "Very",
+    "Happy",
+    "Sad",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_words3(tmp_path_factory, shared_data) -> Path:
+    """A tiny Gemma 3 whose vocabulary also holds LABEL_SET_WORDS."""
+    from tiny import make_gemma3
+
+    out = tmp_path_factory.mktemp("tiny-gemma3-words")
+    return make_gemma3(out, shared_data / "train.jsonl", extra_words=LABEL_SET_WORDS)
+
+
+@pytest.fixture(scope="session")
+def tiny_words4(tmp_path_factory, shared_data) -> Path:
+    """A tiny Gemma 4 (KV-shared layers) whose vocabulary also holds LABEL_SET_WORDS."""
+    from tiny import make_gemma4
+
+    out = tmp_path_factory.mktemp("tiny-gemma4-words")
+    return make_gemma4(out, shared_data / "train.jsonl", extra_words=LABEL_SET_WORDS)

@@ -23,8 +23,8 @@ GEMMA3_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_
 GEMMA4_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<|turn>", "<turn|>", "<|think|>"]
 
 
-def _words(data_file: Path | None) -> list[str]:
-    words = list(LABELS) + re.findall(r"\w+|[^\w\s]", SYSTEM_PROMPT.lower())
+def _words(data_file: Path | None, extra_words: tuple[str, ...] = ()) -> list[str]:
+    words = list(LABELS) + list(extra_words) + re.findall(r"\w+|[^\w\s]", SYSTEM_PROMPT.lower())
     words += ["user", "model", "system", "i", "feel", "am", "so", "the", "a"]
     if data_file and data_file.is_file():
         counts: collections.Counter = collections.Counter()
@@ -36,10 +36,10 @@ def _words(data_file: Path | None) -> list[str]:
 
 
 def build_tokenizer(
-    specials: list[str], chat_template: str, data_file: Path | None
+    specials: list[str], chat_template: str, data_file: Path | None, extra_words: tuple[str, ...] = ()
 ) -> PreTrainedTokenizerFast:
     vocab = {tok: i for i, tok in enumerate(specials)}
-    for word in _words(data_file):
+    for word in _words(data_file, extra_words):
         if len(vocab) >= VOCAB:
             break
         vocab.setdefault(word, len(vocab))
@@ -85,7 +85,14 @@ def gemma4_text_config(**overrides):
     return Gemma4TextConfig(**kwargs)
 
 
-def make_gemma3(out: Path, data_file: Path | None = None, seed: int = 0, sliding_window: int = 128) -> Path:
+def make_gemma3(
+    out: Path,
+    data_file: Path | None = None,
+    seed: int = 0,
+    sliding_window: int = 128,
+    extra_words: tuple[str, ...] = (),
+) -> Path:
+    """A tiny Gemma 3; `extra_words` join the vocabulary (label names of other label sets, say)."""
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     torch.manual_seed(seed)
@@ -97,7 +104,7 @@ def make_gemma3(out: Path, data_file: Path | None = None, seed: int = 0, sliding
     )  # fmt: skip
     model = Gemma3ForCausalLM(cfg)
     model.save_pretrained(out)
-    build_tokenizer(GEMMA3_SPECIALS, gemma3_template(), data_file).save_pretrained(out)
+    build_tokenizer(GEMMA3_SPECIALS, gemma3_template(), data_file, extra_words).save_pretrained(out)
     return out
 
 
@@ -107,6 +114,7 @@ def make_gemma4(
     multimodal: bool = False,
     seed: int = 0,
     sliding_window: int = 128,
+    extra_words: tuple[str, ...] = (),
 ) -> Path:
     """A text-only Gemma4ForCausalLM, or a Gemma4ForConditionalGeneration with a clippable-linear tower."""
     from transformers import Gemma4Config, Gemma4ForCausalLM, Gemma4ForConditionalGeneration
@@ -126,5 +134,5 @@ def make_gemma4(
     else:
         model = Gemma4ForCausalLM(text)
     model.save_pretrained(out)
-    build_tokenizer(GEMMA4_SPECIALS, gemma4_template(), data_file).save_pretrained(out)
+    build_tokenizer(GEMMA4_SPECIALS, gemma4_template(), data_file, extra_words).save_pretrained(out)
     return out
