@@ -134,6 +134,13 @@ class TrainConfig:
         label="Data",
         info="Hub dataset id, a folder of split files, or a file (train + validation splits)",
     )
+    labels: str | None = option(
+        None,
+        help="the label names, comma-separated, in order (e.g. negative,positive,surprise); default: the "
+        "names in the data's label column, else the six emotions",
+        label="Labels (optional)",
+        info="comma-separated, in order; empty: the names in the data's label column, else the six emotions",
+    )
     train_size: int | None = option(
         None,
         help="train on N rows, a stratified seeded sample (default: all on a GPU, 1,000 on a CPU)",
@@ -275,6 +282,10 @@ class TrainConfig:
                 raise ConfigError("4-bit (QLoRA) training needs a CUDA GPU; none was found")
         if self.name is not None:
             check_name(self.name)
+        if self.labels is not None:
+            from gemma_emotion.labels import LabelSet  # (labels.py imports only errors)
+
+            LabelSet.parse(self.labels)  # a LabelSetError says what is wrong with the names
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -5,6 +5,12 @@ database, `corrections.db`, in the runs directory), how they are edited and undo
 log from which the current view is derived), which examples are worth reviewing (pure functions over
 evaluation predictions), and how corrections leave the app again (JSONL / CSV files, the Hub, or extra
 training rows for a run). No model, no UI and no command-line code here (the commands: `cli/corrections.py`).
+
+Each correction records the label set it was made under (`label_set`: NULL for the six emotions, which
+every correction made before label sets was); its label is a label of that set, its exports write the
+label's name and, for `emotion-jsonl`, its id in that set. A correction is never dropped because another
+label set is in use now: it is listed and counted with its own label, and a run whose set lacks its label
+leaves it out of that run's training (and says so).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any
 
 from gemma_emotion.errors import UserError
 from gemma_emotion.files import atomic_write_bytes, csv_text
-from gemma_emotion.labels import INVALID, LABEL_TO_ID, LABELS, label_id, parse_answer, to_prompt_completion
+from gemma_emotion.labels import EMOTIONS, INVALID, LabelSet
 
 DB_NAME = "corrections.db"
 FORMATS: tuple[str, ...] = ("emotion-jsonl", "chat-jsonl", "csv")
@@ -35,7 +41,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 HUB_FILENAME = "train.jsonl"
 DEFAULT_SOURCE = "live"  # a correction typed in the app, not picked from a report
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: the label_set column (NULL: the six emotions, as every row of version 1)
 _META_FIELDS = ("predicted", "gold", "source", "source_ref", "model", "adapter", "annotator", "probabilities")
 
 _SCHEMA = """
@@ -54,7 +60,8 @@ CREATE TABLE IF NOT EXISTS events (
     adapter TEXT,
     annotator TEXT,
     probabilities TEXT,
-    reverts INTEGER REFERENCES events(id)
+    reverts INTEGER REFERENCES events(id),
+    label_set TEXT
 );
 CREATE INDEX IF NOT EXISTS events_key ON events(key);
 CREATE UNIQUE INDEX IF NOT EXISTS events_reverts ON events(reverts) WHERE reverts IS NOT NULL;
@@ -72,7 +79,8 @@ CREATE TABLE IF NOT EXISTS corrections (
     probabilities TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    n_edits INTEGER NOT NULL
+    n_edits INTEGER NOT NULL,
+    label_set TEXT
 );
 CREATE INDEX IF NOT EXISTS corrections_order ON corrections(created_at, text);
 """
@@ -84,6 +92,15 @@ class CorrectionsError(UserError):
 
 class NoCorrections(CorrectionsError, FileNotFoundError):  # noqa: N818 - a fact about the folder
     """There is no corrections database where one was expected to exist."""
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database of an earlier schema up to date in place; old rows keep their values (a
+    label_set of NULL reads as the six emotions, which every version-1 correction was made under)."""
+    for table in ("events", "corrections"):
+        columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if "label_set" not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN label_set TEXT")
 
 
 @dataclass(frozen=True)
@@ -103,10 +120,16 @@ class Correction:
     updated_at: str
     n_edits: int
     probabilities: dict[str, float] | None = None
+    labels: list[str] | None = None  # the label set it was made under; None: the six emotions
+
+    @property
+    def label_set(self) -> LabelSet:
+        return LabelSet(tuple(self.labels)) if self.labels else EMOTIONS
 
     @property
     def label_id(self) -> int:
-        return LABEL_TO_ID[self.label]
+        """The label's id in the set the correction was made under."""
+        return self.label_set.id_of(self.label)
 
 
 @dataclass(frozen=True)
@@ -128,6 +151,7 @@ class HistoryEvent:
     probabilities: dict[str, float] | None
     reverts: int | None
     undone: bool
+    labels: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -160,24 +184,35 @@ def _clean_text(text: Any) -> str:
     return cleaned
 
 
-def _label_name(value: Any, what: str = "label") -> str:
+def _label_name(value: Any, what: str = "label", labels: LabelSet = EMOTIONS) -> str:
     try:
-        return LABELS[label_id(value)]
+        return labels.name_of(value)
     except ValueError:
-        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(LABELS)}") from None
+        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(labels.names)}") from None
 
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _clean_probabilities(probabilities: Mapping[str, Any] | None) -> dict[str, float] | None:
+def _clean_probabilities(
+    probabilities: Mapping[str, Any] | None, labels: LabelSet = EMOTIONS
+) -> dict[str, float] | None:
     if probabilities is None:
         return None
     out: dict[str, float] = {}
     for name, p in probabilities.items():
-        out[_label_name(name, "probability label")] = float(p)
+        out[_label_name(name, "probability label", labels)] = float(p)
     return out
+
+
+def _set_column(labels: LabelSet) -> str | None:
+    """How a label set is stored: NULL for the six emotions (as in rows made before label sets)."""
+    return None if labels == EMOTIONS else json.dumps(list(labels.names), ensure_ascii=False)
+
+
+def _set_names(value: str | None) -> list[str] | None:
+    return None if value is None else list(json.loads(value))
 
 
 class CorrectionStore:
@@ -260,6 +295,7 @@ class CorrectionStore:
                 # executescript() would COMMIT first; run the DDL one statement at a time in this transaction.
                 for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
                     conn.execute(statement)
+                _migrate(conn)
                 conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -298,6 +334,7 @@ class CorrectionStore:
             elif ev["label"] != state["label"]:
                 state["n_edits"] += 1
             state["label"] = ev["label"]
+            state["label_set"] = ev["label_set"]  # the label's set, always the latest label's own
             state["updated_at"] = ev["at"]
             # An edit that does not repeat the metadata (say, from a list of corrections) keeps the old one.
             for f in _META_FIELDS:
@@ -307,7 +344,7 @@ class CorrectionStore:
             conn.execute("DELETE FROM corrections WHERE key = ?", (key,))
             return
         state["source"] = state["source"] or DEFAULT_SOURCE
-        cols = ("key", "text", "label", *_META_FIELDS, "created_at", "updated_at", "n_edits")
+        cols = ("key", "text", "label", *_META_FIELDS, "created_at", "updated_at", "n_edits", "label_set")
         values = [key, *(state[c] for c in cols[1:])]
         conn.execute(
             f"INSERT OR REPLACE INTO corrections ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
@@ -331,6 +368,7 @@ class CorrectionStore:
             updated_at=row["updated_at"],
             n_edits=row["n_edits"],
             probabilities=None if probs is None else json.loads(probs),
+            labels=_set_names(row["label_set"]),
         )
 
     @staticmethod
@@ -352,6 +390,7 @@ class CorrectionStore:
             probabilities=None if probs is None else json.loads(probs),
             reverts=row["reverts"],
             undone=undone,
+            labels=_set_names(row["label_set"]),
         )
 
     def _get(self, conn: sqlite3.Connection, key: str) -> Correction | None:
@@ -373,27 +412,32 @@ class CorrectionStore:
         adapter: str | None = None,
         annotator: str | None = None,
         probabilities: Mapping[str, float] | None = None,
+        labels: LabelSet | None = None,
     ) -> Correction:
         """Set the label of `text` (surrounding whitespace stripped); returns the text's current correction.
 
+        `label` (a name or an id), `gold` and the probabilities' names are of `labels`, the label set the
+        correction is made under (default: the six emotions); it is recorded with the correction.
         Adding a text that is already corrected is an edit: the latest label wins and the history keeps both.
         Metadata the edit leaves out (None) is kept from earlier; `source` is "live" unless some event says
         otherwise, so editing an evaluation mistake keeps its source and source_ref together.
         """
+        labels = labels or EMOTIONS
         text = _clean_text(text)
-        name = _label_name(label)
-        gold_name = None if gold is None or gold == "" else _label_name(gold, "gold label")
-        probs = _clean_probabilities(probabilities)
+        name = _label_name(label, labels=labels)
+        gold_name = None if gold is None or gold == "" else _label_name(gold, "gold label", labels)
+        probs = _clean_probabilities(probabilities, labels)
         key = _key(text)
         row = (
             self._now(), "set", key, text, name, _opt_str(predicted), gold_name, _opt_str(source),
             _opt_str(source_ref), _opt_str(model), _opt_str(adapter), _opt_str(annotator),
-            None if probs is None else json.dumps(probs, sort_keys=True),
+            None if probs is None else json.dumps(probs, sort_keys=True), _set_column(labels),
         )  # fmt: skip
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO events (at, action, key, text, label, predicted, gold, source, source_ref, "
-                "model, adapter, annotator, probabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "model, adapter, annotator, probabilities, label_set) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             self._rebuild(conn, key)
@@ -485,12 +529,24 @@ class CorrectionStore:
         with self._read() as conn:
             return conn.execute("SELECT COUNT(*) FROM corrections").fetchone()[0]
 
-    def counts_by_label(self) -> dict[str, int]:
-        """Current corrections per label, every label present, in LABELS order."""
+    def counts_by_label(self, labels: LabelSet | None = None) -> dict[str, int]:
+        """Current corrections per label: every label of `labels` (default: the six) in its order, then the
+        labels of corrections made under other sets, which are counted, never hidden."""
+        labels = labels or EMOTIONS
         with self._read() as conn:
             rows = conn.execute("SELECT label, COUNT(*) AS n FROM corrections GROUP BY label").fetchall()
-        found = {r["label"]: r["n"] for r in rows}
-        return {name: found.get(name, 0) for name in LABELS}
+        counts = {name: 0 for name in labels.names}
+        for r in rows:
+            name = labels.name_of(r["label"]) if r["label"] in labels else r["label"]
+            counts[name] = counts.get(name, 0) + r["n"]
+        return counts
+
+    def label_sets(self) -> list[LabelSet]:
+        """The label sets the current corrections were made under, the six emotions first."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT DISTINCT label_set FROM corrections").fetchall()
+        stored = sorted(rows, key=lambda r: (r["label_set"] is not None, r["label_set"] or ""))
+        return [LabelSet(tuple(_set_names(r["label_set"]))) if r["label_set"] else EMOTIONS for r in stored]
 
     def integrity_check(self) -> str:
         """SQLite's own verdict on the file: 'ok' when it is sound."""
@@ -515,6 +571,7 @@ class ReviewItem:
     raw: str | None = None
     valid: bool = True
     corrected: str | None = None  # the label a correction already gives this text
+    labels: list[str] | None = None  # the label set of the prediction; None: the six emotions
 
     @property
     def is_mistake(self) -> bool:
@@ -543,42 +600,45 @@ def _parse_float(value: Any) -> float | None:
     return None if math.isnan(x) else x
 
 
-def _row_probabilities(row: Mapping[str, Any]) -> dict[str, float]:
+def _row_probabilities(row: Mapping[str, Any], labels: LabelSet) -> dict[str, float]:
     probs: dict[str, float] = {}
     nested = row.get("probabilities")
     if isinstance(nested, Mapping):
         for name, p in nested.items():
             x = _parse_float(p)
             if x is not None:
-                probs[_label_name(name, "probability label")] = x
-    for name in LABELS:
+                probs[_label_name(name, "probability label", labels)] = x
+    for name in labels.names:
         x = _parse_float(row.get(f"prob_{name}"))
         if x is not None:
             probs[name] = x
     return probs
 
 
-def _item_from_row(row: Mapping[str, Any], index: int, source: str, source_ref: str | None) -> ReviewItem:
+def _item_from_row(
+    row: Mapping[str, Any], index: int, source: str, source_ref: str | None, labels: LabelSet
+) -> ReviewItem:
     try:
         text = row["text"]
         if not isinstance(text, str) or not text.strip():
             raise ValueError("empty text")
         gold_raw = row.get("gold")
-        gold = None if gold_raw is None or gold_raw == "" else _label_name(gold_raw, "gold label")
-        probs = _row_probabilities(row)
+        gold = None if gold_raw is None or gold_raw == "" else _label_name(gold_raw, "gold label", labels)
+        probs = _row_probabilities(row, labels)
         raw = _opt_str(row.get("raw"))
         predicted = row.get("predicted")
         if predicted is None or predicted == "":
             if raw is not None:
-                predicted = parse_answer(raw).predicted
+                predicted = labels.parse_answer(raw).predicted
             elif probs:
                 predicted = max(probs, key=probs.__getitem__)
             else:
                 predicted = INVALID
-        predicted = str(predicted).strip().lower()
+        predicted = str(predicted).strip()
+        predicted = labels.name_of(predicted) if predicted in labels else predicted.lower()
         valid = _parse_bool(row.get("valid"))
         if valid is None:
-            valid = predicted in LABEL_TO_ID
+            valid = predicted in labels
     except (KeyError, ValueError, TypeError) as e:
         raise ValueError(f"prediction row {index}: {e}") from None
     ref = _opt_str(row.get("source_ref"))
@@ -594,6 +654,7 @@ def _item_from_row(row: Mapping[str, Any], index: int, source: str, source_ref: 
         source_ref=ref,
         raw=raw,
         valid=valid,
+        labels=None if labels == EMOTIONS else list(labels.names),
     )
 
 
@@ -603,22 +664,30 @@ def queue_from_predictions(
     *,
     source: str = "evaluation",
     source_ref: str | None = None,
+    labels: LabelSet | None = None,
 ) -> list[ReviewItem]:
     """Review items from an evaluation's per-example predictions, in their order.
 
-    Rows are dicts as an evaluation writes them (text, gold, predicted, raw, valid, prob_<label>); values
-    may be strings, as csv.DictReader returns them. With only_mistakes, keeps wrong and invalid answers.
-    Each item's source_ref is `<source_ref>#<row index>` (or the row's own source_ref).
+    Rows are dicts as an evaluation writes them (text, gold, predicted, raw, valid, prob_<label>) with the
+    labels of `labels` (the report's set; default the six); values may be strings, as csv.DictReader
+    returns them. With only_mistakes, keeps wrong and invalid answers. Each item's source_ref is
+    `<source_ref>#<row index>` (or the row's own source_ref).
     """
-    items = [_item_from_row(r, i, source, source_ref) for i, r in enumerate(rows)]
+    labels = labels or EMOTIONS
+    items = [_item_from_row(r, i, source, source_ref, labels) for i, r in enumerate(rows)]
     return [it for it in items if it.is_mistake] if only_mistakes else items
 
 
 def queue_from_unlabeled(
-    rows: Iterable[Mapping[str, Any]], *, source: str = "unlabeled", source_ref: str | None = None
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    source: str = "unlabeled",
+    source_ref: str | None = None,
+    labels: LabelSet | None = None,
 ) -> list[ReviewItem]:
     """Review items for texts without a gold label, least confident first (unknown confidence first)."""
-    items = [_item_from_row(r, i, source, source_ref) for i, r in enumerate(rows)]
+    labels = labels or EMOTIONS
+    items = [_item_from_row(r, i, source, source_ref, labels) for i, r in enumerate(rows)]
     return sorted(items, key=lambda it: -1.0 if it.confidence is None else it.confidence)
 
 
@@ -674,16 +743,42 @@ def _jsonl(records: Iterable[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
 
-def render(corrections: CorrectionStore | Sequence[Correction], fmt: str) -> str:
-    """The export text of the current corrections in one of FORMATS, in the store's deterministic order."""
+def render(
+    corrections: CorrectionStore | Sequence[Correction], fmt: str, labels: LabelSet | None = None
+) -> str:
+    """The export text of the current corrections in one of FORMATS, in the store's deterministic order.
+
+    Each correction is written in the terms of the label set it was made under: its label's name, its id
+    in that set (`emotion-jsonl`), that set's prompt (`chat-jsonl`). With `labels`, only the corrections
+    made under that set are written. Ids of different sets mean different labels, so an `emotion-jsonl`
+    export of corrections made under several sets is refused with a message that says what to do.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     rows = corrections.current() if isinstance(corrections, CorrectionStore) else list(corrections)
+    if labels is not None:
+        rows = [c for c in rows if c.label_set == labels]
+    sets = list(dict.fromkeys(c.label_set for c in rows))
     if fmt == "emotion-jsonl":
+        if len(sets) > 1:
+            named = "; ".join(", ".join(s.names) for s in sets)
+            raise CorrectionsError(
+                f"the corrections were made under {len(sets)} label sets ({named}), whose label ids mean "
+                "different labels: export csv or chat-jsonl (they write names), or one label set's"
+            )
         return _jsonl({"text": c.text, "label": c.label_id} for c in rows)
     if fmt == "chat-jsonl":
-        return _jsonl(to_prompt_completion(c.text, c.label) for c in rows)
-    return csv_text(({**dataclasses.asdict(c), "label_id": c.label_id} for c in rows), CSV_COLUMNS)
+        return _jsonl(c.label_set.to_prompt_completion(c.text, c.label) for c in rows)
+    # The label_set column only when a correction was made under another set than the six, so exports of
+    # the six emotions stay as they were.
+    columns = CSV_COLUMNS + (("label_set",) if any(s != EMOTIONS for s in sets) else ())
+    return csv_text(
+        (
+            {**dataclasses.asdict(c), "label_id": c.label_id, "label_set": ",".join(c.label_set.names)}
+            for c in rows
+        ),
+        columns,
+    )
 
 
 def _describe_os_error(e: OSError) -> str:
@@ -700,9 +795,12 @@ def atomic_write(out_path: str | os.PathLike, data: bytes) -> Path:
         raise CorrectionsError(f"cannot write {out_path}: {_describe_os_error(e)}") from e
 
 
-def export(store: CorrectionStore, fmt: str, out_path: str | os.PathLike) -> Path:
-    """Write the current corrections to `out_path` in `fmt` (UTF-8, `\\n` newlines), atomically."""
-    return atomic_write(out_path, render(store, fmt).encode("utf-8"))
+def export(
+    store: CorrectionStore, fmt: str, out_path: str | os.PathLike, labels: LabelSet | None = None
+) -> Path:
+    """Write the current corrections (those made under `labels`, if given) to `out_path` in `fmt`
+    (UTF-8, `\\n` newlines), atomically."""
+    return atomic_write(out_path, render(store, fmt, labels).encode("utf-8"))
 
 
 def push_to_hub(
@@ -747,9 +845,12 @@ def push_to_hub(
 # -- training hook --------------------------------------------------------------------------------------
 
 
-def training_examples(store: CorrectionStore) -> list[dict[str, Any]]:
-    """The current corrections as dair-ai/emotion rows ({"text", "label": int}) for a run's extra data."""
-    return [{"text": c.text, "label": c.label_id} for c in store.current()]
+def training_examples(store: CorrectionStore, labels: LabelSet | None = None) -> list[dict[str, Any]]:
+    """The current corrections whose label is a label of `labels` (default: the six), as rows of ids of
+    that set ({"text", "label": int}) for a run's extra data. A correction's label is matched by name,
+    whatever set it was made under; the others stay in the store, out of this run."""
+    labels = labels or EMOTIONS
+    return [{"text": c.text, "label": labels.id_of(c.label)} for c in store.current() if c.label in labels]
 
 
 def oversample(rows: Sequence[dict[str, Any]], factor: int) -> list[dict[str, Any]]:

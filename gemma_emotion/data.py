@@ -1,8 +1,9 @@
 """Loading labelled (or unlabelled) texts: the Hub dataset, a local folder of splits, or a single file.
 
 Every source becomes a `datasets.Dataset` with a `text` column and an int `label` column (-1 when the
-source has no labels). Rows are validated on the way in, and a bad row is reported with its file and
-line so a user can fix it; sub-sampling is seeded and reproducible.
+source has no labels): ids of a label set, the six emotions unless another set is given (which label
+set a file's names make is `label_set_of`). Rows are validated on the way in, and a bad row is reported
+with its file and line so a user can fix it; sub-sampling is seeded and reproducible.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import datasets
 import numpy as np
 
 from gemma_emotion.errors import UserError
-from gemma_emotion.labels import LABELS, label_id
+from gemma_emotion.labels import EMOTIONS, LabelSet, LabelSetError
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 TEXT_COLUMNS = ("text", "sentence", "content")
@@ -65,14 +66,49 @@ def load_split(
     stratify: bool = False,
     seed: int = 0,
     require_labels: bool = True,
+    labels: LabelSet | None = None,
 ) -> datasets.Dataset:
-    """Load one split as a Dataset of (text, label), validated, optionally sub-sampled to `limit` rows."""
+    """Load one split as a Dataset of (text, label), validated, optionally sub-sampled to `limit` rows.
+
+    Labels (names in any case, or ids) become ids of `labels` (default: the six emotions); values that are
+    not labels of the set are one DataError naming them all."""
+    labels = labels or EMOTIONS
     resolved = resolve_source(source, split)
     if resolved.kind == "hub":
         ds = _load_hub(resolved)
+        if labels != EMOTIONS and len(ds) and max(ds["label"]) >= len(labels):
+            raise DataError(f"{resolved.ref}: its label ids go past the {len(labels)} labels of the set")
     else:
-        ds = datasets.Dataset.from_dict(_read_file(Path(resolved.ref), require_labels))
+        rows, first_line = _read_rows(Path(resolved.ref))
+        ds = datasets.Dataset.from_dict(
+            _validate(Path(resolved.ref), rows, first_line, require_labels, labels)
+        )
     return sample(ds, limit, stratify=stratify, seed=seed)
+
+
+def label_set_of(source: str | Path, split: str = "train") -> LabelSet | None:
+    """The label set a file's label names make, in first-seen order; None when its labels are ids (or it
+    is a Hub dataset), which mean the six emotions. Names that are all emotions give the six in their
+    usual order, so a file of emotion names trains exactly what the ids would."""
+    resolved = resolve_source(source, split)
+    if resolved.kind == "hub":
+        return None
+    path = Path(resolved.ref)
+    rows, _ = _read_rows(path)
+    columns = rows[0][1].keys() if rows and isinstance(rows[0][1], dict) else []
+    label_col = next((c for c in LABEL_COLUMNS if c in columns), None)
+    if label_col is None:
+        return None
+    values = [item.get(label_col) for _, item in rows if isinstance(item, dict)]
+    named = [v for v in values if isinstance(v, str) and v.strip() and not v.strip().isdigit()]
+    if not named:
+        return None
+    if all(v in EMOTIONS for v in named):
+        return EMOTIONS
+    try:
+        return LabelSet.from_data(named)
+    except LabelSetError as exc:
+        raise DataError(f"{path}: its labels do not make a label set: {exc}") from exc
 
 
 def sample(
@@ -111,9 +147,9 @@ def fingerprint(ds: datasets.Dataset) -> str:
     return h.hexdigest()[:16]
 
 
-def label_counts(ds: datasets.Dataset) -> dict[str, int]:
-    counts = np.bincount([x for x in ds["label"] if x >= 0], minlength=len(LABELS))
-    return {name: int(n) for name, n in zip(LABELS, counts)}
+def label_counts(ds: datasets.Dataset, labels: LabelSet = EMOTIONS) -> dict[str, int]:
+    counts = np.bincount([x for x in ds["label"] if x >= 0], minlength=len(labels))
+    return {name: int(n) for name, n in zip(labels.names, counts)}
 
 
 def _load_hub(src: DataSource) -> datasets.Dataset:
@@ -138,7 +174,8 @@ def _pick(columns: list[str], wanted: tuple[str, ...], where: str, what: str) ->
     raise DataError(f"{where}: no {what} column (looked for {', '.join(wanted)}; found {', '.join(columns)})")
 
 
-def _read_file(path: Path, require_labels: bool) -> dict[str, list]:
+def _read_rows(path: Path) -> tuple[list[tuple[int, dict]], int]:
+    """The file's rows (offset, item) and the line number of its first row (0: rows are not lines)."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         rows = _parquet_rows(path)
@@ -156,7 +193,7 @@ def _read_file(path: Path, require_labels: bool) -> dict[str, list]:
             rows, first_line = _csv_rows(path, content, "\t" if suffix == ".tsv" else None), 2
         else:
             rows, first_line = _json_rows(path, content), 1
-    return _validate(path, rows, first_line, require_labels)
+    return rows, first_line
 
 
 def _json_rows(path: Path, content: str) -> list[tuple[int, dict]]:
@@ -206,10 +243,14 @@ def _parquet_rows(path: Path) -> list[tuple[int, dict]]:
     return list(enumerate(table.to_pylist()))
 
 
-def _validate(path: Path, rows: list[tuple[int, dict]], first_line: int, require_labels: bool) -> dict:
+def _validate(
+    path: Path, rows: list[tuple[int, dict]], first_line: int, require_labels: bool, labels: LabelSet
+) -> dict:
     if not rows:
         raise DataError(f"{path}: no rows")
-    texts, labels = [], []
+    texts, ids = [], []
+    unknown: dict[str, None] = {}  # every name that is not a label, so one message lists them all
+    first_unknown = ""
     columns = rows[0][1].keys() if isinstance(rows[0][1], dict) else []
     text_col = _pick(list(columns), TEXT_COLUMNS, str(path), "text")
     label_col = next((c for c in LABEL_COLUMNS if c in columns), None)
@@ -229,10 +270,18 @@ def _validate(path: Path, rows: list[tuple[int, dict]], first_line: int, require
         if value is None or value == "":
             if require_labels:
                 raise DataError(f"{where}: missing label")
-            labels.append(NO_LABEL)
+            ids.append(NO_LABEL)
             continue
         try:
-            labels.append(label_id(value))
-        except ValueError as exc:
+            ids.append(labels.id_of(value))
+        except LabelSetError as exc:
+            if isinstance(value, str) and not value.strip().isdigit():
+                first_unknown = first_unknown or f"{where}: {exc}"
+                unknown.setdefault(value.strip(), None)
+                ids.append(NO_LABEL)
+                continue
             raise DataError(f"{where}: {exc}") from exc
-    return {"text": texts, "label": labels}
+    if unknown:
+        more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+        raise DataError(f"{first_unknown} (labels not in the set: {', '.join(list(unknown)[:20])}{more})")
+    return {"text": texts, "label": ids}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gemma_emotion.labels import LABELS, to_prompt_completion
+from gemma_emotion.labels import EMOTIONS, LabelSet, LabelSetError
 
 if TYPE_CHECKING:
     import datasets
@@ -31,22 +31,24 @@ def fit_text(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_tokens: i
     return [tokenizer.decode(i[:max_tokens]) if len(i) > max_tokens else t for t, i in zip(stripped, ids)]
 
 
-def prompt_overhead(tokenizer: PreTrainedTokenizerBase) -> int:
+def prompt_overhead(tokenizer: PreTrainedTokenizerBase, label_set: LabelSet = EMOTIONS) -> int:
     """Tokens of a training sequence that are not the text: template, system prompt, longest answer."""
     longest = 0
-    for label in LABELS:
-        record = to_prompt_completion("x", label)
+    for label in label_set.names:
+        record = label_set.to_prompt_completion("x", label)
         ids = tokenizer.apply_chat_template(record["prompt"] + record["completion"], tokenize=True)
         ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
         longest = max(longest, len(ids) - 1)
     return longest
 
 
-def text_budget(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> int:
+def text_budget(
+    config: TrainConfig, tokenizer: PreTrainedTokenizerBase, label_set: LabelSet = EMOTIONS
+) -> int:
     """Text tokens that fit max_length, so the answer is never cut off."""
     from gemma_emotion.classify import MAX_TEXT_TOKENS
 
-    overhead = prompt_overhead(tokenizer)
+    overhead = prompt_overhead(tokenizer, label_set)
     budget = min(MAX_TEXT_TOKENS, config.max_length - overhead)
     if budget < 4:
         raise ValueError(
@@ -55,13 +57,13 @@ def text_budget(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> int:
     return budget
 
 
-def training_records(texts: list[str], labels: list[int]) -> datasets.Dataset:
+def training_records(texts: list[str], labels: list[int], label_set: LabelSet = EMOTIONS) -> datasets.Dataset:
     """Prompt/completion chat records: only the answer and its end-of-turn token are trained."""
     import datasets
 
     rows = []
     for text, label in zip(texts, labels):
-        record = to_prompt_completion(text, label)
+        record = label_set.to_prompt_completion(text, label)
         # The classifier renders prompts with thinking off; the trainer must render the same tokens.
         record["chat_template_kwargs"] = {"enable_thinking": False}
         rows.append(record)
@@ -69,24 +71,16 @@ def training_records(texts: list[str], labels: list[int]) -> datasets.Dataset:
 
 
 def answer_ids(classifier: Classifier) -> list[list[int]]:
-    """Per label, the tokens the chat template writes after the prompt: the label and its end-of-turn."""
-    tok = classifier.lm.tokenizer
-    prompt = tok(classifier._render("x"), add_special_tokens=False)["input_ids"]
-    out = []
-    for label in LABELS:
-        record = to_prompt_completion("x", label, classifier.system_prompt)
-        full = tok.apply_chat_template(
-            record["prompt"] + record["completion"],
-            tokenize=False,
+    """Per label of the classifier's set, the tokens the chat template writes after the prompt: the label
+    and its end-of-turn."""
+    try:
+        return classifier.labels.answer_ids(
+            classifier.lm.tokenizer,
+            system_prompt=classifier.system_prompt,
             enable_thinking=classifier.enable_thinking,
         )
-        ids = tok(full, add_special_tokens=False)["input_ids"]
-        if ids[: len(prompt)] != prompt:
-            raise TokenisationError(
-                f"the chat template renders the prompt differently once {label!r} follows"
-            )
-        out.append(ids[len(prompt) :])
-    return out
+    except LabelSetError as exc:
+        raise TokenisationError(str(exc)) from exc
 
 
 def tokenised_records(texts: list[str], labels: list[int], classifier: Classifier) -> datasets.Dataset:
@@ -145,8 +139,8 @@ def verify_tokenisation(
         if end is None:
             raise TokenisationError(f"example {i}: the completion has no end-of-turn token ({completion})")
         answer, rest = tok.decode(completion[:end]).strip(), tok.decode(completion[end + 1 :]).strip()
-        if answer != LABELS[labels[i]] or rest:
+        name = classifier.labels.names[labels[i]]
+        if answer != name or rest:
             raise TokenisationError(
-                f"example {i}: trained on {tok.decode(completion)!r}, "
-                f"expected {LABELS[labels[i]]!r} + end of turn"
+                f"example {i}: trained on {tok.decode(completion)!r}, expected {name!r} + end of turn"
             )

@@ -1,7 +1,8 @@
 """One training run, top to bottom: config → data → trainer → log.jsonl, adapter, reports.
 
 `run_training(run_dir)` trains the config recorded in a run folder and records everything there: it loads
-the rows (`train_data`), the model and the device plan (`plan`), builds the trainer (`trainer`), streams the
+the rows with the run's label set (`train_data`; the set is recorded in run.json and saved as labels.json
+beside the adapter), the model and the device plan (`plan`), builds the trainer (`trainer`), streams the
 loss to log.jsonl through the callback below while honouring stop requests (`stopping`), saves the adapter,
 and evaluates base against fine-tuned with the one loaded model (adapter switched off and on). It is the
 body of the training process that `runs.Runner` starts; `train(config)` runs one in the foreground (the
@@ -31,7 +32,7 @@ from gemma_emotion import paths
 from gemma_emotion.config import TrainConfig
 from gemma_emotion.distributed import FollowerRun, any_rank, is_main_process, share_run_dir, world_size
 from gemma_emotion.errors import UserError
-from gemma_emotion.labels import LABELS
+from gemma_emotion.labels import EMOTIONS, LabelSet
 from gemma_emotion.plan import choose_4bit, estimate_parameters, plan_training
 from gemma_emotion.records import TokenisationError, fit_text, text_budget, verify_tokenisation
 from gemma_emotion.runfolder import (
@@ -45,7 +46,7 @@ from gemma_emotion.runfolder import (
 )
 from gemma_emotion.runs import RunInfo, Runner, RunRegistry, process_start_time
 from gemma_emotion.stopping import StopRequested, StopSignal
-from gemma_emotion.train_data import prepare_data
+from gemma_emotion.train_data import prepare_data, run_labels
 from gemma_emotion.trainer import answer_positions_only, build_trainer, total_steps
 
 if TYPE_CHECKING:
@@ -141,7 +142,9 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
 
     fault_step = parse_fault(os.environ.get(ENV_FAULT))
     device = pick_device()
-    data = prepare_data(config, run.dir.parent)
+    labels = run_labels(config)
+    run.update(labels=list(labels.names))
+    data = prepare_data(config, run.dir.parent, labels)
     stop.check()
 
     gpu_gb = torch.cuda.get_device_properties(device).total_memory / 1e9 if device.type == "cuda" else None
@@ -164,7 +167,7 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
     if note:
         plan.notes.insert(0, note)
 
-    budget = text_budget(config, lm.tokenizer)
+    budget = text_budget(config, lm.tokenizer, labels)
     # Not Dataset.map: its fingerprint would pickle the tokenizer (seconds to tens of seconds).
     fitted = fit_text(list(data.train["text"]), lm.tokenizer, budget)
     train = data.train.remove_columns("text").add_column("text", fitted)
@@ -174,14 +177,14 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
         n_train=len(train),
         n_corrections=data.n_corrections,
         data_fingerprint=fingerprint(data.train),
-        label_counts=label_counts(train),
+        label_counts=label_counts(train, labels),
         notes=data.notes + plan.notes,
         plan=dataclasses.asdict(plan),
         total_steps=total_steps(len(train), plan, config.epochs, world_size()),
         world_size=world_size(),
     )
 
-    classifier = Classifier(lm)
+    classifier = Classifier(lm, labels)
     eval_batch = plan.batch_size * 4
     callback = make_callback(
         run.dir / LOG_FILE,
@@ -207,7 +210,7 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
         result = trainer.train()
     if not is_main_process():
         return  # the main process saves the adapter and evaluates
-    adapter_dir = _save_adapter(trainer.model, run.dir)
+    adapter_dir = _save_adapter(trainer.model, run.dir, labels)
     metrics = {
         "train_loss": round(result.training_loss, 6),
         "final_loss": callback.last_loss,
@@ -228,7 +231,7 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
     gc.collect()
     if lm.device.type == "cuda":
         torch.cuda.empty_cache()
-    lm.model, lm.adapter = model, str(adapter_dir)
+    lm.model, lm.adapter, lm.labels = model, str(adapter_dir), labels
     model.eval()
     run.update(phase="evaluating", metrics=metrics)
     if data.test is not None:
@@ -244,7 +247,7 @@ def _evaluate_both(
     from gemma_emotion.data import fingerprint
     from gemma_emotion.evaluate import evaluate, write_report
 
-    classifier = Classifier(lm)
+    classifier = Classifier(lm)  # the adapter's label set: base and fine-tuned are asked the same
     meta = {"data": config.data, "split": "test", "test_fingerprint": fingerprint(test), "run": run.dir.name}
     modes = ("score", "generate") if config.eval_generate else ("score",)
     summary: dict = {"n_test": len(test)}
@@ -266,12 +269,14 @@ def _evaluate_both(
     return summary
 
 
-def _save_adapter(model: Any, run_dir: Path) -> Path:
-    """Save the LoRA adapter; written beside and renamed, so a crash never leaves half an adapter."""
+def _save_adapter(model: Any, run_dir: Path, labels: LabelSet = EMOTIONS) -> Path:
+    """Save the LoRA adapter with its label set (labels.json); written beside and renamed, so a crash
+    never leaves half an adapter."""
     final = run_dir / ADAPTER_DIR
     tmp = run_dir / (ADAPTER_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))
+    labels.save(tmp)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return final
@@ -327,7 +332,8 @@ def _score_accuracy(classifier: Classifier, ds: datasets.Dataset, batch_size: in
         classifier.invalidate_cache()
         if was_training:
             model.train()
-    return round(sum(p.label == LABELS[g] for p, g in zip(preds, ds["label"])) / max(1, len(preds)), 4)
+    names = classifier.labels.names
+    return round(sum(p.label == names[g] for p, g in zip(preds, ds["label"])) / max(1, len(preds)), 4)
 
 
 def parse_fault(value: str | None) -> int | None:

@@ -1,8 +1,10 @@
 """A run's rows: the training sample, balanced labels, the corrections folded in, validation and test slices.
 
-`prepare_data(config, runs_dir)` loads the splits the config names (one file is split so that the test
-rows are never trained on), samples them with the config's seed, repeats the rarer labels' rows when
-asked, and adds the corrections store's examples (a corrected text leaves the test rows).
+`run_labels(config)` is the run's label set: the names the config gives, else the names in the training
+data's label column, else the six emotions. `prepare_data(config, runs_dir, labels)` loads the splits the
+config names as label ids of that set (one file is split so that the test rows are never trained on),
+samples them with the config's seed, repeats the rarer labels' rows when asked, and adds the corrections
+store's examples whose labels the set has (a corrected text leaves the test rows).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gemma_emotion.config import ConfigError, TrainConfig
-from gemma_emotion.labels import LABELS
+from gemma_emotion.labels import EMOTIONS, LabelSet
 
 if TYPE_CHECKING:
     import datasets
@@ -30,14 +32,36 @@ class TrainData:
     notes: list[str] = field(default_factory=list)
 
 
-def prepare_data(config: TrainConfig, runs_dir: str | os.PathLike) -> TrainData:
-    """Load and sample the splits, and fold in the corrections when the config asks for them."""
+def run_labels(config: TrainConfig) -> LabelSet:
+    """The run's label set: the names given, else those the training data's labels make, else the six."""
+    if config.labels:
+        return LabelSet.parse(config.labels)
+    from gemma_emotion.data import DataError, label_set_of
+
+    try:
+        return label_set_of(config.data, "train") or EMOTIONS
+    except DataError:
+        return EMOTIONS  # no train split to read names from: loading the data says why
+
+
+def describe_labels(config: TrainConfig) -> str:
+    """One line saying which labels a run trains and where they come from (shown before training)."""
+    labels = run_labels(config)
+    if config.labels:
+        origin = "given"
+    else:
+        origin = "the default six" if labels == EMOTIONS else f"read from {config.data}"
+    return f"labels ({len(labels)}, {origin}): {', '.join(labels.names)}"
+
+
+def prepare_data(config: TrainConfig, runs_dir: str | os.PathLike, labels: LabelSet = EMOTIONS) -> TrainData:
+    """Load and sample the splits (label ids of `labels`), and fold in the corrections when asked."""
     import datasets
 
     from gemma_emotion.data import DataError, load_split, resolve_source, sample
 
     notes: list[str] = []
-    full = load_split(config.data, "train")
+    full = load_split(config.data, "train", labels=labels)
     validation = test = None
     try:
         same_file = resolve_source(config.data, "train") == resolve_source(config.data, "test")
@@ -52,8 +76,8 @@ def prepare_data(config: TrainConfig, runs_dir: str | os.PathLike) -> TrainData:
         validation = test = order
         notes.append(f"{config.data} is one file: {held} rows held out for evaluation")
     else:
-        validation = _optional_split(config.data, "validation")
-        test = _optional_split(config.data, "test")
+        validation = _optional_split(config.data, "validation", labels)
+        test = _optional_split(config.data, "test", labels)
         if test is None and validation is not None:
             test = validation
             notes.append("no test split: the validation split is used for the final evaluation")
@@ -64,12 +88,12 @@ def prepare_data(config: TrainConfig, runs_dir: str | os.PathLike) -> TrainData:
         before = len(train)
         train = balanced(train, config.seed)
         notes.append(
-            f"labels balanced: {before} rows became {len(train)} ({len(train) // len(LABELS)} a label)"
+            f"labels balanced: {before} rows became {len(train)} ({len(train) // len(labels)} a label)"
         )
 
     n_corrections = 0
     if config.use_corrections:
-        rows = _correction_rows(runs_dir, notes)
+        rows = _correction_rows(runs_dir, notes, labels)
         n_corrections = len(rows)
         if rows:
             from gemma_emotion.corrections import oversample
@@ -124,17 +148,17 @@ def _is_single_file(source: str) -> bool:
     return Path(source).expanduser().is_file()
 
 
-def _optional_split(source: str, split: str) -> datasets.Dataset | None:
+def _optional_split(source: str, split: str, labels: LabelSet) -> datasets.Dataset | None:
     from gemma_emotion.data import DataError, load_split, resolve_source
 
     try:
         resolve_source(source, split)
     except DataError:
         return None
-    return load_split(source, split)
+    return load_split(source, split, labels=labels)
 
 
-def _correction_rows(runs_dir: str | os.PathLike, notes: list[str]) -> list[dict]:
+def _correction_rows(runs_dir: str | os.PathLike, notes: list[str], labels: LabelSet) -> list[dict]:
     from gemma_emotion.corrections import CorrectionStore, training_examples
 
     try:
@@ -142,4 +166,8 @@ def _correction_rows(runs_dir: str | os.PathLike, notes: list[str]) -> list[dict
     except FileNotFoundError:
         notes.append(f"no corrections database in {runs_dir}: trained without corrections")
         return []
-    return training_examples(store)
+    rows = training_examples(store, labels)
+    left_out = store.count() - len(rows)
+    if left_out:
+        notes.append(f"{left_out} corrections left out: their labels are not in this run's label set")
+    return rows

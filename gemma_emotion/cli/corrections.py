@@ -9,7 +9,7 @@ import sys
 from gemma_emotion.cli.common import add_runs_dir_arg, runs_dir_of
 from gemma_emotion.corrections import FORMATS, CorrectionStore, export, push_to_hub, render
 from gemma_emotion.errors import UserError
-from gemma_emotion.labels import LABELS
+from gemma_emotion.labels import LabelSet
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,9 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_runs_dir_arg(p, "runs directory holding corrections.db")
     p.add_argument("--push-to-hub", metavar="REPO", help="also upload the emotion-jsonl export as a dataset")
     p.add_argument("--public", action="store_true", help="create the Hub dataset public (default private)")
+    p.add_argument(
+        "--labels", default=None, help="export only the corrections made under this label set (a,b,c)"
+    )
     p.set_defaults(func=cmd_export)
     c = sub.add_parser("corrections", help="count the corrections by label")
     add_runs_dir_arg(c, "runs directory holding corrections.db")
+    c.add_argument("--labels", default=None, help="list these labels first (a,b,c; default: the six)")
     c.set_defaults(func=cmd_corrections)
 
 
@@ -42,11 +46,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         fmt = getattr(args, "format", "emotion-jsonl")
         out = getattr(args, "out", None)
         repo = getattr(args, "push_to_hub", None)
+        labels = LabelSet.parse(args.labels) if getattr(args, "labels", None) else None
         if out and out != "-":
-            path = export(store, fmt, out)
+            path = export(store, fmt, out, labels)
             print(f"wrote {store.count()} corrections to {path}", file=sys.stderr)
         elif not repo:
-            sys.stdout.buffer.write(render(store, fmt).encode("utf-8"))
+            sys.stdout.buffer.write(render(store, fmt, labels).encode("utf-8"))
             sys.stdout.flush()
         if repo:
             url = push_to_hub(store, repo, private=not getattr(args, "public", False))
@@ -64,10 +69,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_corrections(args: argparse.Namespace) -> int:
     """`corrections`: the number of current corrections per label."""
     try:
-        counts = _store(args).counts_by_label()
+        labels = LabelSet.parse(args.labels) if getattr(args, "labels", None) else None
+        counts = _store(args).counts_by_label(labels)
     except UserError as e:
         return _fail(str(e))
-    width = max(len(name) for name in (*LABELS, "total"))
+    width = max(len(name) for name in (*counts, "total"))
     for name, n in counts.items():
         print(f"{name:<{width}}  {n}")
     print(f"{'total':<{width}}  {sum(counts.values())}")
