@@ -90,8 +90,10 @@ class LoadedModel:
     load_in_4bit: bool = False
     adapter: str | None = None
     stop_token_ids: list[int] = field(default_factory=list)
-    # The label set predictions are asked for: the adapter's own (its labels.json), else the six emotions.
+    # The label set predictions are asked for: the adapter's own (its labels.json), else the model
+    # folder's (a merged fine-tune's labels.json), else the six emotions.
     labels: LabelSet = EMOTIONS
+    base_labels: LabelSet = EMOTIONS  # what `labels` goes back to without an adapter
     # The adapter merged into copies of the layers it changes, for the adapter's current weights.
     _merged: _MergedAdapter | None = field(default=None, init=False, repr=False)
     _merged_in_use: bool = field(default=False, init=False, repr=False)  # inside merged_adapter()
@@ -186,7 +188,7 @@ class LoadedModel:
             return
         self.model = self.model.unload()
         self.adapter = None
-        self.labels = EMOTIONS
+        self.labels = self.base_labels
         self._merged = None
 
 
@@ -390,7 +392,10 @@ def load_model(
         fuse_rms_norms(model)
 
     tokenizer = load_tokenizer(source, gguf_file)
+    labels = adapter_labels(resolved.ref) if resolved.kind == "folder" else EMOTIONS
     loaded = LoadedModel(
+        labels=labels,
+        base_labels=labels,
         model=model,
         tokenizer=tokenizer,
         spec=resolved,
@@ -530,13 +535,13 @@ def check_adapter(adapter_dir: str, spec: ModelSpec) -> None:
         log.warning("adapter %s was trained on %s, not %s", adapter_dir, base, spec.ref)
 
 
-def adapter_labels(adapter_dir: str | os.PathLike) -> LabelSet:
-    """The label set an adapter was trained on (its labels.json); the six emotions for adapters without
-    one, the shipped adapter included."""
+def adapter_labels(folder: str | os.PathLike) -> LabelSet:
+    """The label set an adapter (or a merged fine-tune's folder) was trained on, from its labels.json; the
+    six emotions for folders without one, the shipped adapter included."""
     try:
-        return LabelSet.load(adapter_dir)
+        return LabelSet.load(folder)
     except (LabelSetError, OSError) as exc:
-        raise ModelLoadError(f"adapter {adapter_dir}: its label set cannot be read ({exc})") from exc
+        raise ModelLoadError(f"{folder}: its label set cannot be read ({exc})") from exc
 
 
 def shipped_adapter() -> Path | None:

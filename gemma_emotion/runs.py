@@ -447,6 +447,7 @@ def merge_adapter(
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out)
     lm.tokenizer.save_pretrained(out)
+    lm.labels.save(out)  # the merged model answers with the adapter's labels; loading it restores them
     return out
 
 

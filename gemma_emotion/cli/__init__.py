@@ -16,7 +16,7 @@ import warnings
 
 from gemma_emotion.cli import classify, corrections, runs, settings, train
 from gemma_emotion.errors import UserError
-from gemma_emotion.labels import LABELS
+from gemma_emotion.labels import EMOTIONS
 
 __all__ = ["EXIT_USER_ERROR", "UserError", "build_parser", "main"]
 
@@ -28,7 +28,9 @@ COMMAND_GROUPS = (classify, train, runs, corrections, settings)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gemma-emotion",
-        description="Teach a Gemma model to label text with one of six emotions: " + ", ".join(LABELS),
+        description="Teach a Gemma model to label text with one of six emotions ("
+        + ", ".join(EMOTIONS.names)
+        + ") or with labels of your own (train --labels).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -7,9 +7,15 @@ import json
 import sys
 
 from gemma_emotion import paths
-from gemma_emotion.cli.common import add_calibrate_arg, add_data_args, add_model_args, load_for_cli
+from gemma_emotion.cli.common import (
+    add_calibrate_arg,
+    add_data_args,
+    add_labels_arg,
+    add_model_args,
+    cli_labels,
+    load_for_cli,
+)
 from gemma_emotion.errors import UserError
-from gemma_emotion.labels import LABELS
 
 MODES = ("score", "generate")
 
@@ -21,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--mode",
         choices=MODES,
         default="score",
-        help="score: six probabilities from one forward pass; generate: the model writes the label",
+        help="score: a probability per label; generate: the model writes the label",
     )
+    add_labels_arg(p)
     p.add_argument(
         "--thinking",
         action=argparse.BooleanOptionalAction,
@@ -41,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=MODES, default="score")
     p.add_argument("--batch-size", type=int, default=None, help="default: 512 on a GPU, 16 on a CPU")
     p.add_argument("--out", default="out/eval", help="report folder (default: out/eval)")
+    add_labels_arg(p)
     add_calibrate_arg(p)
     p.set_defaults(func=cmd_eval)
 
@@ -51,19 +59,21 @@ def cmd_classify(args: argparse.Namespace) -> int:
     text = args.text if args.text != "-" else sys.stdin.read()
     if not text.strip():
         raise UserError("empty text: give a sentence to classify")
+    labels = cli_labels(args)
     lm = load_for_cli(args)
-    clf = Classifier(lm, enable_thinking=args.thinking, calibrate=args.calibrate)
+    clf = Classifier(lm, labels, enable_thinking=args.thinking, calibrate=args.calibrate)
     clf.classify(text, args.mode)  # warm-up, so latency_ms is the steady-state figure
     pred = clf.classify(text, args.mode)
     if args.json:
         print(json.dumps(pred.to_dict(), ensure_ascii=False))
         return 0
-    print(f"{pred.label}{'' if pred.valid else ' (not one of the six labels)'}   raw: {pred.raw!r}   "
+    print(f"{pred.label}{'' if pred.valid else ' (not one of the labels)'}   raw: {pred.raw!r}   "
           f"{pred.latency_ms:.0f} ms")  # fmt: skip
     if pred.probabilities:
-        for name in LABELS:
+        width = max(9, *(len(n) for n in clf.labels.names))
+        for name in clf.labels.names:
             p = pred.probabilities[name]
-            print(f"  {name:<9} {p:6.1%} {'█' * round(p * 30)}")
+            print(f"  {name:<{width}} {p:6.1%} {'█' * round(p * 30)}")
     return 0
 
 
@@ -75,9 +85,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from gemma_emotion.evaluate import evaluate, format_table, write_report
 
     data = args.data or paths.default_data()
-    ds = load_split(data, args.split, limit=args.limit, stratify=args.stratify, seed=args.seed)
+    labels = cli_labels(args, data)
+    ds = load_split(data, args.split, limit=args.limit, stratify=args.stratify, seed=args.seed, labels=labels)
     lm = load_for_cli(args)
-    clf = Classifier(lm, calibrate=args.calibrate)
+    clf = Classifier(lm, labels, calibrate=args.calibrate)
     bar = tqdm(total=len(ds), desc=f"eval ({args.mode})", unit="ex", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from gemma_emotion import paths
+from gemma_emotion.labels import EMOTIONS, LabelSet
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -37,6 +38,15 @@ def add_calibrate_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_labels_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--labels",
+        default=None,
+        help="ask for these labels (comma-separated, in order) instead of the adapter's own "
+        "(default: the adapter's label set, else the six emotions); e.g. to prompt a base model",
+    )
+
+
 def add_data_args(p: argparse.ArgumentParser, split: str = "test") -> None:
     p.add_argument("--data", default=None, help="Hub dataset id, a folder of split files, or one file "
                    f"(default: ${paths.ENV_DATA} or dair-ai/emotion)")  # fmt: skip
@@ -62,11 +72,35 @@ def runs_dir_of(args: argparse.Namespace):
     return paths.runs_dir(getattr(args, "runs_dir", None))
 
 
+def cli_adapter(args: argparse.Namespace) -> str | None:
+    """The adapter the flags name (the shipped one where that applies), None for the bare model."""
+    from gemma_emotion.models import resolve_adapter
+
+    return resolve_adapter(args.model, args.adapter, no_adapter=getattr(args, "no_adapter", False))
+
+
+def cli_labels(args: argparse.Namespace, data: str | None = None) -> LabelSet:
+    """The label set a command asks for: --labels, else the adapter's, else (with no adapter) the names in
+    the data, else the six emotions. Known before the model loads, so bad data fails fast."""
+    from gemma_emotion.models import adapter_labels
+
+    if getattr(args, "labels", None):
+        return LabelSet.parse(args.labels)
+    adapter = cli_adapter(args)
+    if adapter is not None:
+        return adapter_labels(adapter)
+    if data is not None:
+        from gemma_emotion.data import label_set_of
+
+        return label_set_of(data, args.split) or EMOTIONS
+    return EMOTIONS
+
+
 def load_for_cli(args: argparse.Namespace):
     """Load the model the flags name (with the shipped adapter where that applies)."""
-    from gemma_emotion.models import LoadOptions, load_model, resolve_adapter
+    from gemma_emotion.models import LoadOptions, load_model
 
-    adapter = resolve_adapter(args.model, args.adapter, no_adapter=getattr(args, "no_adapter", False))
+    adapter = cli_adapter(args)
     options = LoadOptions(
         device=args.device, dtype=args.dtype, load_in_4bit=args.load_in_4bit, adapter=adapter
     )

@@ -132,7 +132,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             info = run_training(args.run_dir, stop=stop)
         return {"completed": 0, "stopped": 0}.get(info.status, 1)
 
+    from gemma_emotion.train_data import describe_labels
+
     config = config_from_args(args)
+    config.validate()
+    if is_main_process():
+        print(describe_labels(config), file=sys.stderr, flush=True)  # before the model loads
     info = train(config, runs_dir_of(args), progress_bar=True, notice=notice)
     if not is_main_process():
         return 0
