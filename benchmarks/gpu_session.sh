@@ -23,6 +23,12 @@
 #                                          # shared prompt prefix against whole rows, each pair in one process: the
 #                                          # 270M shape on 8,192 rows (batches 128 and 256), the E4B shape in bf16
 #                                          # LoRA at batch 64 and QLoRA at batch 32
+#   bash benchmarks/gpu_session.sh labelsets  # GPU 0, embedded model (issue 15): one epoch each on (a) valence
+#                                          # negative/positive/surprise, (b) the six renamed, (c) the six with
+#                                          # --balance (the shipped setting); base and fine-tuned, both modes, on
+#                                          # the test split -> $OUT/labelsets-h200.json (for benchmarks/results/).
+#                                          # MODEL, TRAIN_SIZE, TEST_SIZE, ROOT, RUN_TIMEOUT let it run on a CPU
+#                                          # with a tiny model as a check
 # The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel) and the
 # embedded model's tokenizer files in .gpu/kit (for the random-weight models). Each run has its own runs
 # folder /root/runs-g<GPU>-<NAME>, since the project allows one training at a time per runs folder.
@@ -36,6 +42,7 @@ export PYTHONPATH="$GPU_CACHE/site${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 export GEMMA_EMOTION_CACHE=${GEMMA_EMOTION_CACHE:-/root/ge-cache}
 data=${DATA:-.gpu/data}
+root=${ROOT:-/root}  # run folders (a CPU check points it elsewhere)
 log=$out/$stage.log
 quiet() { grep --line-buffered -v "Warning\|warnings.warn\|examples/s\]$\|it/s\]$\|ex/s\]$"; }
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader | tee -a "$log"
@@ -44,9 +51,9 @@ python3 -c "import torch, transformers, trl, peft; print('torch', torch.__versio
 train() {  # train GPU NAME ARGS...: one run on one GPU in its own runs folder, its summary appended to the log
     local gpu=$1 name=$2
     shift 2
-    local dir=/root/runs-g$gpu-$name
+    local dir=$root/runs-g$gpu-$name
     mkdir -p "$dir"
-    CUDA_VISIBLE_DEVICES=$gpu timeout 400 python3 -m gemma_emotion train --runs-dir "$dir" --name "$name" \
+    CUDA_VISIBLE_DEVICES=$gpu timeout "${RUN_TIMEOUT:-400}" python3 -m gemma_emotion train --runs-dir "$dir" --name "$name" \
         "$@" > "$dir.out" 2>&1
     python3 - "$dir/$name" <<'EOF' | tee -a "$log"
 import json, os, sys
@@ -231,5 +238,28 @@ shared)  # one GPU: the shared prompt prefix (the default) against whole rows (-
         --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out/e4b" --workdir /root/e4b-work --stages lora,qlora \
         --lora-batches 64 --qlora-batches 32 --shared-prefix both 2>&1 | quiet > "$out/e4b.log"
     grep '"mode"\|Error' "$out/e4b.log" | tee -a "$log"
+    ;;
+labelsets)  # issue 15: the same recipe on three label sets; (c) must stay within 0.3 points of the shipped run
+    model=${MODEL:-embedded}
+    if [ "$model" = embedded ]; then
+        python3 -c "from gemma_emotion.embedded import ensure_embedded_checkpoint as e; print(e())" \
+            > "$out/convert.log" 2>&1
+        tail -1 "$out/convert.log" | tee -a "$log"
+    fi
+    for set in valence renamed; do
+        python3 benchmarks/label_set_data.py --set "$set" --source "$data" --out "$root/ls-data-$set" 2>&1 | tee -a "$log"
+    done
+    common=(--model "$model" --test-size "${TEST_SIZE:-2000}" --eval-generate ${TRAIN_SIZE:+--train-size "$TRAIN_SIZE"})
+    # Three runs at a time share GPU 0, as in `grid`: a 270M model's step leaves most of an H200 idle.
+    train 0 ls-valence --data "$root/ls-data-valence" "${common[@]}" \
+        --labels "$(python3 benchmarks/label_set_data.py --set valence --print-labels)" &
+    train 0 ls-renamed --data "$root/ls-data-renamed" "${common[@]}" \
+        --labels "$(python3 benchmarks/label_set_data.py --set renamed --print-labels)" &
+    train 0 ls-six --data "$data" --balance "${common[@]}"
+    wait
+    python3 benchmarks/label_sets_report.py "$root"/runs-g0-ls-valence/ls-valence "$root"/runs-g0-ls-renamed/ls-renamed \
+        "$root"/runs-g0-ls-six/ls-six --json "$out/labelsets-h200.json" 2>&1 | tee -a "$log"
+    tar czf "$out/labelsets.tgz" -C "$root" --exclude=trainer --exclude=adapter \
+        $(cd "$root" && ls -d runs-g0-ls-* 2>/dev/null)
     ;;
 esac
