@@ -133,7 +133,9 @@ class LabelSet:
         if isinstance(value, int):
             if 0 <= value < len(self.names):
                 return value
-            raise LabelSetError(f"label {value} is outside 0-{len(self.names) - 1}")
+            raise LabelSetError(
+                f"label {value} is outside 0-{len(self.names) - 1} (the ids of {', '.join(self.names)})"
+            )
         if isinstance(value, float) and value.is_integer():
             return self.id_of(int(value))
         if isinstance(value, str):

@@ -24,7 +24,7 @@ from gemma_emotion.corrections import (
     queue_from_predictions,
     queue_from_unlabeled,
 )
-from gemma_emotion.labels import INVALID
+from gemma_emotion.labels import INVALID, LabelSet
 
 if TYPE_CHECKING:
     from gemma_emotion.evaluate import Report
@@ -49,8 +49,13 @@ def report_items(
     report: Report, source_ref: str, store: CorrectionStore, only_mistakes: bool = True
 ) -> list[dict[str, Any]]:
     """The items of a stored report: its mistakes and invalid answers (or every row), in report order."""
+    from gemma_emotion.evaluate import report_labels
+
     rows = list(report.predictions)  # load_report gives the texts as they are
-    items = queue_from_predictions(rows, only_mistakes, source="evaluation", source_ref=source_ref)
+    labels = LabelSet(tuple(report_labels(report.metrics)))  # the set the report was made with
+    items = queue_from_predictions(
+        rows, only_mistakes, source="evaluation", source_ref=source_ref, labels=labels
+    )
     model, adapter = report.metrics.get("model"), report.metrics.get("adapter")
     return [item_dict(it, model, adapter) for it in mark_corrected(items, store)]
 
@@ -61,10 +66,11 @@ def scored_items(
     store: CorrectionStore,
     model: str | None = None,
     adapter: str | None = None,
+    labels: LabelSet | None = None,
 ) -> list[dict[str, Any]]:
-    """Items for texts a model scored (rows of text, gold, predicted, valid, raw, probabilities), least
-    confident first."""
-    items = queue_from_unlabeled(rows, source="unlabeled", source_ref=source_ref)
+    """Items for texts a model scored (rows of text, gold, predicted, valid, raw, probabilities; the labels
+    of `labels`, default the six), least confident first."""
+    items = queue_from_unlabeled(rows, source="unlabeled", source_ref=source_ref, labels=labels)
     return [item_dict(it, model, adapter) for it in mark_corrected(items, store)]
 
 

@@ -122,6 +122,7 @@ class RunInfo:
     pid: int | None
     phase: Phase | None = None
     notes: list[str] | None = None
+    labels: list[str] | None = None  # the run's label set (None: not known yet, or a run made before sets)
 
     @property
     def log_path(self) -> Path:
@@ -154,6 +155,7 @@ class RunInfo:
             pid=record.get("pid"),
             phase=record.get("phase"),
             notes=record.get("notes"),
+            labels=record.get("labels") or (record.get("config") or {}).get("labels"),
         )
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/tiny.py
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # label_set_data.py builds the label-set data files
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "emotion"
 if not SHARED_DATA.is_dir():  # CI clones elsewhere, with shared/ beside the clone
@@ -109,3 +112,36 @@ def tiny_words4(tmp_path_factory, shared_data) -> Path:
 
     out = tmp_path_factory.mktemp("tiny-gemma4-words")
     return make_gemma4(out, shared_data / "train.jsonl", extra_words=LABEL_SET_WORDS)
+
+
+VALENCE = ["negative", "positive", "surprise"]
+
+
+def label_set_cli(*args: str, runs: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    """`python -m gemma_emotion ARGS` with its runs folder; training a tiny model on 2 shared CPU cores
+    takes minutes."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "GEMMA_EMOTION_RUNS": str(runs)}
+    command = [sys.executable, "-m", "gemma_emotion", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def valence_file(tmp_path_factory, shared_data) -> Path:
+    """Emotion rows mapped to valence (negative = sadness, anger, fear; positive = joy, love; surprise)."""
+    from label_set_data import write_set
+
+    out = write_set(shared_data, tmp_path_factory.mktemp("valence"), "valence", fmt="csv", limit=400)
+    return out / "train.csv"
+
+
+@pytest.fixture(scope="session")
+def valence_run(tmp_path_factory, tiny_words3, valence_file) -> dict:
+    """`train --labels negative,positive,surprise --train-size 96` through the CLI on the tiny model: the
+    run the label-set tests of the CLI and of the app use (its adapter holds labels.json)."""
+    runs = tmp_path_factory.mktemp("valence-runs")
+    proc = label_set_cli(
+        "train", "--model", str(tiny_words3), "--data", str(valence_file), "--labels", ",".join(VALENCE),
+        "--train-size", "96", "--test-size", "24", "--name", "valence", runs=runs,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"runs": runs, "dir": runs / "valence", "adapter": runs / "valence" / "adapter", "proc": proc}

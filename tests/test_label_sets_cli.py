@@ -3,44 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-
-from label_set_data import write_set  # noqa: E402
-
-VALENCE = ["negative", "positive", "surprise"]
-WAIT_S = 600  # training and two evaluations of a tiny model, on 2 shared CPU cores
-
-
-def cli(*args: str, runs: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "GEMMA_EMOTION_RUNS": str(runs)}
-    command = [sys.executable, "-m", "gemma_emotion", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=WAIT_S)
-
-
-@pytest.fixture(scope="module")
-def valence_file(tmp_path_factory, shared_data) -> Path:
-    """Emotion rows mapped to valence (negative = sadness, anger, fear; positive = joy, love; surprise)."""
-    out = write_set(shared_data, tmp_path_factory.mktemp("valence"), "valence", fmt="csv", limit=400)
-    return out / "train.csv"
-
-
-@pytest.fixture(scope="module")
-def valence_run(tmp_path_factory, tiny_words3, valence_file) -> dict:
-    runs = tmp_path_factory.mktemp("runs")
-    proc = cli(
-        "train", "--model", str(tiny_words3), "--data", str(valence_file), "--labels", ",".join(VALENCE),
-        "--train-size", "96", "--test-size", "24", "--name", "valence", runs=runs,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"runs": runs, "dir": runs / "valence", "proc": proc}
+from conftest import VALENCE, label_set_cli
+from label_set_data import write_set
 
 
 def test_train_with_labels_saves_the_set_beside_the_adapter(valence_run):
@@ -61,7 +27,7 @@ def test_train_with_labels_saves_the_set_beside_the_adapter(valence_run):
 def test_eval_with_the_adapter_scores_its_three_labels(valence_run, tiny_words3, valence_file, tmp_path):
     adapter = valence_run["dir"] / "adapter"
     out = tmp_path / "eval"
-    proc = cli(
+    proc = label_set_cli(
         "eval", "--model", str(tiny_words3), "--adapter", str(adapter), "--data", str(valence_file),
         "--limit", "30", "--out", str(out), runs=valence_run["runs"],
     )  # fmt: skip
@@ -76,7 +42,7 @@ def test_eval_with_the_adapter_scores_its_three_labels(valence_run, tiny_words3,
 
 def test_classify_with_the_adapter_gives_three_probabilities(valence_run, tiny_words3):
     adapter = valence_run["dir"] / "adapter"
-    proc = cli(
+    proc = label_set_cli(
         "classify", "i feel wonderful today", "--model", str(tiny_words3), "--adapter", str(adapter),
         "--json", runs=valence_run["runs"],
     )  # fmt: skip
@@ -90,7 +56,7 @@ def test_classify_with_the_adapter_gives_three_probabilities(valence_run, tiny_w
 def test_eval_on_labels_outside_the_adapters_set_names_them(valence_run, tiny_words3, shared_data, tmp_path):
     adapter = valence_run["dir"] / "adapter"
     emotions = write_set(shared_data, tmp_path / "renamed", "renamed", fmt="csv", limit=50) / "test.csv"
-    proc = cli(
+    proc = label_set_cli(
         "eval", "--model", str(tiny_words3), "--adapter", str(adapter), "--data", str(emotions),
         "--out", str(tmp_path / "never"), runs=valence_run["runs"],
     )  # fmt: skip

@@ -1,6 +1,7 @@
 """The Classify tab and the `classify` / `classify_batch` API endpoints.
 
-One text: label, the six probabilities (score mode), the raw answer, valid or not, latency. A file of
+One text: label, a probability per label of the loaded model's label set (score mode; the bars follow
+the set), the raw answer, valid or not, latency. A file of
 texts: a table and a downloadable predictions file. The API functions return plain dicts; the tab adds
 the plot and the table on top of the same calls.
 """
@@ -15,16 +16,15 @@ import gradio as gr
 import pandas as pd
 
 from gemma_emotion.classify import MODES, Prediction
-from gemma_emotion.labels import LABELS
+from gemma_emotion.labels import EMOTIONS, LabelSet
 from gemma_emotion.paths import ASSETS
 from gemma_emotion.ui import plots
 from gemma_emotion.ui.common import api_endpoint, csv_text, download, read_upload, warn
 from gemma_emotion.ui.state import AppState, UserError
 
 EXAMPLES_FILE = ASSETS / "examples.json"
-BATCH_COLUMNS = ["text", "label", "valid", "raw", *[f"prob_{n}" for n in LABELS], "gold", "correct"]
 MODE_INFO = (
-    "score: one forward pass gives the probability of each of the six labels (never invalid). "
+    "score: the probability of each label of the model's label set (never invalid). "
     "generate: the model writes its answer, read strictly (can be invalid)."
 )
 
@@ -87,15 +87,24 @@ def classify_texts(
     return out
 
 
-def batch_rows(results: list[dict], labels: list[int]) -> list[dict]:
+def batch_columns(labels: LabelSet = EMOTIONS) -> list[str]:
+    """The columns of a classified file: one probability column per label of the set."""
+    return ["text", "label", "valid", "raw", *[f"prob_{n}" for n in labels.names], "gold", "correct"]
+
+
+BATCH_COLUMNS = batch_columns()  # the six emotions'
+
+
+def batch_rows(results: list[dict], golds: list[int], labels: LabelSet = EMOTIONS) -> list[dict]:
+    """One row per result; `golds` are label ids of `labels` (-1: none)."""
     rows = []
-    for res, gold in zip(results, labels):
+    for res, gold in zip(results, golds):
         row = {"text": res["text"], "label": res["label"], "valid": res["valid"], "raw": res["raw"]}
-        for name in LABELS:
-            probs = res.get("probabilities")
-            row[f"prob_{name}"] = round(probs[name], 4) if probs else None
-        row["gold"] = LABELS[gold] if gold >= 0 else ""
-        row["correct"] = (res["label"] == LABELS[gold]) if gold >= 0 else ""
+        probs = res.get("probabilities")
+        for name in labels.names:
+            row[f"prob_{name}"] = round(probs[name], 4) if probs and name in probs else None
+        row["gold"] = labels.names[gold] if gold >= 0 else ""
+        row["correct"] = (res["label"] == labels.names[gold]) if gold >= 0 else ""
         rows.append(row)
     return rows
 
@@ -127,7 +136,9 @@ def build(state: AppState) -> dict[str, Any]:
         with gr.Column(scale=2):
             label = gr.Textbox(label="Label", interactive=False, elem_id="classify-label")
             message = gr.Textbox(label="Message", interactive=False, visible=True, elem_id="classify-message")
-            chart = gr.Plot(show_label=False, value=plots.empty("Label probabilities"))
+            chart = gr.Plot(
+                show_label=False, value=plots.empty("Label probabilities"), elem_id="classify-chart"
+            )
             with gr.Row():
                 raw = gr.Textbox(label="Raw answer", interactive=False)
                 valid = gr.Textbox(label="Valid", interactive=False)
@@ -159,7 +170,7 @@ def build(state: AppState) -> dict[str, Any]:
             "; ".join(notes) or f"classified by {shown}",
             plots.probabilities({res["label"]: res["probabilities"]} if res["probabilities"] else {}),
             res["raw"],
-            "valid" if res["valid"] else "invalid: not one of the six labels",
+            "valid" if res["valid"] else "invalid: not one of the labels",
             f"{res['latency_ms']:.0f} ms model, {res['total_ms']:.0f} ms in all",
             res,
         )
@@ -179,7 +190,8 @@ def build(state: AppState) -> dict[str, Any]:
 
     def on_batch(path: str | None, mode_value: str, progress=gr.Progress()):
         try:
-            texts, labels = read_upload(path, state.settings)
+            label_set = state.labels
+            texts, labels = read_upload(path, state.settings, label_set)
             progress(0, desc="classifying")
             results = classify_texts(
                 state,
@@ -189,13 +201,14 @@ def build(state: AppState) -> dict[str, Any]:
             )
         except Exception as exc:
             return warn(exc), None, None
-        rows = batch_rows(results, labels)
+        rows = batch_rows(results, labels, label_set)
+        columns = batch_columns(label_set)
         cut = sum(1 for r in results if r["note"])
         note = f"{len(rows)} texts classified" + (f"; {cut} long texts were cut" if cut else "")
         return (
             note,
-            pd.DataFrame(rows, columns=BATCH_COLUMNS),
-            download("predictions.csv", csv_text(rows, BATCH_COLUMNS)),
+            pd.DataFrame(rows, columns=columns),
+            download("predictions.csv", csv_text(rows, columns)),
         )
 
     batch_button.click(

@@ -23,6 +23,7 @@ import gradio as gr
 from gemma_emotion.data import DataError, load_split
 from gemma_emotion.errors import UserError
 from gemma_emotion.files import atomic_write_text, csv_text  # noqa: F401 - the tabs' downloads
+from gemma_emotion.labels import LabelSet
 from gemma_emotion.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,11 @@ def json_text(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def read_upload(path: str | None, settings: Settings) -> tuple[list[str], list[int]]:
-    """Texts (and labels, -1 where none) of an uploaded CSV/JSONL/Parquet file; UserError when unusable."""
+def read_upload(
+    path: str | None, settings: Settings, labels: LabelSet | None = None
+) -> tuple[list[str], list[int]]:
+    """Texts (and label ids of `labels`, -1 where none) of an uploaded CSV/JSONL/Parquet file; UserError
+    when unusable, labels outside the set included."""
     if not path:
         raise UserError("upload a CSV, JSONL or Parquet file with a 'text' column first")
     file = Path(path)
@@ -100,7 +104,7 @@ def read_upload(path: str | None, settings: Settings) -> tuple[list[str], list[i
     if file.stat().st_size > settings.max_upload_mb * 1024 * 1024:
         raise UserError(f"{file.name} is larger than {settings.max_upload_mb} MB")
     try:
-        ds = load_split(file, require_labels=False)
+        ds = load_split(file, require_labels=False, labels=labels)
     except DataError as exc:
         # The message names gradio's temporary path; the user knows the file by its name.
         raise UserError(str(exc).replace(str(file), file.name)) from exc

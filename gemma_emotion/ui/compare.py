@@ -15,7 +15,7 @@ import gradio as gr
 import pandas as pd
 
 from gemma_emotion.evaluate import METRICS_FILE, compare_reports
-from gemma_emotion.labels import LABELS
+from gemma_emotion.labels import EMOTIONS, LabelSet
 from gemma_emotion.ui import plots
 from gemma_emotion.ui.classify import MODES, check_mode, prediction_dict
 from gemma_emotion.ui.common import api_endpoint, csv_text, download, read_upload, warn
@@ -73,7 +73,10 @@ def run_comparison(state: AppState, run: str) -> dict[str, Any]:
     reports = state.run_reports(run)
     if "base" not in reports or "finetuned" not in reports:
         raise UserError(f"run {run} has no base and fine-tuned reports (yet)")
-    out = compare_reports(reports["base"], reports["finetuned"])
+    try:
+        out = compare_reports(reports["base"], reports["finetuned"])
+    except ValueError as exc:  # reports of two label sets
+        raise UserError(f"run {run}: {exc}") from exc
     out["run"] = run
     out["n"] = reports["finetuned"].metrics.get("n")
     out["base_metrics"] = reports["base"].metrics
@@ -117,7 +120,8 @@ def _has_pair(reports: Path) -> bool:
     return all((reports / variant / METRICS_FILE).is_file() for variant in ("base", "finetuned"))
 
 
-def pairs_frame(result: dict, labels: list[int] | None = None):
+def pairs_frame(result: dict, labels: list[int] | None = None, label_set: LabelSet = EMOTIONS):
+    """The comparison as a table; `labels` are gold label ids of `label_set` (-1: none)."""
     rows = []
     for i, r in enumerate(result["rows"]):
         b, t = r["base"], r["finetuned"]
@@ -133,7 +137,7 @@ def pairs_frame(result: dict, labels: list[int] | None = None):
                 "finetuned_p": round(t["probabilities"][t["label"]], 3)
                 if t.get("probabilities") and t["valid"]
                 else None,
-                "gold": LABELS[labels[i]] if labels and labels[i] >= 0 else "",
+                "gold": label_set.names[labels[i]] if labels and labels[i] >= 0 else "",
             }
         )
     frame = pd.DataFrame(rows, columns=PAIR_COLUMNS)
@@ -206,7 +210,8 @@ def build(state: AppState) -> dict[str, Any]:
 
     def on_batch(path: str | None, mode_value: str, progress=gr.Progress()):
         try:
-            texts, labels = read_upload(path, state.settings)
+            label_set = state.labels
+            texts, labels = read_upload(path, state.settings, label_set)
             res = compare_pairs(
                 state,
                 texts,
@@ -215,7 +220,7 @@ def build(state: AppState) -> dict[str, Any]:
             )
         except Exception as exc:
             return warn(exc), None, None
-        frame, styled = pairs_frame(res, labels)
+        frame, styled = pairs_frame(res, labels, label_set)
         note = f"{len(frame)} texts: {res['agree']} agree, {res['disagree']} disagree"
         return note, styled, download("comparison.csv", csv_text(frame.to_dict("records"), PAIR_COLUMNS))
 

@@ -21,7 +21,7 @@ import pandas as pd
 from gemma_emotion import evaluate as core_eval
 from gemma_emotion import paths
 from gemma_emotion.data import DataError, fingerprint, load_split, resolve_source
-from gemma_emotion.labels import INVALID, LABELS
+from gemma_emotion.labels import EMOTIONS, INVALID
 from gemma_emotion.ui import plots
 from gemma_emotion.ui.classify import MODES, check_mode
 from gemma_emotion.ui.common import api_endpoint, download, json_text, warn
@@ -58,9 +58,10 @@ def run_evaluation(
     data = (data or "").strip() or paths.default_data()
     if not state.settings.allows_arbitrary_paths and data != paths.default_data():
         raise UserError(f"in this demo evaluations use {paths.default_data()} only")
+    labels = state.labels  # the loaded model's: its gold labels must be labels of that set
     try:
         resolve_source(data, split)
-        ds = load_split(data, split, limit=rows, stratify=True, seed=int(seed or 0))
+        ds = load_split(data, split, limit=rows, stratify=True, seed=int(seed or 0), labels=labels)
     except DataError as exc:
         raise UserError(str(exc)) from exc
     texts, gold = list(ds["text"]), list(ds["label"])
@@ -74,6 +75,8 @@ def run_evaluation(
 
     reports: dict[str, core_eval.Report] = {}
     with state.classifier() as clf:
+        if clf.labels != labels:
+            raise UserError("the model was switched while the data loaded: evaluate again")
         note = None
         if "finetuned" in variants and clf.lm.adapter is None:
             if len(variants) == 1:
@@ -269,8 +272,8 @@ def build(state: AppState) -> dict[str, Any]:
             view = gr.Dropdown(label="Report shown below", choices=[], elem_id="evaluate-view")
             confusion_chart = gr.Plot(show_label=False, value=plots.empty("Confusion matrix"))
             with gr.Row():
-                gold_filter = gr.Dropdown([ALL, *LABELS], value=ALL, label="Gold label")
-                pred_filter = gr.Dropdown([ALL, *LABELS, INVALID], value=ALL, label="Predicted label")
+                gold_filter = gr.Dropdown([ALL, *EMOTIONS.names], value=ALL, label="Gold label")
+                pred_filter = gr.Dropdown([ALL, *EMOTIONS.names, INVALID], value=ALL, label="Predicted label")
             mistakes_table = gr.Dataframe(
                 value=pd.DataFrame(columns=MISTAKE_COLUMNS),
                 label="Mistakes",
@@ -289,11 +292,12 @@ def build(state: AppState) -> dict[str, Any]:
         metrics = {n: v["metrics"] for n, v in all_views.items()}
         current = all_views.get(shown) if shown else None
         files = (None, None)
+        names_shown = core_eval.report_labels(current["metrics"]) if current else list(EMOTIONS.names)
         if current:
             rows = current["predictions"]
             files = (
                 download("metrics.json", json_text(current["metrics"])),
-                download("predictions.csv", core_eval.predictions_csv(rows)),
+                download("predictions.csv", core_eval.predictions_csv(rows, names_shown)),
             )
         return (
             summary_frame(all_views) if all_views else None,
@@ -303,6 +307,11 @@ def build(state: AppState) -> dict[str, Any]:
             plots.confusion(current["metrics"] if current else None, f"Confusion matrix: {shown or ''}"),
             mistakes(current, gold, pred),
             *files,
+            # The label filters offer the shown report's labels.
+            gr.Dropdown(choices=[ALL, *names_shown], value=gold if gold in names_shown else ALL),
+            gr.Dropdown(
+                choices=[ALL, *names_shown, INVALID], value=pred if pred in [*names_shown, INVALID] else ALL
+            ),
         )
 
     shown_outputs = [
@@ -314,6 +323,8 @@ def build(state: AppState) -> dict[str, Any]:
         mistakes_table,
         metrics_file,
         predictions_file,
+        gold_filter,
+        pred_filter,
     ]
 
     def on_evaluate(

@@ -3,8 +3,9 @@
 A queue comes from an evaluation report (its mistakes and invalid answers), from texts without labels
 (scored by the loaded model, least confident first), or from the "wrong?" buttons of the Classify and
 Compare tabs. Each visitor has their own queue (`review.ReviewQueue` in a gr.State: the queue, its filters
-and mark/skip/undo live in the core); the corrections they make go to the one shared `CorrectionStore`.
-Keys 1-6 pick a label, S skips, U undoes (see KEYBOARD_JS).
+and mark/skip/undo live in the core); the corrections they make go to the one shared `CorrectionStore`,
+made under the loaded model's label set: the label buttons are that set's (rendered again when another
+adapter loads), keys 1-9 pick the first nine, S skips, U undoes (see KEYBOARD_JS).
 
 API endpoints: `label_queue`, `label_submit`, `label_undo`, `corrections_list` (gr.api, JSON in and out)
 and `corrections_export` (a file, through the tab's own export button).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ import gradio as gr
 from gemma_emotion import corrections as core
 from gemma_emotion import review
 from gemma_emotion.evaluate import load_report
-from gemma_emotion.labels import INVALID, LABELS
+from gemma_emotion.labels import INVALID
 from gemma_emotion.review import ALL, SOURCES, QueueFilter, ReviewQueue
 from gemma_emotion.ui import plots
 from gemma_emotion.ui.common import api_endpoint, download, md, read_upload, warn
@@ -39,15 +41,18 @@ EXPORT_NAMES = {
     "csv": "corrections.csv",
 }
 SKIP, UNDO = "s", "u"
+HOTKEYS = 9  # keys 1-9 pick the first nine labels; a larger set's other labels are buttons only
 HELP = (
-    "Review examples and give each its right label: click a label or press **1-6**, **S** skips, "
+    "Review examples and give each its right label: click a label or press **1-9** (the first nine "
+    "labels of the loaded model's set), **S** skips, "
     "**U** undoes the last action. Load a queue on the left: the mistakes of an evaluation, or texts "
     "without labels (the model scores them, least confident first); **wrong?** in Classify and Compare "
     "adds the text shown there. Corrections are saved at once and can be exported or added to training."
 )
 
-# Keys 1-6 click the label buttons, S skip, U undo, only while the Label tab is shown and no text field
-# has the focus. Clicking the buttons (rather than calling the server) keeps one code path for both.
+# Keys 1-9 click the n-th label button (the buttons follow the loaded label set, so the keys are by
+# position), S skip, U undo, only while the Label tab is shown and no text field has the focus. Clicking
+# the buttons (rather than calling the server) keeps one code path for both.
 KEYBOARD_JS = """
 () => {
   const keys = {%KEYS%};
@@ -57,8 +62,11 @@ KEYBOARD_JS = """
     if (target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))) {
       return;
     }
-    const id = keys[(event.key || "").toLowerCase()];
-    const button = id && document.getElementById(id);
+    const key = (event.key || "").toLowerCase();
+    const nth = /^[1-9]$/.test(key) ? Number(key) : 0;
+    const button = nth && nth <= %HOTKEYS%
+      ? document.querySelectorAll("#label-buttons button")[nth - 1]
+      : keys[key] && document.getElementById(keys[key]);
     if (!button || button.offsetParent === null || button.disabled) return;
     event.preventDefault();
     button.click();
@@ -68,15 +76,30 @@ KEYBOARD_JS = """
 
 
 def button_id(name: str) -> str:
-    return f"label-btn-{name}"
+    """The element id of a label's button: `label-btn-<name>`, the name lower-cased with anything but
+    letters and digits as dashes (label names are free text; an id is not)."""
+    return "label-btn-" + (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "label")
+
+
+def button_ids(names: list[str]) -> list[str]:
+    """Each label's button id, made unique by position where two names read the same ("a b", "a-b")."""
+    ids: list[str] = []
+    for i, name in enumerate(names):
+        candidate = button_id(name)
+        ids.append(candidate if candidate not in ids else f"{candidate}-{i + 1}")
+    return ids
 
 
 def keyboard_js() -> str:
     """The page script that maps keys to the Label tab's buttons (pass as launch(js=...))."""
-    keys = {str(i + 1): button_id(name) for i, name in enumerate(LABELS)}
-    keys.update({SKIP: "label-skip", UNDO: "label-undo"})
+    keys = {SKIP: "label-skip", UNDO: "label-undo"}
     body = ", ".join(f'"{k}": "{v}"' for k, v in keys.items())
-    return KEYBOARD_JS.replace("%KEYS%", body)
+    return KEYBOARD_JS.replace("%KEYS%", body).replace("%HOTKEYS%", str(HOTKEYS))
+
+
+def hotkey(index: int) -> str:
+    """The key of the label at `index` (0-based) on its button, or '' past the ninth."""
+    return f"{index + 1} · " if index < HOTKEYS else ""
 
 
 # -- queue items ---------------------------------------------------------------------------------------
@@ -126,6 +149,7 @@ def queue_from_texts(
     texts = [t for t in (texts or []) if isinstance(t, str) and t.strip()]
     if not texts:
         raise UserError("no texts: upload a file with a 'text' column or type one text per line")
+    labels = state.labels  # `golds` are ids of the loaded model's set, as read_upload gave them
     results = classify_texts(state, texts, "score")
     rows = []
     for i, res in enumerate(results):
@@ -133,7 +157,7 @@ def queue_from_texts(
         rows.append(
             {
                 "text": res["text"],
-                "gold": None if gold is None else LABELS[gold],
+                "gold": None if gold is None else labels.names[gold],
                 "predicted": res["label"],
                 "valid": res["valid"],
                 "raw": res["raw"],
@@ -142,7 +166,7 @@ def queue_from_texts(
         )
     lm = state.model
     model, adapter = (lm.spec.name, lm.adapter) if lm is not None else (None, None)
-    return review.scored_items(rows, source_ref, state.corrections, model, adapter)
+    return review.scored_items(rows, source_ref, state.corrections, model, adapter, labels)
 
 
 # -- corrections ---------------------------------------------------------------------------------------
@@ -172,15 +196,28 @@ def submit_correction(
     adapter: str | None = None,
     probabilities: dict[str, float] | None = None,
 ) -> core.Correction:
-    """Store the right label of a text; UserError for an empty/huge text or a label outside the six."""
+    """Store the right label of a text, made under the loaded model's label set; UserError for an
+    empty/huge text or a label outside that set. A gold label or probabilities of another set (an item
+    from a report made with other labels) are not kept: they would not mean the same labels."""
     if not isinstance(text, str) or not text.strip():
         raise UserError("empty text: there is nothing to label")
     if len(text) > MAX_TEXT_CHARS:
         raise UserError(f"the text has {len(text)} characters; corrections take at most {MAX_TEXT_CHARS}")
+    labels = state.labels
+    if isinstance(label, str) and label.strip() and label not in labels and not label.strip().isdigit():
+        raise UserError(
+            f"{label!r} is not a label of the loaded model's set ({', '.join(labels.names)}); "
+            "load the adapter whose labels you mean"
+        )
+    if _opt(gold) is not None and gold not in labels and not str(gold).strip().isdigit():
+        gold = None
+    if probabilities and not all(name in labels for name in probabilities):
+        probabilities = None
     try:
         return state.corrections.add(
             text,
             label,
+            labels=labels,
             predicted=_opt(predicted),
             gold=_opt(gold),
             source=_opt(source),
@@ -219,7 +256,10 @@ def export_file(state: AppState, fmt: str) -> str:
     """The corrections in `fmt`, written to a fresh temporary file for download (never the store itself)."""
     if fmt not in core.FORMATS:
         raise UserError(f"format must be one of {', '.join(core.FORMATS)}, got {fmt!r}")
-    return download(EXPORT_NAMES[fmt], core.render(state.corrections, fmt))
+    try:
+        return download(EXPORT_NAMES[fmt], core.render(state.corrections, fmt))
+    except core.CorrectionsError as exc:  # corrections of several label sets in one emotion-jsonl file
+        raise UserError(str(exc)) from exc
 
 
 def push_corrections(state: AppState, repo_id: str, private: bool = True) -> str:
@@ -274,6 +314,9 @@ def build(state: AppState) -> dict[str, Any]:
     """The Label tab (call inside a gr.Tab); returns the parts the layout wires to other tabs."""
     demo = state.settings.demo_mode
     queue = gr.State(ReviewQueue())
+    # The loaded model's label names: the buttons and filters follow them (the layout refreshes this
+    # on page load and whenever a model or adapter finishes loading).
+    names = gr.State(list(state.labels.names))
     gr.Markdown(HELP)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
@@ -299,8 +342,8 @@ def build(state: AppState) -> dict[str, Any]:
                 pasted = gr.Textbox(label="…or one text per line", lines=3, elem_id="label-texts")
                 load_texts_btn = gr.Button("Score and load", elem_id="label-load-texts")
             with gr.Accordion("Filters", open=False):
-                gold_f = gr.Dropdown([ALL, *LABELS], value=ALL, label="Gold label")
-                pred_f = gr.Dropdown([ALL, *LABELS, INVALID], value=ALL, label="Predicted label")
+                gold_f = gr.Dropdown([ALL, *state.labels.names], value=ALL, label="Gold label")
+                pred_f = gr.Dropdown([ALL, *state.labels.names, INVALID], value=ALL, label="Predicted label")
                 conf_f = gr.Slider(0, 1, value=1, step=0.05, label="Max confidence (1 = all)")
                 source_f = gr.Dropdown([ALL, *SOURCES], value=ALL, label="Source")
             annotator = gr.Textbox(
@@ -314,10 +357,15 @@ def build(state: AppState) -> dict[str, Any]:
             text = gr.Textbox(label="Text", lines=3, max_lines=12, interactive=False, elem_id="label-text")
             info = gr.Markdown(elem_id="label-info")
             with gr.Row(elem_id="label-buttons"):
-                label_btns = [
-                    gr.Button(f"{i + 1} · {name}", elem_id=button_id(name), min_width=90)
-                    for i, name in enumerate(LABELS)
-                ]
+
+                @gr.render(inputs=[names])
+                def label_buttons(current: list[str]) -> None:
+                    # Rendered again when the label set changes; `on_label` and the other components
+                    # exist by the time this runs (after the tab is built).
+                    for i, (name, bid) in enumerate(zip(current, button_ids(current))):
+                        btn = gr.Button(f"{hotkey(i)}{name}", elem_id=bid, min_width=90, key=bid)
+                        btn.click(on_label(name), [queue, annotator, *filters], [*shown, message], **INSTANT)
+
             with gr.Row():
                 skip = gr.Button("Skip (S)", size="sm", elem_id="label-skip")
                 undo = gr.Button("Undo (U)", size="sm", elem_id="label-undo")
@@ -412,13 +460,13 @@ def build(state: AppState) -> dict[str, Any]:
 
         return handler
 
-    for name, btn in zip(LABELS, label_btns):
-        btn.click(
-            on_label(name),
-            [queue, annotator, *filters],
-            [*shown, message],
-            **INSTANT,
+    def on_names(current: list[str]):
+        return (
+            gr.Dropdown(choices=[ALL, *current], value=ALL),
+            gr.Dropdown(choices=[ALL, *current, INVALID], value=ALL),
         )
+
+    names.change(on_names, [names], [gold_f, pred_f], **INSTANT)
 
     def on_skip(q: ReviewQueue, *flt_v):
         flt = _filter(*flt_v)
@@ -533,7 +581,7 @@ def build(state: AppState) -> dict[str, Any]:
         adapter: str = "",
         probabilities: dict | None = None,
     ) -> dict:
-        """Save the right label of a text (one of the six); returns {correction, total}."""
+        """Save the right label of a text (a label of the loaded model's set); returns {correction, total}."""
         c = submit_correction(
             state,
             text,
@@ -565,7 +613,7 @@ def build(state: AppState) -> dict[str, Any]:
         store = state.corrections
         return {
             "corrections": [correction_dict(c) for c in store.current()],
-            "counts": store.counts_by_label(),
+            "counts": store.counts_by_label(state.labels),
         }
 
     gr.api(label_queue, api_name="label_queue")
@@ -574,6 +622,7 @@ def build(state: AppState) -> dict[str, Any]:
     gr.api(corrections_list, api_name="corrections_list", concurrency_limit=None)
     return {
         "queue": queue,
+        "names": names,
         "filters": filters,
         "shown": shown,
         "message": message,

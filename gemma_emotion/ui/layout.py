@@ -18,8 +18,9 @@ from gemma_emotion.ui.state import AppState
 
 TITLE = "Gemma Emotion"
 INTRO = (
-    "Label short English texts as **sadness, joy, love, anger, fear or surprise** with a Gemma model, "
-    "compare the base model with its LoRA fine-tune, train your own adapter and evaluate it."
+    "Label short English texts as **sadness, joy, love, anger, fear or surprise** (or with labels of your "
+    "own) with a Gemma model, compare the base model with its LoRA fine-tune, train your own adapter and "
+    "evaluate it."
 )
 CSS = """
 #classify-label textarea { font-size: 1.6em; font-weight: 700; }
@@ -110,12 +111,14 @@ def build_app(state: AppState) -> gr.Blocks:
 
         def poll():
             st = state.status()
-            return status_markdown(st), gr.Timer(active=st["state"] == "loading")
+            # The Label tab's buttons follow the label set of the model now serving.
+            return status_markdown(st), gr.Timer(active=st["state"] == "loading"), list(state.labels.names)
 
+        poll_outputs = [status, status_timer, label_parts["names"]]
         status_timer.tick(
             poll,
             None,
-            [status, status_timer],
+            poll_outputs,
             api_visibility="private",
             concurrency_limit=None,
             show_progress="hidden",
@@ -131,7 +134,7 @@ def build_app(state: AppState) -> gr.Blocks:
         load.click(
             on_load_model,
             [model, adapter],
-            [status, status_timer],
+            poll_outputs,
             api_visibility="private",
             concurrency_limit=None,
         )
@@ -178,12 +181,13 @@ def build_app(state: AppState) -> gr.Blocks:
             out.append(compare_parts["refresh_runs"]())
             out.append(eval_parts["on_load"]())
             out.append(label_parts["refresh_reports"]())
+            out.append(list(state.labels.names))
             if train_parts:
                 out.extend(train_parts["on_load"]())
             return tuple(out)
 
         load_outputs = [status, status_timer, adapter, compare_parts["run"], eval_parts["earlier"]]
-        load_outputs.append(label_parts["report"])
+        load_outputs += [label_parts["report"], label_parts["names"]]
         if train_parts:
             load_outputs += train_parts["outputs"]
         app.load(on_page_load, None, load_outputs, api_visibility="private", concurrency_limit=None)

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from gemma_emotion.labels import INVALID, LABELS
+from gemma_emotion.evaluate import report_labels
+from gemma_emotion.labels import INVALID
 from gemma_emotion.runfolder import LogRecord
 
 COLORS = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#E45756", "#72B7B2")
@@ -32,15 +33,17 @@ def empty(title: str, message: str = "") -> go.Figure:
 def probabilities(
     series: Mapping[str, Mapping[str, float] | None], title: str = "Label probabilities"
 ) -> go.Figure:
-    """Bars of the six probabilities, one group per entry of `series` (e.g. base and fine-tuned)."""
+    """Bars of the label probabilities, one group per entry of `series` (e.g. base and fine-tuned); the
+    labels are the probabilities' own, in their order (the label set's)."""
     fig = go.Figure()
     for i, (name, probs) in enumerate(series.items()):
         if not probs:
             continue
+        labels = list(probs)
         fig.add_bar(
             name=_plain(name),
-            x=list(LABELS),
-            y=[probs.get(label, 0.0) for label in LABELS],
+            x=[_plain(label) for label in labels],
+            y=[probs[label] for label in labels],
             marker_color=COLORS[i % len(COLORS)],
             texttemplate="%{y:.2f}",
             textposition="outside",
@@ -60,10 +63,11 @@ def per_class_f1(reports: Mapping[str, Mapping], title: str = "F1 per class") ->
     fig = go.Figure()
     for i, (name, metrics) in enumerate(reports.items()):
         per_class = metrics.get("per_class", {})
+        labels = report_labels(metrics)  # each report's own label set
         fig.add_bar(
             name=f"{_plain(name)} (invalid {metrics.get('invalid', 0)})",
-            x=list(LABELS),
-            y=[per_class.get(label, {}).get("f1", 0.0) for label in LABELS],
+            x=[_plain(label) for label in labels],
+            y=[per_class.get(label, {}).get("f1", 0.0) for label in labels],
             marker_color=COLORS[i % len(COLORS)],
             texttemplate="%{y:.2f}",
             textposition="outside",
@@ -73,7 +77,7 @@ def per_class_f1(reports: Mapping[str, Mapping], title: str = "F1 per class") ->
 
 
 def invalid_counts(reports: Mapping[str, Mapping], title: str = "Invalid answers") -> go.Figure:
-    """Answers that were not one of the six labels, a horizontal bar per report (names can be long)."""
+    """Answers that were not a label of the set, a horizontal bar per report (names can be long)."""
     if not reports:
         return empty(title, "no report yet")
     names = list(reports)
@@ -95,7 +99,7 @@ def invalid_counts(reports: Mapping[str, Mapping], title: str = "Invalid answers
     )
     fig.update_layout(
         title=_plain(title),
-        xaxis=dict(title="answers not one of the six", range=[0, max([*counts, 1]) * 1.3]),
+        xaxis=dict(title="answers not one of the labels", range=[0, max([*counts, 1]) * 1.3]),
         yaxis=dict(autorange="reversed", automargin=True),
         **_LAYOUT,
     )
@@ -121,16 +125,17 @@ def _short(name: str, width: int = 18) -> str:
 
 
 def confusion(metrics: Mapping | None, title: str = "Confusion matrix") -> go.Figure:
-    """Heatmap of gold (rows) against predicted (six labels + invalid), with counts in the cells."""
+    """Heatmap of gold (rows) against predicted (the report's labels + invalid), counts in the cells."""
     if not metrics or "confusion" not in metrics:
         return empty(title, "no report yet")
-    columns = list(metrics.get("confusion_columns") or [*LABELS, INVALID])
+    labels = report_labels(metrics)
+    columns = list(metrics.get("confusion_columns") or [*labels, INVALID])
     z = metrics["confusion"]
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=columns,
-            y=list(LABELS),
+            x=[_plain(c) for c in columns],
+            y=[_plain(label) for label in labels],
             colorscale="Blues",
             text=z,
             texttemplate="%{text}",

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from gemma_emotion import gpu, models
 from gemma_emotion.classify import BatchProgress, Classifier, Prediction
 from gemma_emotion.errors import UserError
+from gemma_emotion.labels import EMOTIONS, LabelSet
 from gemma_emotion.models import LoadedModel, LoadOptions, ModelLoadError
 from gemma_emotion.settings import GPU_TASKS, NO_ADAPTER, Settings
 
@@ -46,6 +47,7 @@ class LoadStatus:
     state: str = "idle"  # idle | loading | ready | error
     model: str | None = None
     adapter: str | None = None
+    labels: list[str] | None = None  # the label set the loaded model answers with (its adapter's)
     family: str | None = None
     device: str | None = None
     requested_model: str | None = None
@@ -178,6 +180,7 @@ class AppState:
                 self._status.fraction = 1.0
                 self._status.model = lm.spec.name
                 self._status.adapter = lm.adapter
+                self._status.labels = list(lm.labels.names)
                 self._status.family = lm.family
                 self._status.device = str(lm.device)
                 self._status.seconds = round(time.perf_counter() - start, 2)
@@ -276,6 +279,12 @@ class AppState:
     @property
     def model(self) -> LoadedModel | None:
         return self._lm
+
+    @property
+    def labels(self) -> LabelSet:
+        """The label set the loaded model answers with: its adapter's, else the six emotions."""
+        lm = self._lm
+        return lm.labels if lm is not None else EMOTIONS
 
     def clean_text(self, text: str | None) -> TextInput:
         """A text ready to classify: UserError when empty, cut at max_text_chars with a note."""

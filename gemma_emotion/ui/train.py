@@ -23,8 +23,9 @@ from gemma_emotion import paths
 from gemma_emotion.config import Group, TrainConfig, config_fields
 from gemma_emotion.runfolder import LogRecord
 from gemma_emotion.runs import RunInfo, RunnerBusy
+from gemma_emotion.train_data import run_labels
 from gemma_emotion.ui import plots
-from gemma_emotion.ui.common import api_endpoint, warn
+from gemma_emotion.ui.common import api_endpoint, md, warn
 from gemma_emotion.ui.state import AppState, UserError
 
 POLL_S = 2.0
@@ -129,6 +130,8 @@ def make_config(state: AppState, values: dict[str, Any]) -> TrainConfig:
             values[f.name] = None
     if not values.get("name"):
         values["name"] = None
+    if isinstance(values.get("labels"), str) and not values["labels"].strip():
+        values["labels"] = None  # an empty field: the data's names, else the six
     config = TrainConfig(**values)
     config.validate()
     return config
@@ -138,11 +141,12 @@ def start_training(state: AppState, values: dict[str, Any]) -> dict[str, Any]:
     if not state.settings.allows_training:
         raise UserError("training is switched off in this demo; duplicate the Space to train")
     config = make_config(state, values)
+    labels = run_labels(config)  # given, else the data's names, else the six; shown before training
     try:
         info = state.runner.start(config)
     except RunnerBusy as exc:
         raise UserError(f"{exc}. Stop it first, or wait for it to finish.") from exc
-    return run_dict(info)
+    return {**run_dict(info), "labels": list(labels.names)}
 
 
 def stop_training(state: AppState) -> dict[str, Any]:
@@ -248,6 +252,8 @@ def status_line(status: dict) -> str:
     line = f"Run {run['name']}: {run['status']}"
     if run.get("phase") and run["status"] == "running":
         line += f" ({run['phase']})"
+    if run.get("labels"):
+        line += f" · labels: {', '.join(run['labels'])}"
     if run["status"] == "running":
         line += f" · epoch {prog.get('epoch', 0):.2f} of {prog.get('epochs', 1):g}"
         if prog.get("eta_s") is not None:
@@ -365,7 +371,7 @@ def build(state: AppState) -> dict[str, Any]:
             warn(exc)
             active = state.runner.active() if allowed else None
             return render(active.name if active else None)  # attach to the run that is training, if any
-        gr.Info(f"training started: {info['name']}")
+        gr.Info(md(f"training started: {info['name']} (labels: {', '.join(info['labels'])})"))
         return render(info["name"])
 
     start.click(on_start, set(fields.values()), shown, api_visibility="private", concurrency_limit=None)
