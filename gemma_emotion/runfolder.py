@@ -93,6 +93,7 @@ class RunRecord(TypedDict, total=False):
     n_corrections: int
     data_fingerprint: str
     label_counts: dict[str, int]
+    labels: list[str]  # the label set's names, in id order (also labels.json beside the adapter)
     notes: list[str]
     plan: dict[str, Any]
     total_steps: int
