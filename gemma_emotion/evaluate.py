@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
@@ -23,6 +24,9 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from gemma_emotion.classify import BatchProgress, Classifier, Prediction
 from gemma_emotion.files import atomic_write_text, csv_text, read_csv_rows
 from gemma_emotion.labels import EMOTIONS, INVALID, LabelSet
+
+if TYPE_CHECKING:
+    from gemma_emotion.models import LoadedModel
 
 INVALID_ID = len(EMOTIONS)  # the default set's invalid column (for any set: its number of labels)
 METRICS_FILE = "metrics.json"
@@ -116,14 +120,31 @@ def evaluate(
     start = time.perf_counter()
     preds = classifier.predict(texts, mode, adapter=adapter, batch_size=batch_size, progress=progress)
     seconds = time.perf_counter() - start
+    return build_report(
+        preds, gold, classifier.lm, labels, mode=mode, adapter=adapter, seconds=seconds, meta=meta
+    )
+
+
+def build_report(
+    preds: Sequence[Prediction],
+    gold: Sequence[int],
+    lm: LoadedModel,
+    labels: LabelSet,
+    *,
+    mode: str,
+    adapter: bool,
+    seconds: float,
+    meta: dict | None = None,
+) -> Report:
+    """The report of predictions made by `lm` (fine-tuned when `adapter`) in `seconds`, against `gold`
+    (label ids of `labels`, the set the predictions were made with)."""
     metrics = compute_metrics(list(gold), [p.label for p in preds], [p.lenient for p in preds], labels)
-    lm = classifier.lm
     metrics.update(
         mode=mode,
         model=lm.spec.name,
         adapter=lm.adapter if adapter else None,
         seconds=round(seconds, 3),
-        examples_per_s=round(len(texts) / seconds, 2) if seconds > 0 else None,
+        examples_per_s=round(len(preds) / seconds, 2) if seconds > 0 else None,
         device=str(lm.device),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )

@@ -1,13 +1,16 @@
 """The Classify tab and the `classify` / `classify_batch` API endpoints.
 
 One text: label, a probability per label of the loaded model's label set (score mode; the bars follow
-the set), the raw answer, valid or not, latency. A file of
-texts: a table and a downloadable predictions file. The API functions return plain dicts; the tab adds
+the set), the raw answer, valid or not, latency; answered by the app state's micro-batcher, so the
+requests that wait together share one batched pass (the handlers are async: a request waiting for its
+pass holds no thread). A file of texts, or `classify_batch`: in chunks, with progress, stopped by the Stop
+button or a cancelled request (`common.in_thread`). The API functions return plain dicts; the tab adds
 the plot and the table on top of the same calls.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -15,12 +18,13 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from gemma_emotion.batching import CancelToken
 from gemma_emotion.classify import MODES, Prediction
 from gemma_emotion.labels import EMOTIONS, LabelSet
 from gemma_emotion.paths import ASSETS
 from gemma_emotion.ui import plots
-from gemma_emotion.ui.common import api_endpoint, csv_text, download, read_upload, warn
-from gemma_emotion.ui.state import AppState, UserError
+from gemma_emotion.ui.common import BATCHED, api_endpoint, csv_text, download, in_thread, read_upload, warn
+from gemma_emotion.ui.state import AppState, TextInput, UserError
 
 EXAMPLES_FILE = ASSETS / "examples.json"
 MODE_INFO = (
@@ -47,9 +51,26 @@ def classify_text(
 ) -> dict[str, Any]:
     """One text → the prediction as a dict, with the model it came from and any note about the input."""
     check_mode(mode)
-    cleaned = state.clean_text(text)
-    start = time.perf_counter()
-    pred = state.predict([cleaned.text], mode, adapter=finetuned, thinking=thinking)[0]
+    cleaned, start = state.clean_text(text), time.perf_counter()
+    pred = state.submit_classify(cleaned.text, mode, adapter=finetuned, thinking=thinking).result()
+    return single_result(state, pred, cleaned, start, thinking, finetuned)
+
+
+async def classify_text_async(
+    state: AppState, text: str, mode: str = "score", thinking: bool = False, finetuned: bool = True
+) -> dict[str, Any]:
+    """`classify_text` for async handlers: waits for its pass without holding a thread; a cancelled
+    request leaves the pass if that has not started yet."""
+    check_mode(mode)
+    cleaned, start = state.clean_text(text), time.perf_counter()
+    future = state.submit_classify(cleaned.text, mode, adapter=finetuned, thinking=thinking)
+    pred = await asyncio.wrap_future(future)
+    return single_result(state, pred, cleaned, start, thinking, finetuned)
+
+
+def single_result(
+    state: AppState, pred: Prediction, cleaned: TextInput, start: float, thinking: bool, finetuned: bool
+) -> dict[str, Any]:
     result = prediction_dict(pred, state)
     result["total_ms"] = round((time.perf_counter() - start) * 1000, 2)
     result["thinking"] = bool(thinking) and state.supports_thinking(state.model)
@@ -67,18 +88,37 @@ def prediction_dict(pred: Prediction, state: AppState) -> dict[str, Any]:
     return data
 
 
+def check_batch_size(state: AppState, n: int) -> None:
+    """UserError past the settings' limit on texts in one request, pointing to the command for more."""
+    limit = state.settings.batch_text_limit()
+    if n <= limit:
+        return
+    if state.settings.demo_mode:
+        raise UserError(f"at most {limit:,} texts at once in this demo, got {n:,}")
+    raise UserError(
+        f"at most {limit:,} texts in one request here (max_batch_texts), got {n:,}: label a larger set with "
+        "the command line, `gemma-emotion predict FILE`, which works through a file in chunks and resumes"
+    )
+
+
 def classify_texts(
-    state: AppState, texts: list[str], mode: str = "score", finetuned: bool = True, progress=None
+    state: AppState,
+    texts: list[str],
+    mode: str = "score",
+    finetuned: bool = True,
+    progress=None,
+    cancel: CancelToken | None = None,
 ) -> list[dict[str, Any]]:
-    """Many texts → one dict each, in input order; texts over the size limit are cut (and say so)."""
+    """Many texts → one dict each, in input order; texts over the size limit are cut (and say so). In
+    chunks: `progress(done, total)` after each, and a set `cancel` stops the job (RequestCancelled)."""
     check_mode(mode)
     if not texts:
         raise UserError("no texts to classify")
-    limit = state.settings.clamp_eval_rows(len(texts))
-    if limit is not None and len(texts) > limit:
-        raise UserError(f"at most {limit} texts at once in this demo, got {len(texts)}")
+    check_batch_size(state, len(texts))
     cleaned = [state.clean_text(t) for t in texts]
-    preds = state.predict([c.text for c in cleaned], mode, adapter=finetuned, progress=progress)
+    preds = state.predict_many(
+        [c.text for c in cleaned], mode, adapter=finetuned, progress=progress, cancel=cancel
+    )
     out = []
     for c, pred in zip(cleaned, preds):
         row = prediction_dict(pred, state)
@@ -151,14 +191,16 @@ def build(state: AppState) -> dict[str, Any]:
         with gr.Row():
             upload = gr.File(label="Texts file", file_types=[".csv", ".tsv", ".jsonl", ".json", ".parquet"])
             batch_mode = gr.Radio(list(MODES), value="score", label="Mode")
-        batch_button = gr.Button("Classify file")
+        with gr.Row():
+            batch_button = gr.Button("Classify file", elem_id="classify-file-button", scale=3)
+            batch_stop = gr.Button("Stop", variant="stop", elem_id="classify-file-stop", scale=1)
         batch_message = gr.Textbox(label="Message", interactive=False)
         table = gr.Dataframe(label="Predictions", interactive=False, wrap=True, max_height=420)
         batch_file = gr.File(label="Download predictions", interactive=False)
 
-    def on_classify(text_value: str, mode_value: str, thinking_value: bool):
+    async def on_classify(text_value: str, mode_value: str, thinking_value: bool):
         try:
-            res = classify_text(state, text_value, mode_value, thinking_value)
+            res = await classify_text_async(state, text_value, mode_value, thinking_value)
         except Exception as exc:
             return "", warn(exc), plots.empty("Label probabilities"), "", "", "", None
         notes = [n for n in (res["note"],) if n]
@@ -180,20 +222,23 @@ def build(state: AppState) -> dict[str, Any]:
         [text, mode, thinking],
         [label, message, chart, raw, valid, latency, last],
         api_visibility="private",
+        **BATCHED,
     )
     text.submit(
         on_classify,
         [text, mode, thinking],
         [label, message, chart, raw, valid, latency, last],
         api_visibility="private",
+        **BATCHED,
     )
 
-    def on_batch(path: str | None, mode_value: str, progress=gr.Progress()):
+    async def on_batch(path: str | None, mode_value: str, progress=gr.Progress()):
         try:
             label_set = state.labels
             texts, labels = read_upload(path, state.settings, label_set)
             progress(0, desc="classifying")
-            results = classify_texts(
+            results = await in_thread(
+                classify_texts,
                 state,
                 texts,
                 mode_value,
@@ -211,20 +256,25 @@ def build(state: AppState) -> dict[str, Any]:
             download("predictions.csv", csv_text(rows, columns)),
         )
 
-    batch_button.click(
+    batch_event = batch_button.click(
         on_batch, [upload, batch_mode], [batch_message, table, batch_file], api_visibility="private"
     )
+    batch_stop.click(None, None, None, cancels=[batch_event], api_visibility="private")
 
     @api_endpoint
-    def classify(text: str, mode: str = "score", thinking: bool = False, finetuned: bool = True) -> dict:
-        """Classify one text: label, valid, probabilities (score mode), raw, latency_ms, model, adapter."""
-        return classify_text(state, text, mode, thinking, finetuned)
+    async def classify(
+        text: str, mode: str = "score", thinking: bool = False, finetuned: bool = True
+    ) -> dict:
+        """Classify one text: label, valid, probabilities (score mode), raw, latency_ms, model, adapter.
+        Requests that arrive together are answered by one batched pass (the same answers)."""
+        return await classify_text_async(state, text, mode, thinking, finetuned)
 
     @api_endpoint
-    def classify_batch(texts: list[str], mode: str = "score", finetuned: bool = True) -> list[dict]:
-        """Classify many texts; one result dict each, in input order."""
-        return classify_texts(state, texts, mode, finetuned)
+    async def classify_batch(texts: list[str], mode: str = "score", finetuned: bool = True) -> list[dict]:
+        """Classify many texts; one result dict each, in input order. Runs in chunks; a cancelled request
+        stops at the next chunk. At most max_batch_texts texts (the settings)."""
+        return await in_thread(classify_texts, state, texts, mode, finetuned)
 
-    gr.api(classify, api_name="classify")
+    gr.api(classify, api_name="classify", **BATCHED)
     gr.api(classify_batch, api_name="classify_batch")
     return {"wrong": wrong, "last": last}

@@ -1,15 +1,27 @@
-"""Helpers every tab shares: user-facing errors, download files, safe text, uploaded tables.
+"""Helpers every tab shares: user-facing errors, download files, safe text, uploaded tables, and long
+jobs that a cancelled request stops.
 
 Errors a user can cause (bad input, a malformed file, a model that does not load) become one clear
 message: `gr.Error` for API callers, a `gr.Warning` toast plus a message field in the page. Anything else
 is reported by type and text rather than crashing the request handler.
+
+How a cancelled request reaches a running function in Gradio 6: `/cancel` (the page's Stop button, a
+`gradio_client` job's `cancel()`) cancels the asyncio task of the event; a synchronous function runs in a
+worker thread that the cancellation never reaches (the task even waits for the thread to finish, holding
+the queue), and a client that goes away only marks its event dead (`Queue.clean_events`). A generator
+would be closed between two yields, but the API endpoints return one value. So long jobs run through
+`in_thread`: an async function that runs the job in a thread with a `CancelToken`, sets the token when its
+task is cancelled or its client is gone, and returns once the job has stopped at its next chunk.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import errno
 import functools
 import html
+import inspect
 import json
 import logging
 import shutil
@@ -20,6 +32,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
+from gemma_emotion.batching import CancelToken
 from gemma_emotion.data import DataError, load_split
 from gemma_emotion.errors import UserError
 from gemma_emotion.files import atomic_write_text, csv_text  # noqa: F401 - the tabs' downloads
@@ -29,6 +42,11 @@ from gemma_emotion.settings import Settings
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 UPLOAD_TYPES = [".csv", ".tsv", ".jsonl", ".json", ".parquet"]
+# Events of the batched endpoints (one text to classify or compare) in flight at once. They wait for their
+# pass without holding a thread, and the batcher answers every waiting one per pass, so this only needs to
+# reach the size of a burst: 64, as the queue's max_size (space.yaml).
+BATCHED = {"concurrency_limit": 64, "concurrency_id": "batched"}
+CLIENT_POLL_S = 0.5  # how often a long job looks whether its client is still there
 
 
 def message_of(exc: BaseException) -> str:
@@ -41,7 +59,26 @@ def message_of(exc: BaseException) -> str:
 
 
 def api_endpoint(fn: F) -> F:
-    """For gr.api functions: user errors reach the client as gr.Error with the message, no traceback."""
+    """For gr.api functions (plain or async): user errors reach the client as gr.Error with the message,
+    no traceback."""
+
+    def as_gr_error(exc: Exception) -> gr.Error:
+        if not isinstance(exc, UserError):
+            log.exception("%s failed", fn.__name__)
+        return gr.Error(message_of(exc), print_exception=False)
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args, **kwargs):
+            try:
+                return await fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as exc:
+                raise as_gr_error(exc) from exc
+
+        return async_wrapper  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -50,11 +87,59 @@ def api_endpoint(fn: F) -> F:
         except gr.Error:
             raise
         except Exception as exc:
-            if not isinstance(exc, UserError):
-                log.exception("%s failed", fn.__name__)
-            raise gr.Error(message_of(exc), print_exception=False) from exc
+            raise as_gr_error(exc) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, cancel=token, **kwargs)` in a worker thread, for an async event handler of a long job.
+
+    When the event is cancelled (Stop, `/cancel`) or its client is gone, the token is set; `fn` stops at
+    its next chunk (RequestCancelled) and only then does this return (re-raising the cancellation), so the
+    model and the queue are free when Gradio reports the event cancelled. The thread runs in a copy of
+    this context, where `gr.Progress` finds its event.
+    """
+    token = CancelToken()
+    context = contextvars.copy_context()
+    job = asyncio.get_running_loop().run_in_executor(
+        None, context.run, functools.partial(fn, *args, cancel=token, **kwargs)
+    )
+    gone = _client_watch()
+    try:
+        while True:
+            done, _ = await asyncio.wait({job}, timeout=CLIENT_POLL_S)
+            if done:
+                return job.result()
+            if gone():
+                token.cancel("given up: the client went away")
+    except asyncio.CancelledError:
+        token.cancel("cancelled")
+        await asyncio.wait({job})  # the job stops at its next chunk; its RequestCancelled is dropped
+        raise
+
+
+def _client_watch() -> Callable[[], bool]:
+    """A check of whether the client of the running event has gone away.
+
+    Gradio 6 has no public hook for it: when a client's event stream closes, `Queue.clean_events` marks
+    its running events `alive = False` and nothing else. This reads that flag through the event's id
+    (`LocalContext`); if Gradio's internals change shape, the check says "still there" and only an
+    explicit cancel stops the job.
+    """
+    try:
+        from gradio.context import LocalContext
+
+        blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+        events = blocks._queue.event_ids_to_events  # type: ignore[union-attr]
+    except (AttributeError, ImportError, LookupError):
+        return lambda: False
+
+    def gone() -> bool:
+        event = events.get(event_id)
+        return event is not None and getattr(event, "alive", True) is False
+
+    return gone
 
 
 def warn(exc: BaseException) -> str:

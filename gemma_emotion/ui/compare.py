@@ -2,24 +2,28 @@
 
 Base and fine-tuned predictions come from ONE loaded model: the adapter is switched off for the base
 pass and on for the fine-tuned one, both under the same hold of the model lock, so an adapter switch
-can never fall between them. The before/after table reads a run's stored reports (score mode, and
-generate mode where the run wrote those too); the page opens on the shipped run's, never recomputed.
+can never fall between them. One text goes through the app state's micro-batcher (texts compared at the
+same time share their two passes); many texts run in chunks that a cancelled request stops. The
+before/after table reads a run's stored reports (score mode, and generate mode where the run wrote those
+too); the page opens on the shipped run's, never recomputed.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
+from gemma_emotion.batching import CancelToken
 from gemma_emotion.evaluate import METRICS_FILE, compare_reports
 from gemma_emotion.labels import EMOTIONS, LabelSet
 from gemma_emotion.ui import plots
-from gemma_emotion.ui.classify import MODES, check_mode, prediction_dict
-from gemma_emotion.ui.common import api_endpoint, csv_text, download, read_upload, warn
-from gemma_emotion.ui.state import SHIPPED, AppState, UserError
+from gemma_emotion.ui.classify import MODES, check_batch_size, check_mode, prediction_dict
+from gemma_emotion.ui.common import BATCHED, api_endpoint, csv_text, download, in_thread, read_upload, warn
+from gemma_emotion.ui.state import SHIPPED, AppState, ComparedText, TextInput, UserError
 
 PAIR_COLUMNS = ["agree", "text", "base", "finetuned", "base_p", "finetuned_p", "gold"]
 TABLE_COLUMNS = ["mode", "metric", "base", "fine-tuned", "change"]
@@ -27,35 +31,44 @@ TABLE_METRICS = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("invalid",
 DISAGREE_STYLE = "background-color: #fde2e1; font-weight: 600"
 
 
-def compare_pairs(state: AppState, texts: list[str], mode: str = "score", progress=None) -> dict[str, Any]:
-    """Base and fine-tuned predictions of the same texts from the one loaded model."""
+def compare_pairs(
+    state: AppState, texts: list[str], mode: str = "score", progress=None, cancel: CancelToken | None = None
+) -> dict[str, Any]:
+    """Base and fine-tuned predictions of the same texts from the one loaded model, in chunks
+    (`progress(done, total)` after each; a set `cancel` stops the job with RequestCancelled)."""
     check_mode(mode)
     if not texts:
         raise UserError("no texts to compare")
-    limit = state.settings.clamp_eval_rows(len(texts))
-    if limit is not None and len(texts) > limit:
-        raise UserError(f"at most {limit} texts at once in this demo, got {len(texts)}")
+    check_batch_size(state, len(texts))
     cleaned = [state.clean_text(t) for t in texts]
-    plain = [c.text for c in cleaned]
-    with state.classifier() as clf:
-        if clf.lm.adapter is None:
-            raise UserError(
-                "no adapter is loaded, so base and fine-tuned are the same model: pick an adapter above"
-            )
-        base = state.run_gpu("classify", clf.predict, plain, mode, adapter=False, progress=progress)
-        tuned = state.run_gpu("classify", clf.predict, plain, mode, adapter=True, progress=progress)
-        model, adapter = clf.lm.spec.name, clf.lm.adapter
+    pairs = state.compare_many([c.text for c in cleaned], mode, progress=progress, cancel=cancel)
+    return pairs_result(state, cleaned, pairs, mode)
+
+
+async def compare_text_async(state: AppState, text: str, mode: str = "score") -> dict[str, Any]:
+    """One text, base and fine-tuned, answered in a pass shared with the texts compared beside it."""
+    check_mode(mode)
+    cleaned = state.clean_text(text)
+    pair = await asyncio.wrap_future(state.submit_compare(cleaned.text, mode))
+    return pairs_result(state, [cleaned], [pair], mode)
+
+
+def pairs_result(
+    state: AppState, cleaned: list[TextInput], pairs: list[ComparedText], mode: str
+) -> dict[str, Any]:
     rows = []
-    for c, b, t in zip(cleaned, base, tuned):
+    for c, pair in zip(cleaned, pairs):
+        b, t = pair.base, pair.finetuned
         b_dict, t_dict = prediction_dict(b, state), prediction_dict(t, state)
         b_dict["adapter"] = None
+        t_dict["model"], t_dict["adapter"], b_dict["model"] = pair.model, pair.adapter, pair.model
         rows.append(
             {"text": c.text, "base": b_dict, "finetuned": t_dict, "agree": b.label == t.label, "note": c.note}
         )
     agree = sum(r["agree"] for r in rows)
     return {
-        "model": model,
-        "adapter": adapter,
+        "model": pairs[0].model,
+        "adapter": pairs[0].adapter,
         "mode": mode,
         "rows": rows,
         "agree": agree,
@@ -169,7 +182,9 @@ def build(state: AppState) -> dict[str, Any]:
         with gr.Row():
             upload = gr.File(label="Texts file", file_types=[".csv", ".tsv", ".jsonl", ".json", ".parquet"])
             batch_mode = gr.Radio(list(MODES), value="score", label="Mode")
-        batch_button = gr.Button("Compare file")
+        with gr.Row():
+            batch_button = gr.Button("Compare file", elem_id="compare-file-button", scale=3)
+            batch_stop = gr.Button("Stop", variant="stop", elem_id="compare-file-stop", scale=1)
         batch_message = gr.Textbox(label="Message", interactive=False)
         table = gr.Dataframe(
             label="Base vs fine-tuned (disagreements highlighted)",
@@ -192,9 +207,9 @@ def build(state: AppState) -> dict[str, Any]:
         )
         run_chart = gr.Plot(show_label=False, value=plots.empty("F1 per class"))
 
-    def on_compare(text_value: str, mode_value: str):
+    async def on_compare(text_value: str, mode_value: str):
         try:
-            res = compare_pairs(state, [text_value], mode_value)
+            res = await compare_text_async(state, text_value, mode_value)
         except Exception as exc:
             return warn(exc), plots.empty("Base vs fine-tuned"), None
         r = res["rows"][0]
@@ -205,14 +220,15 @@ def build(state: AppState) -> dict[str, Any]:
         probs = {"base": r["base"]["probabilities"], "fine-tuned": r["finetuned"]["probabilities"]}
         return line, plots.probabilities(probs, "Base vs fine-tuned"), r["finetuned"]
 
-    button.click(on_compare, [text, mode], [verdict, chart, last], api_visibility="private")
-    text.submit(on_compare, [text, mode], [verdict, chart, last], api_visibility="private")
+    button.click(on_compare, [text, mode], [verdict, chart, last], api_visibility="private", **BATCHED)
+    text.submit(on_compare, [text, mode], [verdict, chart, last], api_visibility="private", **BATCHED)
 
-    def on_batch(path: str | None, mode_value: str, progress=gr.Progress()):
+    async def on_batch(path: str | None, mode_value: str, progress=gr.Progress()):
         try:
             label_set = state.labels
             texts, labels = read_upload(path, state.settings, label_set)
-            res = compare_pairs(
+            res = await in_thread(
+                compare_pairs,
                 state,
                 texts,
                 mode_value,
@@ -224,9 +240,10 @@ def build(state: AppState) -> dict[str, Any]:
         note = f"{len(frame)} texts: {res['agree']} agree, {res['disagree']} disagree"
         return note, styled, download("comparison.csv", csv_text(frame.to_dict("records"), PAIR_COLUMNS))
 
-    batch_button.click(
+    batch_event = batch_button.click(
         on_batch, [upload, batch_mode], [batch_message, table, batch_file], api_visibility="private"
     )
+    batch_stop.click(None, None, None, cancels=[batch_event], api_visibility="private")
 
     def on_run(name: str | None):
         if not name:
@@ -251,16 +268,17 @@ def build(state: AppState) -> dict[str, Any]:
     refresh.click(refresh_runs, [run], [run], api_visibility="private", concurrency_limit=None)
 
     @api_endpoint
-    def compare(text: str, mode: str = "score") -> dict:
+    async def compare(text: str, mode: str = "score") -> dict:
         """Base and fine-tuned prediction of one text: {base, finetuned, agree, model, adapter}."""
-        res = compare_pairs(state, [text], mode)
+        res = await compare_text_async(state, text, mode)
         row = res["rows"][0]
         return {**row, "model": res["model"], "adapter": res["adapter"], "mode": mode}
 
     @api_endpoint
-    def compare_batch(texts: list[str], mode: str = "score") -> dict:
-        """Base and fine-tuned predictions of many texts: {rows, agree, disagree, model, adapter}."""
-        return compare_pairs(state, texts, mode)
+    async def compare_batch(texts: list[str], mode: str = "score") -> dict:
+        """Base and fine-tuned predictions of many texts: {rows, agree, disagree, model, adapter}. Runs in
+        chunks; a cancelled request stops at the next chunk. At most max_batch_texts texts."""
+        return await in_thread(compare_pairs, state, texts, mode)
 
     @api_endpoint
     def compare_run(run: str) -> dict:
@@ -269,7 +287,7 @@ def build(state: AppState) -> dict[str, Any]:
         res = run_comparison(state, run)
         return {k: res[k] for k in ("run", "n", "metrics", "per_class_f1", "changed_predictions", "generate")}
 
-    gr.api(compare, api_name="compare")
+    gr.api(compare, api_name="compare", **BATCHED)
     gr.api(compare_batch, api_name="compare_batch")
     gr.api(compare_run, api_name="compare_run")
     return {"run": run, "refresh_runs": refresh_runs, "wrong": wrong, "last": last}

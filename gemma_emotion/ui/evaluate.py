@@ -11,6 +11,7 @@ side by side. The page opens on the shipped run's base and fine-tuned reports, r
 from __future__ import annotations
 
 import shutil
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,12 @@ import pandas as pd
 
 from gemma_emotion import evaluate as core_eval
 from gemma_emotion import paths
+from gemma_emotion.batching import CancelToken
 from gemma_emotion.data import DataError, fingerprint, load_split, resolve_source
 from gemma_emotion.labels import EMOTIONS, INVALID
 from gemma_emotion.ui import plots
 from gemma_emotion.ui.classify import MODES, check_mode
-from gemma_emotion.ui.common import api_endpoint, download, json_text, warn
+from gemma_emotion.ui.common import api_endpoint, download, in_thread, json_text, warn
 from gemma_emotion.ui.state import SHIPPED, AppState, UserError
 
 WHICH = {"fine-tuned": ("finetuned",), "base": ("base",), "both": ("base", "finetuned")}
@@ -45,8 +47,12 @@ def run_evaluation(
     which: str = "both",
     seed: int = 0,
     progress=None,
+    cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
-    """Evaluate, write the report folder(s), return {report_dir, reports: {name: metrics}, comparison}."""
+    """Evaluate, write the report folder(s), return {report_dir, reports: {name: metrics}, comparison}.
+
+    The texts are classified in chunks (`AppState.predict_many`): other requests are served between
+    chunks, and a set `cancel` stops the evaluation at the next one (RequestCancelled, nothing written)."""
     check_mode(mode)
     variants = WHICH.get("fine-tuned" if which == "finetuned" else which)
     if variants is None:
@@ -77,28 +83,29 @@ def run_evaluation(
     with state.classifier() as clf:
         if clf.labels != labels:
             raise UserError("the model was switched while the data loaded: evaluate again")
-        note = None
-        if "finetuned" in variants and clf.lm.adapter is None:
-            if len(variants) == 1:
-                raise UserError("no adapter is loaded: evaluate the base model, or pick an adapter above")
-            variants, note = ("base",), "no adapter is loaded, so only the base model was evaluated"
-        for i, variant in enumerate(variants):
+        lm, version = clf.lm, state.model_version
+    note = None
+    if "finetuned" in variants and lm.adapter is None:
+        if len(variants) == 1:
+            raise UserError("no adapter is loaded: evaluate the base model, or pick an adapter above")
+        variants, note = ("base",), "no adapter is loaded, so only the base model was evaluated"
+    for i, variant in enumerate(variants):
 
-            def step(done: int, total: int, i: int = i) -> None:
-                if progress:
-                    progress(i * total + done, total * len(variants))
+        def step(done: int, total: int, i: int = i) -> None:
+            if progress:
+                progress(i * total + done, total * len(variants))
 
-            reports[variant] = state.run_gpu(
-                "evaluate",
-                core_eval.evaluate,
-                clf,
-                texts,
-                gold,
-                mode=mode,
-                adapter=variant == "finetuned",
-                progress=step,
-                meta={**meta, "variant": variant},
-            )
+        start = time.perf_counter()
+        adapter = variant == "finetuned"
+        preds = state.predict_many(
+            texts, mode, adapter=adapter, progress=step, cancel=cancel, task="evaluate"
+        )
+        reports[variant] = core_eval.build_report(
+            preds, gold, lm, labels, mode=mode, adapter=adapter, seconds=time.perf_counter() - start,
+            meta={**meta, "variant": variant},
+        )  # fmt: skip
+    if state.model_version != version:  # each variant's chunks saw one model; the two must see the same
+        raise UserError("the model or adapter was switched during the evaluation; run it again")
     out_dir = _new_report_dir(state.reports_dir)
     try:
         for variant, report in reports.items():
@@ -247,7 +254,9 @@ def build(state: AppState) -> dict[str, Any]:
                 list(WHICH), value="both", label="Model", info="base = adapter off", elem_id="evaluate-which"
             )
             seed = gr.Number(value=0, label="Sampling seed", precision=0)
-            button = gr.Button("Evaluate", variant="primary", elem_id="evaluate-button")
+            with gr.Row():
+                button = gr.Button("Evaluate", variant="primary", elem_id="evaluate-button", scale=3)
+                stop = gr.Button("Stop", variant="stop", elem_id="evaluate-stop", scale=1)
             earlier = gr.Dropdown(
                 label="Add earlier reports",
                 choices=[],
@@ -327,12 +336,13 @@ def build(state: AppState) -> dict[str, Any]:
         pred_filter,
     ]
 
-    def on_evaluate(
+    async def on_evaluate(
         data_v, split_v, size_v, mode_v, which_v, seed_v, earlier_v, gold, pred, progress=gr.Progress()
     ):
         try:
             progress(0, desc="loading data")
-            res = run_evaluation(
+            res = await in_thread(
+                run_evaluation,
                 state,
                 data_v,
                 split_v,
@@ -358,12 +368,13 @@ def build(state: AppState) -> dict[str, Any]:
             text += f" ({res['note']})"
         return (text, all_views, *render(all_views, None, gold, pred))
 
-    button.click(
+    evaluate_event = button.click(
         on_evaluate,
         [data, split, size, mode, which, seed, earlier, gold_filter, pred_filter],
         [message, views, *shown_outputs],
         api_visibility="private",
     )
+    stop.click(None, None, None, cancels=[evaluate_event], api_visibility="private")
 
     def _earlier_views(selected: list[str] | None) -> dict[str, dict]:
         labels = dict((path, label) for label, path in list_reports(state))
@@ -406,7 +417,7 @@ def build(state: AppState) -> dict[str, Any]:
         return refresh_reports(shipped_selection(state))
 
     @api_endpoint
-    def evaluate(
+    async def evaluate(
         data: str = "",
         split: str = "test",
         size: int = DEFAULT_SIZE,
@@ -414,8 +425,9 @@ def build(state: AppState) -> dict[str, Any]:
         which: str = "both",
         seed: int = 0,
     ) -> dict:
-        """Evaluate the loaded model on a data slice (size 0 = all rows); writes a report folder."""
-        return run_evaluation(state, data or None, split, size, mode, which, seed)
+        """Evaluate the loaded model on a data slice (size 0 = all rows); writes a report folder. Runs in
+        chunks; a cancelled request stops at the next chunk and writes nothing."""
+        return await in_thread(run_evaluation, state, data or None, split, size, mode, which, seed)
 
     @api_endpoint
     def reports() -> list[dict]:

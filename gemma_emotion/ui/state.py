@@ -3,8 +3,12 @@
 `AppState` owns the single loaded model and its classifiers. Loading (and switching model or adapter)
 happens in a background thread so the page is served at once; until the first load finishes, callers that
 need the model wait on it (bounded) and the UI shows the loading stage. Every piece of model work runs
-under one lock (`gpu_lock`), so concurrent requests are served one after another on the one device and
-never see a half-switched model. Nothing in here imports gradio: the tabs turn its errors into messages.
+under one lock (`gpu_lock`, a `batching.ModelLock`), so the one device does one job at a time and no
+request sees a half-switched model. Under load (the section "serving under load" below): single texts to
+classify or compare go through a micro-batcher that answers the requests waiting together in one batched
+pass, and long jobs (batches, evaluations) run in chunks of about two seconds, cancellable between chunks,
+with interactive requests served before the next chunk. Nothing in here imports gradio: the tabs turn its
+errors into messages.
 Bad input or a request that cannot be served now raises `UserError` (re-exported here for the tabs).
 """
 
@@ -17,12 +21,22 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gemma_emotion import gpu, models
-from gemma_emotion.classify import BatchProgress, Classifier, Prediction
+from gemma_emotion.batching import (
+    BULK,
+    INTERACTIVE,
+    CancelToken,
+    Chunks,
+    MicroBatcher,
+    ModelLock,
+    RequestCancelled,
+)
+from gemma_emotion.classify import BatchProgress, Classifier, Prediction, default_batch_size
 from gemma_emotion.errors import UserError
 from gemma_emotion.labels import EMOTIONS, LabelSet
 from gemma_emotion.models import LoadedModel, LoadOptions, ModelLoadError
@@ -32,7 +46,7 @@ if TYPE_CHECKING:
     from gemma_emotion.evaluate import Report
     from gemma_emotion.runs import RunInfo
 
-__all__ = ["AppState", "LoadStatus", "TextInput", "UserError"]
+__all__ = ["AppState", "ComparedText", "LoadStatus", "RequestCancelled", "TextInput", "UserError"]
 
 LOAD_WAIT_S = 600.0  # how long a request waits for the first model load (embedded conversion ~1 min)
 PRESET_MODELS = ("embedded", "google/gemma-4-E2B-it", "google/gemma-4-E4B-it", "google/gemma-3-270m-it")
@@ -62,6 +76,35 @@ class LoadStatus:
 
 
 @dataclass(frozen=True)
+class PassKey:
+    """What requests must share to be answered by one batched pass."""
+
+    kind: str  # classify | compare
+    mode: str
+    adapter: bool
+    thinking: bool
+
+
+@dataclass(frozen=True)
+class ComparedText:
+    """One text through the base model (adapter off) and the fine-tuned one, from the one loaded model."""
+
+    base: Prediction
+    finetuned: Prediction
+    model: str
+    adapter: str
+
+
+@dataclass
+class BulkStats:
+    """Long jobs run in chunks: chunks and texts done, jobs cancelled."""
+
+    chunks: int = 0
+    texts: int = 0
+    cancelled: int = 0
+
+
+@dataclass(frozen=True)
 class TextInput:
     """A text accepted for classification, and the note to show when it was cut."""
 
@@ -87,8 +130,9 @@ class AppState:
         self._shipped_reports: dict | None = None
         self.storage = Path(settings.storage)
         self.load_options = load_options or LoadOptions()
-        # Serialises all model work (classify, evaluate, adapter switches): one device, one job at a time.
-        self.gpu_lock = threading.Lock()
+        # Serialises all model work (classify, evaluate, adapter switches): one device, one job at a time;
+        # interactive requests are served before the next chunk of a long job.
+        self.gpu_lock = ModelLock()
         self._status_lock = threading.RLock()
         self._status = LoadStatus()
         self._lm: LoadedModel | None = None
@@ -98,9 +142,12 @@ class AppState:
         self._registry = None
         self._runner = None
         self._corrections = None
+        # What is loaded, as a number that changes with every model or adapter switch.
+        self.model_version = 0
         # On a ZeroGPU Space each kind of model work asks for the GPU for its own duration; elsewhere
         # these are plain calls. Decorated here, before launch, as ZeroGPU requires.
         self._gpu = {task: gpu.gpu_task(getattr(settings.gpu_duration, task))(_call) for task in GPU_TASKS}
+        self._init_serving()
 
     # -- model loading ------------------------------------------------------------------------------
     def initial_adapter(self, model: str | None = None) -> str | None:
@@ -171,6 +218,7 @@ class AppState:
                 with self.gpu_lock:
                     old, self._lm = self._lm, loaded
                     self._classifiers = {}
+                    self.model_version += 1
                 del old
                 _free_memory()
             lm = self._lm
@@ -201,6 +249,7 @@ class AppState:
         with self.gpu_lock:
             previous = lm.adapter
             self._classifiers = {}
+            self.model_version += 1
             try:
                 if adapter is None:
                     lm.detach_adapter()
@@ -217,6 +266,7 @@ class AppState:
         data["demo_mode"] = self.settings.demo_mode
         data["allows_training"] = self.settings.allows_training
         data["storage_warning"] = self.settings.storage_warning
+        data["serving"] = self.serving_stats()
         return data
 
     def _snapshot(self) -> LoadStatus:
@@ -237,11 +287,14 @@ class AppState:
 
     # -- model work -----------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def classifier(self, thinking: bool = False, wait: float = LOAD_WAIT_S) -> Iterator[Classifier]:
-        """The classifier of the loaded model, held under the model lock for the whole block."""
+    def classifier(
+        self, thinking: bool = False, wait: float = LOAD_WAIT_S, *, priority: int = INTERACTIVE
+    ) -> Iterator[Classifier]:
+        """The classifier of the loaded model, held under the model lock for the whole block (`priority`
+        BULK for a chunk of a long job: interactive requests waiting for the lock go first)."""
         if self._lm is None:
             self._first_load_done.wait(wait)
-        with self.gpu_lock:
+        with self.gpu_lock.hold(priority):
             lm = self._lm
             if lm is None:
                 status = self._snapshot()
@@ -270,6 +323,126 @@ class AppState:
     def run_gpu(self, task: str, fn, *args, **kwargs):
         """Run `fn` as GPU work of kind `task` (classify, evaluate, train); the caller holds gpu_lock."""
         return self._gpu[task](fn, *args, **kwargs)
+
+    # == serving under load: the micro-batcher and long jobs in chunks (gemma_emotion/batching.py) ======
+    def _init_serving(self) -> None:
+        # Single texts from every entry point (the API, the tabs, the Label tab's "wrong?") share one
+        # batcher, so requests that wait together are answered by one batched pass.
+        self.batcher: MicroBatcher[PassKey, str, Any] = MicroBatcher(
+            self._serve_pass, self._pass_size, name="classify-batcher"
+        )
+        self._bulk = BulkStats()
+        self._bulk_lock = threading.Lock()
+
+    def submit_classify(
+        self, text: str, mode: str = "score", *, adapter: bool = True, thinking: bool = False
+    ) -> Future[Prediction]:
+        """One text's prediction (fine-tuned when `adapter`), answered in a pass shared with the requests
+        waiting beside it. Cancelling the Future before its pass starts leaves it out of the pass."""
+        return self.batcher.submit(PassKey("classify", mode, bool(adapter), bool(thinking)), text)
+
+    def submit_compare(self, text: str, mode: str = "score") -> Future[ComparedText]:
+        """One text through the base model and the fine-tuned one, answered in a shared pass."""
+        return self.batcher.submit(PassKey("compare", mode, True, False), text)
+
+    def predict_many(
+        self,
+        texts: list[str],
+        mode: str = "score",
+        *,
+        adapter: bool = True,
+        thinking: bool = False,
+        progress: BatchProgress | None = None,
+        cancel: CancelToken | None = None,
+        task: str = "classify",
+    ) -> list[Prediction]:
+        """Predictions of many texts, in chunks of about two seconds of model work: the model lock is
+        released between chunks (interactive requests go first) and `cancel` is checked before each
+        (RequestCancelled). `progress(done, total)` after each chunk."""
+
+        def work(clf: Classifier, part: list[str]) -> list[Prediction]:
+            return self.run_gpu(task, clf.predict, part, mode, adapter=adapter)
+
+        return self._chunked(texts, mode, work, thinking=thinking, progress=progress, cancel=cancel)
+
+    def compare_many(
+        self,
+        texts: list[str],
+        mode: str = "score",
+        *,
+        progress: BatchProgress | None = None,
+        cancel: CancelToken | None = None,
+    ) -> list[ComparedText]:
+        """Base and fine-tuned predictions of many texts, in chunks like `predict_many` (each chunk's two
+        passes under one hold of the lock, so an adapter switch never falls between them)."""
+        return self._chunked(
+            texts,
+            mode,
+            lambda clf, part: self._compare_pass(clf, part, mode),
+            progress=progress,
+            cancel=cancel,
+        )
+
+    def serving_stats(self) -> dict[str, int]:
+        """Requests and passes of the batcher, chunks and texts of long jobs, jobs cancelled."""
+        with self._bulk_lock:
+            bulk = asdict(self._bulk)
+        return {**self.batcher.stats.to_dict(), **bulk}
+
+    def _pass_size(self, key: PassKey) -> int:
+        lm = self._lm
+        return default_batch_size(lm, key.mode) if lm is not None else 1
+
+    def _serve_pass(self, key: PassKey, texts: list[str]) -> list:
+        with self.classifier(key.thinking) as clf:
+            if key.kind == "compare":
+                return self._compare_pass(clf, texts, key.mode)
+            return self.run_gpu("classify", clf.predict, texts, key.mode, adapter=key.adapter)
+
+    def _compare_pass(self, clf: Classifier, texts: list[str], mode: str) -> list[ComparedText]:
+        """Base then fine-tuned on `texts`; the caller holds the model lock."""
+        lm = clf.lm
+        if lm.adapter is None:
+            raise UserError(
+                "no adapter is loaded, so base and fine-tuned are the same model: pick an adapter above"
+            )
+        base = self.run_gpu("classify", clf.predict, texts, mode, adapter=False)
+        tuned = self.run_gpu("classify", clf.predict, texts, mode, adapter=True)
+        return [ComparedText(b, t, lm.spec.name, lm.adapter) for b, t in zip(base, tuned)]
+
+    def _chunked(
+        self, texts: list[str], mode: str, work, *, thinking: bool = False, progress=None, cancel=None
+    ):
+        """`work(classifier, part)` over `texts` chunk by chunk (see predict_many); the results joined.
+        UserError when the model or adapter changes between two chunks: the rows would mix two models."""
+        texts = list(texts)
+        if self._lm is None:
+            self._first_load_done.wait(LOAD_WAIT_S)
+        lm = self._lm
+        chunks = Chunks(
+            len(texts),
+            default_batch_size(lm, mode) if lm is not None else 16,
+            cancel=cancel,
+            progress=progress,
+        )
+        out: list = []
+        version = None
+        try:
+            for part in chunks:
+                with self.classifier(thinking, priority=BULK) as clf, chunks.timed():
+                    if version is None:
+                        version = self.model_version
+                    elif version != self.model_version:
+                        raise UserError("the model or adapter was switched while this job ran; run it again")
+                    out.extend(work(clf, texts[part]))
+                with self._bulk_lock:
+                    self._bulk.chunks += 1
+                    self._bulk.texts += part.stop - part.start
+        except RequestCancelled:
+            with self._bulk_lock:
+                self._bulk.cancelled += 1
+            raise
+        return out
 
     @staticmethod
     def supports_thinking(lm: LoadedModel | None) -> bool:
