@@ -129,8 +129,8 @@ def test_a_pass_holds_only_requests_with_the_same_key_oldest_first():
     model.gate.clear()
     batcher.submit("warm", "x")
     model.in_pass.wait(5)
-    futures = [batcher.submit(key, text) for key, text in
-               [("score", "a"), ("generate", "b"), ("score", "c"), ("generate", "d"), ("score", "e")]]  # fmt: skip
+    sent = [("score", "a"), ("generate", "b"), ("score", "c"), ("generate", "d"), ("score", "e")]
+    futures = [batcher.submit(key, text) for key, text in sent]
     model.gate.set()
     assert [f.result(5) for f in futures] == ["score:A", "generate:B", "score:C", "generate:D", "score:E"]
     assert model.passes[1:] == [("score", ["a", "c", "e"]), ("generate", ["b", "d"])]
