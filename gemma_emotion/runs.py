@@ -13,6 +13,7 @@ import contextlib
 import importlib.metadata
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -347,7 +348,11 @@ class Runner:
         return None
 
     def stop(self, timeout: float = 30) -> RunInfo | None:
-        """Ask the running training to stop (STOP file + SIGTERM) and wait; the adapter so far is saved."""
+        """Ask the running training to stop (STOP file + SIGTERM) and wait; the adapter so far is saved.
+
+        A stop at any moment ends the run as "stopped": one sent while the process is still starting
+        (Python, imports: before it handles SIGTERM) ends it before it could record anything, and then
+        the runner, which asked for the stop, records it."""
         info = self.active()
         if info is None:
             return None
@@ -383,6 +388,8 @@ class Runner:
             )
         if self._proc is not None and self._proc.poll() is not None:
             self._proc = None
+        if info.pid and not process_alive(info.pid, started):
+            _record_unrecorded_stop(info.path)
         return self.registry.get(info.name)
 
     def follow(self, name: str, poll: float = 0.5) -> Iterator[LogRecord]:
@@ -415,6 +422,16 @@ class Runner:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _record_unrecorded_stop(run_dir: Path) -> None:
+    """A run whose process ended on our stop without writing how it ended is "stopped"; a half-written
+    adapter (killed while saving) is removed, as training never saved one."""
+    run_json = RunFile(run_dir)
+    if run_json.record.get("status") != "running":
+        return
+    shutil.rmtree(run_dir / (ADAPTER_DIR + ".tmp"), ignore_errors=True)
+    run_json.update(status="stopped", phase="done", finished_at=utc_now())
 
 
 # -- merge and push -----------------------------------------------------------------------------------

@@ -106,6 +106,7 @@ def run_training(
         status="running", phase="loading", pid=os.getpid(), pid_started=process_start_time(os.getpid())
     )
     try:
+        stop.check()  # a stop asked for before this process got here (the STOP file)
         config = TrainConfig.from_dict(run.record.get("config") or {})
         config.validate()
         with _quiet_datasets():

@@ -616,6 +616,31 @@ def test_runner_streams_the_log_refuses_a_second_start_and_stops(tiny_gemma3, sh
     assert not runs_mod.process_alive(info.pid)
 
 
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("phase", ["at once", "starting", "loading"])
+def test_a_stop_at_any_moment_of_the_start_up_ends_the_run_stopped_and_the_next_start_works(
+    tiny_gemma3, shared_data, tmp_path, phase
+):
+    """At once: the process is still starting Python (SIGTERM kills it before it handles signals). Then
+    with the training process past its start ("loading": data, model, tokenising) it stops itself."""
+    runner = Runner(tmp_path)
+    info = runner.start(_long_config(tiny_gemma3, shared_data))
+    if phase == "starting":
+        time.sleep(0.3)
+    elif phase == "loading":
+        _wait_for(lambda: RunFile(info.path).record.get("phase") == "loading", "the loading phase")
+    stopped = runner.stop(timeout=60)
+    assert stopped.name == info.name
+    assert stopped.status == "stopped", (stopped.status, stopped.error)
+    assert stopped.error is None and stopped.adapter_dir is None
+    assert stopped.phase == "done" and stopped.finished_at
+    assert runner.active() is None and not runs_mod.process_alive(info.pid)
+    # the next start works: it trains (a log line) and stops with its adapter
+    again = runner.start(_long_config(tiny_gemma3, shared_data))
+    _wait_for(lambda: runner.registry.log(again.name), "the second run's first log line")
+    assert runner.stop(timeout=60).status == "stopped"
+
+
 def test_a_killed_training_process_reads_as_failed(tiny_gemma3, shared_data, tmp_path):
     runner = Runner(tmp_path)
     info = runner.start(_long_config(tiny_gemma3, shared_data))
