@@ -312,10 +312,12 @@ class Runner:
             run = self._claim(config, pid=None)
             env = dict(os.environ)
             env.setdefault("TOKENIZERS_PARALLELISM", "false")
+            # --beside-app: on a CPU the process leaves this one a core and precedence (`sharing`).
+            worker = ["train", "--run-dir", str(run.dir.resolve()), "--beside-app"]
             with open(run.dir / PROCESS_LOG, "ab") as out:
                 # A new session: Ctrl-C in the app's terminal does not reach the training; stop() does.
                 proc = subprocess.Popen(
-                    [self.python, "-m", "gemma_emotion", "train", "--run-dir", str(run.dir.resolve())],
+                    [self.python, "-m", "gemma_emotion", *worker],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,

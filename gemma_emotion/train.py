@@ -45,6 +45,7 @@ from gemma_emotion.runfolder import (
     utc_now,
 )
 from gemma_emotion.runs import RunInfo, Runner, RunRegistry, process_start_time
+from gemma_emotion.sharing import yield_cpu_to_app
 from gemma_emotion.stopping import StopRequested, StopSignal
 from gemma_emotion.train_data import prepare_data, run_labels
 from gemma_emotion.trainer import answer_positions_only, build_trainer, total_steps
@@ -93,9 +94,15 @@ def train(
 
 
 def run_training(
-    run_dir: str | os.PathLike, *, progress_bar: bool = False, stop: StopSignal | None = None
+    run_dir: str | os.PathLike,
+    *,
+    progress_bar: bool = False,
+    stop: StopSignal | None = None,
+    beside_app: bool = False,
 ) -> RunInfo:
-    """Train the run folder's config in this process and record everything in the folder.
+    """Train the run folder's config in this process and record everything in the folder. `beside_app`:
+    the app started this process and serves requests meanwhile; on a CPU it gets a core and precedence
+    (`sharing`).
 
     Never raises for a failed run (the failure is in run.json); KeyboardInterrupt is recorded, then re-raised.
     """
@@ -110,7 +117,7 @@ def run_training(
         config = TrainConfig.from_dict(run.record.get("config") or {})
         config.validate()
         with _quiet_datasets():
-            _train_and_evaluate(config, run, stop, progress_bar)
+            _train_and_evaluate(config, run, stop, progress_bar, beside_app)
     except StopRequested:
         run.update(status="stopped", phase="done", finished_at=utc_now())
     except KeyboardInterrupt:
@@ -134,7 +141,9 @@ def run_training(
     return RunRegistry(run_dir.parent).get(run_dir.name)
 
 
-def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, progress_bar: bool) -> None:
+def _train_and_evaluate(
+    config: TrainConfig, run: RunFile, stop: StopSignal, progress_bar: bool, beside_app: bool = False
+) -> None:
     import torch
 
     from gemma_emotion.classify import Classifier
@@ -143,6 +152,7 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
 
     fault_step = parse_fault(os.environ.get(ENV_FAULT))
     device = pick_device()
+    shared_cpu = yield_cpu_to_app() if beside_app and device.type == "cpu" else None
     labels = run_labels(config)
     run.update(labels=list(labels.names))
     data = prepare_data(config, run.dir.parent, labels)
@@ -167,6 +177,8 @@ def _train_and_evaluate(config: TrainConfig, run: RunFile, stop: StopSignal, pro
     )
     if note:
         plan.notes.insert(0, note)
+    if shared_cpu:
+        plan.notes.insert(0, shared_cpu)
 
     budget = text_budget(config, lm.tokenizer, labels)
     # Not Dataset.map: its fingerprint would pickle the tokenizer (seconds to tens of seconds).

@@ -448,6 +448,8 @@ def test_run_json_records_the_run(trained_run):
         assert 0 <= m[which]["accuracy"] <= 1 and m[which]["invalid"] == 0
     assert trained_run.adapter_dir == trained_run.path / "adapter"
     assert {p.name for p in trained_run.path.iterdir()} == {"run.json", "log.jsonl", "adapter", "reports"}
+    # the foreground command shares the CPU with nothing: every core, normal priority
+    assert not any("beside the app" in note for note in record["notes"])
 
 
 def test_the_adapter_reloads_and_changes_predictions(trained_run, tiny_gemma3):
@@ -638,7 +640,20 @@ def test_a_stop_at_any_moment_of_the_start_up_ends_the_run_stopped_and_the_next_
     # the next start works: it trains (a log line) and stops with its adapter
     again = runner.start(_long_config(tiny_gemma3, shared_data))
     _wait_for(lambda: runner.registry.log(again.name), "the second run's first log line")
+    _assert_yields_the_cpu(again.pid, runner.registry.get(again.name).notes)
     assert runner.stop(timeout=60).status == "stopped"
+
+
+def _assert_yields_the_cpu(pid: int, notes: list[str]) -> None:
+    """A training the app started on a CPU runs at a lower priority with a core left to the app."""
+    import psutil
+
+    from gemma_emotion.sharing import NICENESS, available_cores, training_threads
+
+    assert psutil.Process(pid).nice() == psutil.Process().nice() + NICENESS
+    cores = available_cores()
+    assert training_threads(cores) == max(1, cores - 1)
+    assert f"beside the app on a CPU: {max(1, cores - 1)} thread(s) of {cores} core(s)" in " ".join(notes)
 
 
 def test_a_killed_training_process_reads_as_failed(tiny_gemma3, shared_data, tmp_path):

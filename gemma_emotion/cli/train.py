@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_flags(p)
     add_runs_dir_arg(p)
     p.add_argument("--run-dir", default=None, help=argparse.SUPPRESS)  # the worker: train this prepared run
+    p.add_argument("--beside-app", action="store_true", help=argparse.SUPPRESS)  # ... started by the app
     p.set_defaults(func=cmd_train)
 
 
@@ -129,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.run_dir:  # the worker started by Runner.start
         stop = StopSignal(args.run_dir)
         with stop.handling(signal.SIGTERM, signal.SIGINT):
-            info = run_training(args.run_dir, stop=stop)
+            info = run_training(args.run_dir, stop=stop, beside_app=args.beside_app)
         return {"completed": 0, "stopped": 0}.get(info.status, 1)
 
     from gemma_emotion.train_data import describe_labels
