@@ -1,14 +1,14 @@
 """Where a data name leads: `dair-ai/emotion` to the Hugging Face Hub when it answers, else to the copy
-bundled in `gemma_emotion/assets/emotion/`; and how that copy is built.
+bundled in `gemma_emotion/assets/emotion/`.
 
 The decision takes one quick look at the Hub (skipped when HF_HUB_OFFLINE is set), bounded well under 2 s,
 made once a process and remembered, and it comes with a note saying which copy was used, for the CLI to
 print and the app to show. Every other name (a folder, a file, another Hub id) is passed through as is.
+The copy itself is built by `bundle.py`.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 import time
@@ -128,29 +128,3 @@ def forget_hub_decision() -> None:
     """Decide again on the next call (tests; a long-running app whose network came back)."""
     with _hub_lock:
         _hub_problems.clear()
-
-
-# -- the bundled copy ------------------------------------------------------------------------------------
-def bundle_emotion(source: str | os.PathLike, out: str | os.PathLike = paths.BUNDLED_DATA) -> dict[str, dict]:
-    """Write the splits of a folder of JSONL files as zstd Parquet (same rows, same order) plus their
-    fingerprints; returns {split: {rows, bytes, fingerprint}}. What scripts/bundle_emotion.py runs."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from gemma_emotion import data
-    from gemma_emotion.files import atomic_write_bytes, atomic_write_json
-
-    out = Path(out)
-    written: dict[str, dict] = {}
-    for split in BUNDLED_SPLITS:
-        ds = data.load_split(Path(source) / f"{split}.jsonl", split)
-        table = pa.table(
-            {"text": pa.array(ds["text"], pa.string()), "label": pa.array(ds["label"], pa.int8())}
-        )
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd", compression_level=19, use_dictionary=False)
-        atomic_write_bytes(out / f"{split}.parquet", buf.getvalue())
-        written[split] = {"rows": len(ds), "bytes": len(buf.getvalue()), "fingerprint": data.fingerprint(ds)}
-    atomic_write_json(out / FINGERPRINTS_FILE, {s: {"rows": w["rows"], "fingerprint": w["fingerprint"]}
-                                                for s, w in written.items()})  # fmt: skip
-    return written

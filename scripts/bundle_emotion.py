@@ -18,8 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
 
+from gemma_emotion.bundle import BUNDLED_SPLITS, bundle_emotion  # noqa: E402
 from gemma_emotion.paths import BUNDLED_DATA  # noqa: E402
-from gemma_emotion.sources import BUNDLED_SPLITS, bundle_emotion  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
