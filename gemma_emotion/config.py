@@ -134,6 +134,38 @@ class TrainConfig:
         label="Data",
         info="Hub dataset id, a folder of split files, or a file (train + validation splits)",
     )
+    # The Train tab sets the columns with its upload's pickers, so they are not form fields of their own.
+    text_column: str | None = option(
+        None,
+        help="the column holding the text (default: guessed: text, sentence, tweet, content, ...)",
+        label="Text column",
+        group=None,
+        none="guess",
+    )
+    label_column: str | None = option(
+        None,
+        help="the column holding the label: names in any case, or ints (default: guessed: label, labels, "
+        "emotion, class, ...)",
+        label="Label column",
+        group=None,
+        none="guess",
+    )
+    validation_data: str | None = option(
+        None,
+        help="a file of validation rows (default: the validation split of a folder or Hub dataset; for one "
+        "file, a stratified slice of it)",
+        label="Validation file (empty = a slice of the training file)",
+        group="advanced",
+        none="slice",
+    )
+    test_data: str | None = option(
+        None,
+        help="a file of test rows, or dair-ai/emotion for its test split (default: the test split; for one "
+        "file, the same held-out slice as validation)",
+        label="Test file (empty = a slice of the training file)",
+        group="advanced",
+        none="slice",
+    )
     labels: str | None = option(
         None,
         help="the label names, comma-separated, in order (e.g. negative,positive,surprise); default: the "

@@ -20,6 +20,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # Package data, so a clone and an installed wheel find them alike: example texts, the shipped adapter and
 # the records of the run that trained it.
 ASSETS = PACKAGE_DIR / "assets"
+# The bundled copy of dair-ai/emotion (one Parquet file a split, its README and fingerprints).
+BUNDLED_DATA = ASSETS / "emotion"
 # The clone's root when the package runs from a clone (space.yaml, README.md); in an installed package this
 # is site-packages, where those files are not.
 REPO_ROOT = PACKAGE_DIR.parent

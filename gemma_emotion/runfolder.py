@@ -2,10 +2,10 @@
 
 `runs/<name>/` holds `run.json` (a `RunRecord`: config, status, phase, timestamps, metrics; rewritten
 atomically on every change by its one writer, `RunFile`), `log.jsonl` (one `LogRecord` a line, appended by
-the training's main process through `append_log`), `adapter/`, `reports/<report>/` and `process.log` (what
-the training process printed). Every reader (the registry, the Train tab, the plots, the benchmarks) goes
-through `read_record` and `read_log`. The writers refuse keys the types do not name, so a record's shape
-is the one stated here.
+the training's main process through `append_log`), `adapter/`, `reports/<report>/`, `process.log` (what
+the training process printed) and `data/` (copies of the user files it was trained on). Every reader (the
+registry, the Train tab, the plots, the benchmarks) goes through `read_record` and `read_log`. The writers
+refuse keys the types do not name, so a record's shape is the one stated here.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ class RunRecord(TypedDict, total=False):
     n_train: int | None
     n_corrections: int
     data_fingerprint: str
+    data_files: list[dict[str, Any]]  # the user files trained on: role, name, copy, bytes, sha256, rows
     label_counts: dict[str, int]
     labels: list[str]  # the label set's names, in id order (also labels.json beside the adapter)
     notes: list[str]

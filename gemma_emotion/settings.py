@@ -36,6 +36,7 @@ ENV_GPU_DURATION = "GEMMA_EMOTION_GPU_DURATION"
 ENV_MAX_UPLOAD_MB = "GEMMA_EMOTION_MAX_UPLOAD_MB"
 ENV_MAX_EVAL_ROWS = "GEMMA_EMOTION_MAX_EVAL_ROWS"
 ENV_MAX_BATCH_TEXTS = "GEMMA_EMOTION_MAX_BATCH_TEXTS"
+ENV_MAX_UPLOAD_ROWS = "GEMMA_EMOTION_MAX_UPLOAD_ROWS"
 ENV_MAX_TEXT_CHARS = "GEMMA_EMOTION_MAX_TEXT_CHARS"
 
 SPACE_FILE = "space.yaml"
@@ -46,12 +47,17 @@ LOCAL_STORAGE = "runs"
 SHIPPED_ADAPTER = paths.ASSETS / "adapter"
 NO_ADAPTER = "none"
 GPU_TASKS = ("classify", "evaluate", "train")
+# A public demo reads uploads under lower limits than the settings' (which a Space owner may raise for
+# their own duplicate): the demo only evaluates max_eval_rows of them anyway.
+DEMO_MAX_UPLOAD_MB = 10
+DEMO_MAX_UPLOAD_ROWS = 20_000
 
 # Sanity bounds, not tuning: values outside them are typos (900 MB of text, a 10-hour GPU call).
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "max_upload_mb": (1, 10_000),
     "max_eval_rows": (1, 1_000_000),
     "max_batch_texts": (1, 10_000_000),
+    "max_upload_rows": (1, 10_000_000),
     "max_text_chars": (1, 1_000_000),
     "queue.default_concurrency_limit": (1, 64),
     "queue.max_size": (1, 100_000),
@@ -67,6 +73,7 @@ FILE_KEYS = (
     "max_upload_mb",
     "max_eval_rows",
     "max_batch_texts",
+    "max_upload_rows",
     "max_text_chars",
 )
 QUEUE_KEYS = ("default_concurrency_limit", "max_size")
@@ -117,6 +124,7 @@ class Settings:
     max_upload_mb: int = 50
     max_eval_rows: int = 500
     max_batch_texts: int = 10_000
+    max_upload_rows: int = 200_000
     max_text_chars: int = 2000
     source: str | None = None  # the space.yaml that was read, if any
 
@@ -141,6 +149,14 @@ class Settings:
         """The most texts one batch request (classify_batch, compare_batch, a file in the tabs) may hold:
         max_batch_texts, and max_eval_rows in demo mode when it is lower."""
         return min(self.max_batch_texts, self.max_eval_rows) if self.demo_mode else self.max_batch_texts
+
+    def upload_limits(self) -> tuple[int, int]:
+        """(megabytes, rows) a labelled upload may have; lower in demo mode."""
+        if self.demo_mode:
+            return min(self.max_upload_mb, DEMO_MAX_UPLOAD_MB), min(
+                self.max_upload_rows, DEMO_MAX_UPLOAD_ROWS
+            )
+        return self.max_upload_mb, self.max_upload_rows
 
     def resolved_adapter(self, shipped: Path = SHIPPED_ADAPTER) -> str | None:
         """The adapter to attach at start-up: the configured one, else the shipped one for `embedded`."""
@@ -214,6 +230,7 @@ def load_settings(
         max_upload_mb=merged["max_upload_mb"],
         max_eval_rows=merged["max_eval_rows"],
         max_batch_texts=merged["max_batch_texts"],
+        max_upload_rows=merged["max_upload_rows"],
         max_text_chars=merged["max_text_chars"],
         source=str(file_path) if file_path is not None else None,
     )
@@ -320,6 +337,7 @@ def _defaults() -> dict[str, Any]:
         "max_upload_mb": 50,
         "max_eval_rows": 500,
         "max_batch_texts": 10_000,
+        "max_upload_rows": 200_000,
         "max_text_chars": 2000,
     }
 
@@ -395,6 +413,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         ("max_upload_mb", ENV_MAX_UPLOAD_MB, False),
         ("max_eval_rows", ENV_MAX_EVAL_ROWS, False),
         ("max_batch_texts", ENV_MAX_BATCH_TEXTS, False),
+        ("max_upload_rows", ENV_MAX_UPLOAD_ROWS, False),
         ("max_text_chars", ENV_MAX_TEXT_CHARS, False),
     ):
         if (value := text(var)) is None:

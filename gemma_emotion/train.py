@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 
 ENV_FAULT = "GEMMA_EMOTION_FAULT"  # test hook: "oom_at_step:N" raises an out-of-memory error after step N
 TRACEBACK_LINES = 20
+DATA_DIR = "data"  # in a run folder: copies of the user files it was trained on
+MAX_DATA_COPY_MB = 200  # larger files are recorded (size, sha256, rows) but not copied
 
 
 # -- one run -------------------------------------------------------------------------------------------------
@@ -156,6 +158,8 @@ def _train_and_evaluate(
     labels = run_labels(config)
     run.update(labels=list(labels.names))
     data = prepare_data(config, run.dir.parent, labels)
+    if is_main_process():
+        run.update(data_files=keep_data_files(data.files, run.dir))
     stop.check()
 
     gpu_gb = torch.cuda.get_device_properties(device).total_memory / 1e9 if device.type == "cuda" else None
@@ -250,6 +254,31 @@ def _train_and_evaluate(
     if data.test is not None:
         metrics.update(_evaluate_both(lm, data.test, run, config, progress_bar))
     run.update(status="completed", phase="done", finished_at=utc_now(), metrics=metrics)
+
+
+def keep_data_files(files: list[dict], run_dir: Path) -> list[dict]:
+    """Copy the user files a run was given into its `data/` folder (an upload's temporary copy goes away
+    with the app), and return what run.json records of each: role, name, copy, bytes, sha256, rows."""
+    from gemma_emotion.data import file_fingerprint
+
+    kept = []
+    for info in files:
+        source = Path(info["path"])
+        copy = run_dir / DATA_DIR / f"{info['role']}{source.suffix.lower()}"
+        record = {
+            **info,
+            "name": source.name,
+            "bytes": source.stat().st_size,
+            "sha256": file_fingerprint(source),
+        }
+        if record["bytes"] <= MAX_DATA_COPY_MB * 1024 * 1024:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            tmp = copy.with_name(copy.name + ".tmp")
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, copy)  # never half a copy under the final name
+            record["copy"] = f"{DATA_DIR}/{copy.name}"
+        kept.append(record)
+    return kept
 
 
 def _evaluate_both(

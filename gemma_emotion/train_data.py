@@ -2,9 +2,12 @@
 
 `run_labels(config)` is the run's label set: the names the config gives, else the names in the training
 data's label column, else the six emotions. `prepare_data(config, runs_dir, labels)` loads the splits the
-config names as label ids of that set (one file is split so that the test rows are never trained on),
-samples them with the config's seed, repeats the rarer labels' rows when asked, and adds the corrections
-store's examples whose labels the set has (a corrected text leaves the test rows).
+config names (with its text and label columns) as label ids of that set, samples them with the config's
+seed, repeats the rarer labels' rows when asked, and adds the corrections store's examples whose labels
+the set has (a corrected text leaves the test rows). One file (a user's upload) is the training data: its
+empty texts, duplicates and unknown labels are dropped with a note, and a stratified seeded slice of it is
+held out for validation and test, unless `validation_data` / `test_data` name files; the user files are
+listed for the run to keep.
 """
 
 from __future__ import annotations
@@ -23,13 +26,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class TrainData:
-    """The rows of one run: training (with corrections), validation slice, test slice."""
+    """The rows of one run: training (with corrections), validation slice, test slice; the label set their
+    ids are of, and the user files they came from (role, path, rows read and kept, columns)."""
 
     train: datasets.Dataset
     validation: datasets.Dataset | None
     test: datasets.Dataset | None
     n_corrections: int = 0
     notes: list[str] = field(default_factory=list)
+    labels: LabelSet = EMOTIONS
+    files: list[dict] = field(default_factory=list)
 
 
 def run_labels(config: TrainConfig) -> LabelSet:
@@ -39,7 +45,7 @@ def run_labels(config: TrainConfig) -> LabelSet:
     from gemma_emotion.data import DataError, label_set_of
 
     try:
-        return label_set_of(config.data, "train") or EMOTIONS
+        return label_set_of(config.data, "train", label_column=config.label_column) or EMOTIONS
     except DataError:
         return EMOTIONS  # no train split to read names from: loading the data says why
 
@@ -54,33 +60,47 @@ def describe_labels(config: TrainConfig) -> str:
     return f"labels ({len(labels)}, {origin}): {', '.join(labels.names)}"
 
 
-def prepare_data(config: TrainConfig, runs_dir: str | os.PathLike, labels: LabelSet = EMOTIONS) -> TrainData:
-    """Load and sample the splits (label ids of `labels`), and fold in the corrections when asked."""
+def prepare_data(
+    config: TrainConfig, runs_dir: str | os.PathLike, labels: LabelSet | None = None
+) -> TrainData:
+    """Load and sample the splits (label ids of `labels`, by default `run_labels(config)`), and fold in the
+    corrections when the config asks for them."""
     import datasets
 
-    from gemma_emotion.data import DataError, load_split, resolve_source, sample
+    from gemma_emotion.data import sample
 
     notes: list[str] = []
-    full = load_split(config.data, "train", labels=labels)
-    validation = test = None
-    try:
-        same_file = resolve_source(config.data, "train") == resolve_source(config.data, "test")
-    except DataError:
-        same_file = False
-    if same_file or _is_single_file(config.data):
+    files: list[dict] = []
+    single = _is_single_file(config.data)
+    if labels is None:
+        labels = run_labels(config)
+    full = _read(config, config.data, "train", labels, notes, files)
+    validation = _read(config, config.validation_data, "validation", labels, notes, files)
+    test = _read(config, config.test_data, "test", labels, notes, files)
+    if single and (validation is None or test is None):
         # One file for all splits: hold part of it out, or the test would score the training rows.
         held = max(1, min(len(full) // 10, 2000))
         order = sample(full, held, stratify=True, seed=config.seed + 1)
         held_texts = set(order["text"])
         full = full.filter(lambda row: row["text"] not in held_texts)
-        validation = test = order
-        notes.append(f"{config.data} is one file: {held} rows held out for evaluation")
-    else:
-        validation = _optional_split(config.data, "validation", labels)
-        test = _optional_split(config.data, "test", labels)
+        held_for = [role for role, given in (("validation", validation), ("test", test)) if given is None]
+        validation = order if validation is None else validation
+        test = order if test is None else test
+        notes.append(
+            f"{data_name(config.data)} is one file: {held} rows held out for {' and '.join(held_for)}"
+        )
+    elif not single:
+        validation = validation if validation is not None else _optional_split(config, "validation", labels)
+        test = test if test is not None else _optional_split(config, "test", labels)
         if test is None and validation is not None:
             test = validation
             notes.append("no test split: the validation split is used for the final evaluation")
+    if test is not None and config.test_data:
+        n_test = len(test)
+        trained = set(full["text"])
+        test = test.filter(lambda row: row["text"] not in trained)
+        if n_test - len(test):
+            notes.append(f"{n_test - len(test)} test rows left out: they are in the training data")
     if config.train_size is not None and config.train_size > len(full):
         notes.append(f"train size {config.train_size} is more than the {len(full)} rows there are: using all")
     train = sample(full, config.train_size, stratify=True, seed=config.seed)
@@ -122,7 +142,38 @@ def prepare_data(config: TrainConfig, runs_dir: str | os.PathLike, labels: Label
         test = (
             sample(test, config.test_size, stratify=True, seed=config.seed) if config.test_size != 0 else None
         )
-    return TrainData(train, validation, test, n_corrections, notes)
+    return TrainData(train, validation, test, n_corrections, notes, labels, files)
+
+
+def _read(
+    config: TrainConfig, source: str | None, role: str, labels: LabelSet, notes: list[str], files: list[dict]
+) -> datasets.Dataset | None:
+    """The `role` split ("train", "validation", "test") of `source` (None: none given). A user's file has
+    its bad rows dropped with a note and is listed in `files`; a dataset or folder is read strictly, as it
+    always was, and a note says which copy of dair-ai/emotion it came from."""
+    from gemma_emotion.data import DROP_ALL, read_split
+
+    if source is None:
+        return None
+    single = _is_single_file(source)
+    table = read_split(
+        source, role, text_column=config.text_column, label_column=config.label_column, labels=labels,
+        drop=DROP_ALL if single else (),
+    )  # fmt: skip
+    if table.note and table.note not in notes:
+        notes.append(table.note)
+    if single:
+        if table.dropped:
+            notes.append(f"{data_name(source)}: {table.dropped_text()}")
+        files.append({"role": role, "path": str(Path(source).expanduser()), "rows_read": table.n_read,
+                      "rows": len(table.ds), "text_column": table.text_column,
+                      "label_column": table.label_column})  # fmt: skip
+    return table.ds
+
+
+def data_name(source: str) -> str:
+    """How a note names a data source: a file by its name, anything else as given."""
+    return Path(source).name if _is_single_file(source) else source
 
 
 def balanced(ds: datasets.Dataset, seed: int) -> datasets.Dataset:
@@ -148,14 +199,16 @@ def _is_single_file(source: str) -> bool:
     return Path(source).expanduser().is_file()
 
 
-def _optional_split(source: str, split: str, labels: LabelSet) -> datasets.Dataset | None:
+def _optional_split(config: TrainConfig, split: str, labels: LabelSet) -> datasets.Dataset | None:
     from gemma_emotion.data import DataError, load_split, resolve_source
 
     try:
-        resolve_source(source, split)
+        resolve_source(config.data, split)
     except DataError:
         return None
-    return load_split(source, split, labels=labels)
+    return load_split(
+        config.data, split, text_column=config.text_column, label_column=config.label_column, labels=labels
+    )
 
 
 def _correction_rows(runs_dir: str | os.PathLike, notes: list[str], labels: LabelSet) -> list[dict]:

@@ -1,12 +1,17 @@
-"""Shared fixtures: tiny random Gemma 3 / Gemma 4 checkpoints (seconds on CPU) and the shared data."""
+"""Shared fixtures: tiny random Gemma 3 / Gemma 4 checkpoints (seconds on CPU) and the emotion data.
+
+The data comes from the copy bundled in the package, so the suite needs nothing outside the repository;
+`../shared/data/emotion` is only read by the test that checks the bundled copy equals it."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/tiny.py
@@ -33,12 +38,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not (SHARED_DATA / "test.jsonl").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"shared data not found at {SHARED_DATA}")
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return SHARED_DATA
+def shared_data(tmp_path_factory) -> Path:
+    """dair-ai/emotion as a folder of train/validation/test JSONL files ({"text", "label"} a line), written
+    once a session from the bundled copy: the same rows as ../shared/data/emotion (test_bundled_data.py
+    checks that where the folder exists). A missing bundled copy fails, never skips."""
+    from gemma_emotion.paths import BUNDLED_DATA
+    from gemma_emotion.sources import BUNDLED_SPLITS
+
+    folder = tmp_path_factory.mktemp("emotion")
+    for split in BUNDLED_SPLITS:
+        file = BUNDLED_DATA / f"{split}.parquet"
+        if not file.is_file():
+            pytest.fail(f"the bundled dataset is missing {file}: run scripts/bundle_emotion.py")
+        rows = pq.read_table(file).to_pylist()
+        with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps({"text": r["text"], "label": int(r["label"])}) + "\n" for r in rows)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ from unittest import mock
 import pytest
 
 from gemma_emotion import runs as runs_mod
+from gemma_emotion.data import load_split
+from gemma_emotion.labels import LABELS
 from gemma_emotion.plan import choose_4bit, plan_training
 from gemma_emotion.records import TokenisationError, verify_tokenisation
 from gemma_emotion.runs import (
@@ -203,6 +205,67 @@ def test_a_single_file_is_split_so_the_test_rows_are_not_trained_on(small_data, 
     data = prepare_data(TrainConfig(data=str(small_data / "train.jsonl"), test_size=None), tmp_path)
     assert len(data.test) == 3 and len(data.train) == 27
     assert not set(data.test["text"]) & set(data.train["text"])
+
+
+def _write_csv(path: Path, header: list[str], rows: list) -> Path:
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    return path
+
+
+def test_one_user_file_is_cleaned_split_and_listed(tmp_path):
+    rows = [[f"i feel thing number {i}", LABELS[i % 6].upper()] for i in range(40)]
+    rows += [[rows[0][0], rows[0][1]], ["  ", "JOY"], ["no label", ""]]
+    path = _write_csv(tmp_path / "mine.csv", ["sentence", "emotion"], rows)
+    data = prepare_data(TrainConfig(data=str(path), test_size=None), tmp_path / "runs")
+    assert data.labels.is_default
+    assert (len(data.train), len(data.test)) == (36, 4)
+    assert data.validation is data.test
+    assert not set(data.test["text"]) & set(data.train["text"])
+    assert sorted(data.test["label"]) == sorted(set(data.test["label"]))  # stratified: 4 different labels
+    assert "mine.csv: 3 of 43 rows dropped: 1 duplicate text, 1 empty text, 1 missing label" in data.notes
+    assert "mine.csv is one file: 4 rows held out for validation and test" in data.notes
+    assert data.files == [{"role": "train", "path": str(path), "rows_read": 43, "rows": 40,
+                           "text_column": "sentence", "label_column": "emotion"}]  # fmt: skip
+
+
+def test_second_files_replace_the_held_out_slices(tmp_path):
+    train = _write_csv(tmp_path / "t.csv", ["text", "label"], [[f"row {i}", i % 6] for i in range(30)])
+    val = _write_csv(tmp_path / "v.csv", ["text", "label"], [[f"val {i}", "joy"] for i in range(5)])
+    test = _write_csv(tmp_path / "x.csv", ["text", "label"], [["row 3", 3], ["fresh", "fear"]])
+    config = TrainConfig(data=str(train), validation_data=str(val), test_data=str(test), test_size=None)
+    data = prepare_data(config, tmp_path)
+    assert len(data.train) == 30 and len(data.validation) == 5
+    assert data.test["text"] == ["fresh"]  # "row 3" is a training row
+    assert "1 test rows left out: they are in the training data" in data.notes
+    assert [f["role"] for f in data.files] == ["train", "validation", "test"]
+    only_val = prepare_data(TrainConfig(data=str(train), validation_data=str(val), test_size=None), tmp_path)
+    assert (len(only_val.train), len(only_val.test), len(only_val.validation)) == (27, 3, 5)
+    assert "t.csv is one file: 3 rows held out for test" in only_val.notes
+
+
+def test_a_six_emotion_file_can_be_tested_on_the_bundled_test_split(tmp_path, monkeypatch, shared_data):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    first = load_split(shared_data, "test", limit=3, seed=0)
+    rows = [[t, LABELS[y]] for t, y in zip(first["text"], first["label"])]
+    rows += [[f"i feel thing number {i}", LABELS[i % 6]] for i in range(30)]
+    path = _write_csv(tmp_path / "six.csv", ["text", "label"], rows)
+    data = prepare_data(TrainConfig(data=str(path), test_data="dair-ai/emotion", test_size=None), tmp_path)
+    assert len(data.test) == 2000 - 3  # the bundled test split, less the rows trained on
+    assert any("the bundled copy" in note for note in data.notes)
+    assert "3 test rows left out: they are in the training data" in data.notes
+
+
+def test_a_file_of_other_labels_trains_its_own_label_set(tmp_path):
+    rows = [[f"text number {i}", "Positive" if i % 2 else "negative"] for i in range(30)]
+    path = _write_csv(tmp_path / "valence.csv", ["review", "sentiment"], rows)
+    data = prepare_data(TrainConfig(data=str(path), test_size=None), tmp_path)
+    assert data.labels.names == ("negative", "Positive")
+    assert sorted(set(data.train["label"])) == [0, 1] and len(data.test) == 3
+    given = prepare_data(TrainConfig(data=str(path), labels="negative,positive,surprise"), tmp_path)
+    assert given.labels.names == ("negative", "positive", "surprise")
 
 
 # -- tokens and LoRA targets --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from gemma_emotion.cli.common import (
     add_model_args,
     cli_labels,
     load_for_cli,
+    print_data_choice,
 )
 from gemma_emotion.errors import UserError
 
@@ -81,12 +82,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from gemma_emotion.classify import Classifier
-    from gemma_emotion.data import load_split
+    from gemma_emotion.data import read_split, sample
     from gemma_emotion.evaluate import evaluate, format_table, write_report
 
     data = args.data or paths.default_data()
+    print_data_choice(data)
     labels = cli_labels(args, data)
-    ds = load_split(data, args.split, limit=args.limit, stratify=args.stratify, seed=args.seed, labels=labels)
+    table = read_split(
+        data, args.split, text_column=args.text_column, label_column=args.label_column, labels=labels
+    )
+    ds = sample(table.ds, args.limit, stratify=args.stratify, seed=args.seed)
     lm = load_for_cli(args)
     clf = Classifier(lm, labels, calibrate=args.calibrate)
     bar = tqdm(total=len(ds), desc=f"eval ({args.mode})", unit="ex", file=sys.stderr)
@@ -95,7 +100,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     meta = {"data": str(data), "split": args.split, "limit": args.limit, "seed": args.seed,
-            "calibrated": args.calibrate and args.mode == "score"}  # fmt: skip
+            "calibrated": args.calibrate and args.mode == "score", "data_note": table.note,
+            "text_column": table.text_column, "label_column": table.label_column}  # fmt: skip
     report = evaluate(clf, ds["text"], ds["label"], mode=args.mode, batch_size=args.batch_size,
                       progress=progress, meta=meta)  # fmt: skip
     bar.close()

@@ -49,8 +49,10 @@ def add_labels_arg(p: argparse.ArgumentParser) -> None:
 
 def add_data_args(p: argparse.ArgumentParser, split: str = "test") -> None:
     p.add_argument("--data", default=None, help="Hub dataset id, a folder of split files, or one file "
-                   f"(default: ${paths.ENV_DATA} or dair-ai/emotion)")  # fmt: skip
+                   f"(default: ${paths.ENV_DATA} or dair-ai/emotion: the Hub, else the bundled "
+                   "copy)")  # fmt: skip
     p.add_argument("--split", default=split, help=f"split to use (default: {split})")
+    add_column_args(p)
     p.add_argument("--limit", type=int, default=None, help="use N rows, a seeded sample")
     p.add_argument(
         "--stratify",
@@ -59,6 +61,25 @@ def add_data_args(p: argparse.ArgumentParser, split: str = "test") -> None:
         help="keep label proportions when sampling",
     )
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+
+
+def add_column_args(p: argparse.ArgumentParser) -> None:
+    """--text-column / --label-column, for the commands that read labelled data outside TrainConfig (the
+    `train` command's come from its fields, with the same names)."""
+    from gemma_emotion.config import config_fields
+
+    for f in config_fields():
+        if f.name in ("text_column", "label_column"):
+            p.add_argument("--" + f.name.replace("_", "-"), default=None, metavar="NAME", help=f.option.help)
+
+
+def print_data_choice(data: str) -> None:
+    """Say on stderr which copy a data name leads to and how long deciding took (dair-ai/emotion only)."""
+    from gemma_emotion.sources import choose_source
+
+    choice = choose_source(data)
+    if choice.note:
+        print(f"data: {choice.note}", file=sys.stderr, flush=True)
 
 
 def add_runs_dir_arg(p: argparse.ArgumentParser, what: str = "runs directory") -> None:
@@ -92,7 +113,7 @@ def cli_labels(args: argparse.Namespace, data: str | None = None) -> LabelSet:
     if data is not None:
         from gemma_emotion.data import label_set_of
 
-        return label_set_of(data, args.split) or EMOTIONS
+        return label_set_of(data, args.split, label_column=getattr(args, "label_column", None)) or EMOTIONS
     return EMOTIONS
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gemma_emotion import paths
-from gemma_emotion.cli.common import add_runs_dir_arg, notice, runs_dir_of
+from gemma_emotion.cli.common import add_runs_dir_arg, notice, print_data_choice, runs_dir_of
 from gemma_emotion.config import ConfigError, ConfigField, TrainConfig, config_fields
 from gemma_emotion.runfolder import RUN_FILE, read_record
 
@@ -138,6 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     config.validate()
     if is_main_process():
+        print_data_choice(config.data)
         print(describe_labels(config), file=sys.stderr, flush=True)  # before the model loads
     info = train(config, runs_dir_of(args), progress_bar=True, notice=notice)
     if not is_main_process():

@@ -1,6 +1,10 @@
 """Helpers every tab shares: user-facing errors, download files, safe text, uploaded tables, and long
 jobs that a cancelled request stops.
 
+Labelled uploads (Train and Evaluate) go through `uploaded_path` (only files the visitor uploaded),
+`labelled_preview` / `read_labelled` (the settings' limits; messages name the file, not the server's
+temporary path) and `preview_view` (what the tabs show of a preview).
+
 Errors a user can cause (bad input, a malformed file, a model that does not load) become one clear
 message: `gr.Error` for API callers, a `gr.Warning` toast plus a message field in the page. Anything else
 is reported by type and text rather than crashing the request handler.
@@ -31,12 +35,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import gradio as gr
+import pandas as pd
 
 from gemma_emotion.batching import CancelToken
-from gemma_emotion.data import DataError, load_split
+from gemma_emotion.data import DataError, Preview, Table, load_split, preview, read_split
 from gemma_emotion.errors import UserError
 from gemma_emotion.files import atomic_write_text, csv_text  # noqa: F401 - the tabs' downloads
-from gemma_emotion.labels import LabelSet
+from gemma_emotion.labels import LabelSet, LabelSetError
 from gemma_emotion.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -197,3 +202,83 @@ def read_upload(
     limit = settings.clamp_eval_rows(len(texts))
     note_rows = limit if limit is not None else len(texts)
     return texts[:note_rows], labels[:note_rows]
+
+
+# -- labelled uploads (Train and Evaluate) ----------------------------------------------------------------
+PREVIEW_COLUMNS = ["text", "label"]
+
+
+def uploaded_path(file: Any) -> Path | None:
+    """The server path of a file the visitor uploaded: a gr.File value, or the file dict an API client
+    sends; None when there is none. Anything outside gradio's upload folder is refused, so an API caller
+    cannot make the app read a server file by naming it here."""
+    from gradio.utils import get_upload_folder, is_in_or_equal
+
+    if isinstance(file, dict):
+        file = file.get("path")
+    if file is None or (isinstance(file, str) and not file.strip()):
+        return None
+    if not isinstance(file, str | Path):
+        raise UserError("upload a file (CSV, TSV, JSONL, JSON or Parquet)")
+    if not is_in_or_equal(str(file), get_upload_folder()):
+        raise UserError("upload the file: a path on the server is not accepted here")
+    path = Path(file)
+    if path.suffix.lower() not in UPLOAD_TYPES:
+        raise UserError(f"{path.name}: use a .csv, .tsv, .jsonl, .json or .parquet file")
+    return path
+
+
+def labelled_preview(
+    path: Path,
+    settings: Settings,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    labels: LabelSet | None = None,
+) -> Preview:
+    """`data.preview` of an upload under the settings' limits; UserError naming the file when unusable."""
+    max_mb, max_rows = settings.upload_limits()
+    try:
+        return preview(path, text_column=text_column or None, label_column=label_column or None,
+                       labels=labels, max_mb=max_mb, max_rows=max_rows)  # fmt: skip
+    except (DataError, LabelSetError) as exc:
+        raise UserError(_by_name(exc, path)) from exc
+
+
+def read_labelled(
+    path: Path,
+    settings: Settings,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    labels: LabelSet | None = None,
+    drop: frozenset[str] = frozenset(),
+) -> Table:
+    """`data.read_split` of an upload under the settings' limits; UserError naming the file when unusable."""
+    max_mb, max_rows = settings.upload_limits()
+    try:
+        return read_split(path, text_column=text_column or None, label_column=label_column or None,
+                          labels=labels, drop=drop, max_mb=max_mb, max_rows=max_rows)  # fmt: skip
+    except (DataError, LabelSetError) as exc:
+        raise UserError(_by_name(exc, path)) from exc
+
+
+def _by_name(exc: BaseException, path: Path) -> str:
+    # The message names gradio's temporary path; the user knows the file by its name.
+    return str(exc).replace(str(path), path.name)
+
+
+def preview_view(p: Preview | None, warning: str = "") -> tuple[str, pd.DataFrame, Any, Any]:
+    """(summary markdown, first rows, text-column dropdown, label-column dropdown) for a preview."""
+    if p is None:
+        empty = gr.Dropdown(choices=[], value=None)
+        return "", pd.DataFrame(columns=PREVIEW_COLUMNS), empty, empty
+    text = md(p.summary())
+    if warning:
+        text += f"\n\n⚠️ {md(warning)}"
+    return (
+        text,
+        pd.DataFrame(p.first, columns=PREVIEW_COLUMNS),
+        gr.Dropdown(choices=p.columns, value=p.text_column),
+        gr.Dropdown(choices=p.columns, value=p.label_column),
+    )

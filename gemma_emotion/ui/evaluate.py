@@ -6,6 +6,11 @@ metrics.json and predictions.csv (the same layout as a run's reports/). The tab 
 macro-F1, per-class F1 and invalid counts grouped by model, a confusion matrix, the mistakes filtered by
 gold and predicted label, downloads, and earlier reports (the app's own, the runs' and the shipped run's)
 side by side. The page opens on the shipped run's base and fine-tuned reports, read from disk.
+
+The data is a Hub id, a server path (outside demo mode) or an uploaded labelled file: an upload is
+previewed at once (first rows, counts, what is dropped and why) with its text and label columns guessed
+and changeable, and the evaluation uses the columns chosen. Empty texts and duplicates are left out (the
+preview says how many); labels the model does not know are refused, by name.
 """
 
 from __future__ import annotations
@@ -22,11 +27,31 @@ import pandas as pd
 from gemma_emotion import evaluate as core_eval
 from gemma_emotion import paths
 from gemma_emotion.batching import CancelToken
-from gemma_emotion.data import DataError, fingerprint, load_split, resolve_source
+from gemma_emotion.data import (
+    DROP_CLEANUP,
+    DataError,
+    Preview,
+    file_fingerprint,
+    fingerprint,
+    read_split,
+    sample,
+)
 from gemma_emotion.labels import EMOTIONS, INVALID
 from gemma_emotion.ui import plots
 from gemma_emotion.ui.classify import MODES, check_mode
-from gemma_emotion.ui.common import api_endpoint, download, in_thread, json_text, warn
+from gemma_emotion.ui.common import (
+    PREVIEW_COLUMNS,
+    UPLOAD_TYPES,
+    api_endpoint,
+    download,
+    in_thread,
+    json_text,
+    labelled_preview,
+    preview_view,
+    read_labelled,
+    uploaded_path,
+    warn,
+)
 from gemma_emotion.ui.state import SHIPPED, AppState, UserError
 
 WHICH = {"fine-tuned": ("finetuned",), "base": ("base",), "both": ("base", "finetuned")}
@@ -48,8 +73,13 @@ def run_evaluation(
     seed: int = 0,
     progress=None,
     cancel: CancelToken | None = None,
+    *,
+    upload: Path | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate, write the report folder(s), return {report_dir, reports: {name: metrics}, comparison}.
+    """Evaluate, write the report folder(s), return {report_dir, reports: {name: metrics}, comparison,
+    note, data_note, dropped}. An `upload` (a file the visitor uploaded) replaces `data` and `split`.
 
     The texts are classified in chunks (`AppState.predict_many`): other requests are served between
     chunks, and a set `cancel` stops the evaluation at the next one (RequestCancelled, nothing written)."""
@@ -61,15 +91,23 @@ def run_evaluation(
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     size = None if size in (None, 0) else int(size)
     rows = state.settings.clamp_eval_rows(size)
-    data = (data or "").strip() or paths.default_data()
-    if not state.settings.allows_arbitrary_paths and data != paths.default_data():
-        raise UserError(f"in this demo evaluations use {paths.default_data()} only")
     labels = state.labels  # the loaded model's: its gold labels must be labels of that set
-    try:
-        resolve_source(data, split)
-        ds = load_split(data, split, limit=rows, stratify=True, seed=int(seed or 0), labels=labels)
-    except DataError as exc:
-        raise UserError(str(exc)) from exc
+    if upload is not None:
+        table = read_labelled(upload, state.settings, text_column=text_column, label_column=label_column,
+                              labels=labels, drop=DROP_CLEANUP)  # fmt: skip
+        data, split = f"upload: {upload.name}", "upload"
+        extra = {"data_sha256": file_fingerprint(upload)}
+    else:
+        data = (data or "").strip() or paths.default_data()
+        if not state.settings.allows_arbitrary_paths and data != paths.default_data():
+            raise UserError(f"in this demo evaluations use {paths.default_data()} only, or an uploaded file")
+        try:
+            table = read_split(data, split, text_column=text_column or None,
+                               label_column=label_column or None, labels=labels)  # fmt: skip
+        except DataError as exc:
+            raise UserError(str(exc)) from exc
+        extra = {}
+    ds = sample(table.ds, rows, stratify=True, seed=int(seed or 0))
     texts, gold = list(ds["text"]), list(ds["label"])
     meta = {
         "data": data,
@@ -77,6 +115,10 @@ def run_evaluation(
         "rows": len(texts),
         "seed": int(seed or 0),
         "fingerprint": fingerprint(ds),
+        "text_column": table.text_column,
+        "label_column": table.label_column,
+        "data_note": table.note,
+        **extra,
     }
 
     reports: dict[str, core_eval.Report] = {}
@@ -118,10 +160,30 @@ def run_evaluation(
         "reports": {name: r.metrics for name, r in reports.items()},
         "comparison": None,
         "note": note,
+        "data_note": table.note,
+        "dropped": table.dropped_text() or None,
     }
     if len(reports) == 2:
         result["comparison"] = core_eval.compare_reports(reports["base"], reports["finetuned"])
     return result
+
+
+def preview_upload(
+    state: AppState, file: Any, text_column: str | None = None, label_column: str | None = None
+) -> Preview:
+    """The preview of an uploaded labelled file, its labels mapped through the model's."""
+    path = uploaded_path(file)
+    if path is None:
+        raise UserError("upload a labelled file first (CSV, TSV, JSONL, JSON or Parquet)")
+    return labelled_preview(path, state.settings, text_column=text_column, label_column=label_column,
+                            labels=state.labels)  # fmt: skip
+
+
+def unknown_warning(unknown: dict[str, int]) -> str:
+    if not unknown:
+        return ""
+    names = ", ".join(list(unknown)[:10])
+    return f"labels the model does not know: {names}. Evaluation refuses them: rename or remove those rows"
 
 
 def _new_report_dir(root: Path) -> Path:
@@ -242,6 +304,20 @@ def build(state: AppState) -> dict[str, Any]:
                 else "fixed in this demo",
             )
             split = gr.Dropdown(SPLITS, value="test", label="Split")
+            with gr.Group():
+                upload = gr.File(
+                    label="…or upload a labelled file (CSV, TSV, JSONL, JSON, Parquet)",
+                    file_types=UPLOAD_TYPES,
+                    type="filepath",
+                    elem_id="evaluate-upload",
+                )
+                with gr.Row():
+                    text_col = gr.Dropdown(
+                        label="Text column", choices=[], interactive=True, elem_id="evaluate-text-column"
+                    )
+                    label_col = gr.Dropdown(
+                        label="Label column", choices=[], interactive=True, elem_id="evaluate-label-column"
+                    )
             size = gr.Number(
                 value=min(DEFAULT_SIZE, state.settings.max_eval_rows) if demo else DEFAULT_SIZE,
                 label="Rows (0 = all)" if not demo else f"Rows (at most {state.settings.max_eval_rows})",
@@ -266,6 +342,16 @@ def build(state: AppState) -> dict[str, Any]:
             )
             refresh = gr.Button("Refresh reports", size="sm")
         with gr.Column(scale=3):
+            with gr.Accordion("Uploaded file", open=True, visible=False) as preview_box:
+                preview_summary = gr.Markdown(elem_id="evaluate-preview-summary")
+                preview_rows = gr.Dataframe(
+                    value=pd.DataFrame(columns=PREVIEW_COLUMNS),
+                    label="First rows",
+                    interactive=False,
+                    wrap=True,
+                    max_height=260,
+                    elem_id="evaluate-preview",
+                )
             message = gr.Textbox(label="Result", interactive=False, elem_id="evaluate-message")
             summary = gr.Dataframe(
                 value=pd.DataFrame(columns=SUMMARY_COLUMNS),
@@ -336,9 +422,32 @@ def build(state: AppState) -> dict[str, Any]:
         pred_filter,
     ]
 
+    preview_outputs = [preview_box, preview_summary, preview_rows, text_col, label_col]
+
+    def on_upload(file: str | None, text_v: str | None = None, label_v: str | None = None):
+        """Preview a new upload (columns guessed), or the same upload with the columns picked."""
+        if not file:
+            return (gr.Accordion(visible=False), *preview_view(None))
+        try:
+            p = preview_upload(state, file, text_v, label_v)
+        except Exception as exc:
+            summary = warn(exc)
+            return (gr.Accordion(visible=True), summary, *preview_view(None)[1:])
+        return (gr.Accordion(visible=True), *preview_view(p, unknown_warning(p.unknown)))
+
+    upload.change(
+        lambda f: on_upload(f), [upload], preview_outputs, api_visibility="private", concurrency_limit=None
+    )
+    for picker in (text_col, label_col):
+        picker.input(
+            on_upload, [upload, text_col, label_col], preview_outputs, api_visibility="private",
+            concurrency_limit=None,
+        )  # fmt: skip
+
     async def on_evaluate(
-        data_v, split_v, size_v, mode_v, which_v, seed_v, earlier_v, gold, pred, progress=gr.Progress()
-    ):
+        data_v, split_v, size_v, mode_v, which_v, seed_v, earlier_v, gold, pred, file, text_v, label_v,
+        progress=gr.Progress(),
+    ):  # fmt: skip
         try:
             progress(0, desc="loading data")
             res = await in_thread(
@@ -351,6 +460,9 @@ def build(state: AppState) -> dict[str, Any]:
                 which_v,
                 int(seed_v or 0),
                 progress=lambda done, total: progress((done, total), desc="evaluating", unit="texts"),
+                upload=uploaded_path(file),
+                text_column=text_v if file else None,
+                label_column=label_v if file else None,
             )
             all_views = _earlier_views(earlier_v)
             stamp = Path(res["report_dir"]).name
@@ -364,13 +476,27 @@ def build(state: AppState) -> dict[str, Any]:
         ]
         n = next(iter(res["reports"].values()))["n"]
         text = f"{'; '.join(parts)} — {n} texts, saved in {res['report_dir']}"
-        if res["note"]:
-            text += f" ({res['note']})"
+        for extra in (res["note"], res["dropped"], res["data_note"]):
+            if extra:
+                text += f" ({extra})"
         return (text, all_views, *render(all_views, None, gold, pred))
 
     evaluate_event = button.click(
         on_evaluate,
-        [data, split, size, mode, which, seed, earlier, gold_filter, pred_filter],
+        [
+            data,
+            split,
+            size,
+            mode,
+            which,
+            seed,
+            earlier,
+            gold_filter,
+            pred_filter,
+            upload,
+            text_col,
+            label_col,
+        ],
         [message, views, *shown_outputs],
         api_visibility="private",
     )
@@ -424,10 +550,25 @@ def build(state: AppState) -> dict[str, Any]:
         mode: str = "score",
         which: str = "both",
         seed: int = 0,
+        file: dict | None = None,
+        text_column: str = "",
+        label_column: str = "",
     ) -> dict:
-        """Evaluate the loaded model on a data slice (size 0 = all rows); writes a report folder. Runs in
-        chunks; a cancelled request stops at the next chunk and writes nothing."""
-        return await in_thread(run_evaluation, state, data or None, split, size, mode, which, seed)
+        """Evaluate the loaded model on a data slice (size 0 = all rows); writes a report folder. `file`
+        (gradio_client's handle_file) is an uploaded labelled file that replaces data and split; the
+        columns are guessed unless named. Runs in chunks; a cancelled request stops at the next chunk and
+        writes nothing."""
+        return await in_thread(
+            run_evaluation, state, data or None, split, size, mode, which, seed, upload=uploaded_path(file),
+            text_column=text_column or None, label_column=label_column or None,
+        )  # fmt: skip
+
+    @api_endpoint
+    def data_preview(file: dict | None = None, text_column: str = "", label_column: str = "") -> dict:
+        """What an uploaded labelled file holds: columns (chosen and all), label set, row and label counts,
+        dropped rows by reason, the first rows, and a warning naming labels the model does not know."""
+        p = preview_upload(state, file, text_column or None, label_column or None)
+        return {**p.to_dict(), "warning": unknown_warning(p.unknown) or None}
 
     @api_endpoint
     def reports() -> list[dict]:
@@ -435,5 +576,6 @@ def build(state: AppState) -> dict[str, Any]:
         return [{"label": label, "dir": path} for label, path in list_reports(state)]
 
     gr.api(evaluate, api_name="evaluate")
+    gr.api(data_preview, api_name="data_preview", concurrency_limit=None)
     gr.api(reports, api_name="reports")
     return {"earlier": earlier, "refresh_reports": refresh_reports, "on_load": on_load}

@@ -7,6 +7,9 @@ follows the run by polling its log.jsonl on a `gr.Timer`: loss curve with evalua
 with ETA, the log's tail. A page reload finds the running job again (`Runner.active()` on load); a
 second Start is refused with the name of the run that is training. In demo mode the tab is read-only.
 With no run of its own yet, the tab shows the shipped run (the one that trained the shipped adapter).
+The data is a Hub id or a server path, or an uploaded labelled file: previewed on upload (first rows,
+counts, what is dropped), its text and label columns guessed and changeable; it is the training data, and
+the validation and test rows are a stratified slice of it (the run keeps a copy of the file).
 """
 
 from __future__ import annotations
@@ -18,14 +21,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 import gradio as gr
+import pandas as pd
 
 from gemma_emotion import paths
 from gemma_emotion.config import Group, TrainConfig, config_fields
+from gemma_emotion.data import Preview
+from gemma_emotion.labels import LabelSet
 from gemma_emotion.runfolder import LogRecord
 from gemma_emotion.runs import RunInfo, RunnerBusy
 from gemma_emotion.train_data import run_labels
 from gemma_emotion.ui import plots
-from gemma_emotion.ui.common import api_endpoint, md, warn
+from gemma_emotion.ui.common import (
+    PREVIEW_COLUMNS,
+    UPLOAD_TYPES,
+    api_endpoint,
+    labelled_preview,
+    md,
+    preview_view,
+    uploaded_path,
+    warn,
+)
 from gemma_emotion.ui.state import AppState, UserError
 
 POLL_S = 2.0
@@ -38,6 +53,7 @@ DEMO_HINT = (
 TRI_STATE = {"auto": None, "on": True, "off": False}
 FormKind = Literal["text", "number", "checkbox", "choice"]
 ROW_WIDTH = 2  # fields side by side in a row of the form
+MIN_UPLOAD_ROWS = 10  # fewer usable rows cannot give both training rows and a held-out slice
 
 
 @dataclass(frozen=True)
@@ -137,9 +153,15 @@ def make_config(state: AppState, values: dict[str, Any]) -> TrainConfig:
     return config
 
 
-def start_training(state: AppState, values: dict[str, Any]) -> dict[str, Any]:
+def start_training(state: AppState, values: dict[str, Any], upload: Path | None = None) -> dict[str, Any]:
+    """Start a run; an `upload` (a file the visitor uploaded) is its training data, checked first."""
     if not state.settings.allows_training:
         raise UserError("training is switched off in this demo; duplicate the Space to train")
+    if upload is not None:
+        values = {**values, "data": str(upload)}
+        preview_training_file(
+            state, upload, values.get("text_column"), values.get("label_column"), values.get("labels")
+        )
     config = make_config(state, values)
     labels = run_labels(config)  # given, else the data's names, else the six; shown before training
     try:
@@ -147,6 +169,26 @@ def start_training(state: AppState, values: dict[str, Any]) -> dict[str, Any]:
     except RunnerBusy as exc:
         raise UserError(f"{exc}. Stop it first, or wait for it to finish.") from exc
     return {**run_dict(info), "labels": list(labels.names)}
+
+
+def preview_training_file(
+    state: AppState,
+    upload: Path,
+    text_column: str | None,
+    label_column: str | None,
+    labels: str | None = None,
+) -> Preview:
+    """The upload's preview, its labels mapped through the names given (else the set its names make);
+    UserError when it cannot train (malformed, too big, no labels, too few rows), before any run exists."""
+    given = LabelSet.parse(labels) if isinstance(labels, str) and labels.strip() else None
+    p = labelled_preview(
+        upload, state.settings, text_column=text_column, label_column=label_column, labels=given
+    )
+    if p.label_column is None:
+        raise UserError(f"{upload.name}: no label column: pick the column that holds the labels")
+    if p.n_rows < MIN_UPLOAD_ROWS:
+        raise UserError(f"{upload.name}: {p.n_rows} usable rows; training needs at least {MIN_UPLOAD_ROWS}")
+    return p
 
 
 def stop_training(state: AppState) -> dict[str, Any]:
@@ -291,7 +333,11 @@ def build(state: AppState) -> dict[str, Any]:
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             specs = form_specs(defaults)
-            _form_group([f for f in specs if f.group == "main"], fields, allowed)
+            main = [f for f in specs if f.group == "main"]
+            after_data = next((i + 1 for i, f in enumerate(main) if f.name == "data"), len(main))
+            _form_group(main[:after_data], fields, allowed)
+            upload, text_col, label_col, preview_outputs = _upload_block(allowed)
+            _form_group(main[after_data:], fields, allowed)
             with gr.Accordion("Advanced", open=False):
                 _form_group([f for f in specs if f.group == "advanced"], fields, allowed)
             with gr.Row():
@@ -348,7 +394,8 @@ def build(state: AppState) -> dict[str, Any]:
                 gr.Timer(active=False),
             )
         records = st["records"]
-        lines = [format_record(r) for r in records[-TAIL:]]
+        # The run's notes first: which data copy it read, what was dropped and held out.
+        lines = [f"note: {n}" for n in run.get("notes") or []] + [format_record(r) for r in records[-TAIL:]]
         if run.get("error"):
             lines.append(f"error: {run['error']}")
         running = run["status"] == "running"
@@ -364,9 +411,41 @@ def build(state: AppState) -> dict[str, Any]:
 
     shown = [viewed, status, progress, curve, tail, run_pick, timer]
 
+    labels_box = [fields["labels"]] if "labels" in fields else []  # the names to map the labels through
+
+    def on_upload(
+        file: str | None, text_v: str | None = None, label_v: str | None = None, labels_v: str | None = None
+    ):
+        """Preview a new upload (columns guessed), or the same upload with the columns or labels picked."""
+        if not file:
+            return (gr.Accordion(visible=False), *preview_view(None))
+        try:
+            p = preview_training_file(state, uploaded_path(file), text_v, label_v, labels_v)
+        except Exception as exc:
+            return (gr.Accordion(visible=True), warn(exc), *preview_view(None)[1:])
+        held = max(1, min(p.n_rows // 10, 2000))
+        return (
+            gr.Accordion(visible=True),
+            *preview_view(p, f"{held} of its rows will be held out for validation and test"),
+        )
+
+    upload.change(
+        lambda f, *given: on_upload(f, None, None, *given), [upload, *labels_box], preview_outputs,
+        api_visibility="private", concurrency_limit=None,
+    )  # fmt: skip
+    inputs = [upload, text_col, label_col, *labels_box]
+    for picker in (text_col, label_col):
+        picker.input(on_upload, inputs, preview_outputs, api_visibility="private", concurrency_limit=None)
+    for box in labels_box:  # on leaving the field: a half-typed list of names is no label set yet
+        box.blur(on_upload, inputs, preview_outputs, api_visibility="private", concurrency_limit=None)
+
     def on_start(data: dict):
         try:
-            info = start_training(state, form_values(data))
+            values = form_values(data)
+            file = uploaded_path(data[upload])
+            if file is not None:
+                values.update(text_column=data[text_col] or None, label_column=data[label_col] or None)
+            info = start_training(state, values, file)
         except Exception as exc:
             warn(exc)
             active = state.runner.active() if allowed else None
@@ -374,7 +453,10 @@ def build(state: AppState) -> dict[str, Any]:
         gr.Info(md(f"training started: {info['name']} (labels: {', '.join(info['labels'])})"))
         return render(info["name"])
 
-    start.click(on_start, set(fields.values()), shown, api_visibility="private", concurrency_limit=None)
+    start.click(
+        on_start, {*fields.values(), upload, text_col, label_col}, shown, api_visibility="private",
+        concurrency_limit=None,
+    )  # fmt: skip
 
     def on_stop(name_: str | None):
         try:
@@ -401,9 +483,11 @@ def build(state: AppState) -> dict[str, Any]:
         return render(active.name if active else None)
 
     @api_endpoint
-    def train_start(config: dict) -> dict:
-        """Start a training run; `config` holds TrainConfig fields (model, data, train_size, epochs, ...)."""
-        return start_training(state, config or {})
+    def train_start(config: dict, file: dict | None = None) -> dict:
+        """Start a training run; `config` holds TrainConfig fields (model, data, text_column, label_column,
+        train_size, epochs, ...). `file` (gradio_client's handle_file) is an uploaded file of training rows
+        that replaces config's data."""
+        return start_training(state, config or {}, uploaded_path(file))
 
     @api_endpoint
     def train_stop() -> dict:
@@ -419,6 +503,30 @@ def build(state: AppState) -> dict[str, Any]:
     gr.api(train_stop, api_name="train_stop", concurrency_limit=None)
     gr.api(train_status, api_name="train_status", concurrency_limit=None)
     return {"on_load": on_load, "outputs": shown}
+
+
+def _upload_block(allowed: bool) -> tuple[Any, Any, Any, list[Any]]:
+    """The upload, its two column pickers and its preview: (upload, text picker, label picker, the outputs a
+    preview fills: box, summary, first rows, text picker, label picker)."""
+    with gr.Group():
+        upload = gr.File(
+            label="…or upload your training data (CSV, TSV, JSONL, JSON, Parquet)", file_types=UPLOAD_TYPES,
+            type="filepath", interactive=allowed, elem_id="train-upload",
+        )  # fmt: skip
+        with gr.Row():
+            text_col = gr.Dropdown(
+                label="Text column", choices=[], interactive=allowed, elem_id="train-text-column"
+            )
+            label_col = gr.Dropdown(
+                label="Label column", choices=[], interactive=allowed, elem_id="train-label-column"
+            )
+    with gr.Accordion("Uploaded file", open=True, visible=False) as box:
+        summary = gr.Markdown(elem_id="train-preview-summary")
+        rows = gr.Dataframe(
+            value=pd.DataFrame(columns=PREVIEW_COLUMNS), label="First rows", interactive=False, wrap=True,
+            max_height=220, elem_id="train-preview",
+        )  # fmt: skip
+    return upload, text_col, label_col, [box, summary, rows, text_col, label_col]
 
 
 def _form_group(specs: list[FormField], fields: dict[str, Any], allowed: bool) -> None:
