@@ -140,14 +140,20 @@ def plan_checkpoints(plan: TrainPlan, config: TrainConfig, total_steps: int) -> 
         return plan
     if config.early_stopping_patience is not None and config.eval_steps:
         plan.save_steps = config.eval_steps
-        plan.notes.append(f"a checkpoint at every evaluation ({config.eval_steps} steps): early stopping")
+        plan.notes.append(
+            f"a checkpoint at every evaluation (every {_steps(plan.save_steps)}): early stopping"
+        )
     else:
         plan.save_steps = max(1, math.ceil(total_steps / CHECKPOINTS_PER_RUN))
-        plan.notes.append(f"a checkpoint every {plan.save_steps} steps")
+        plan.notes.append(f"a checkpoint every {_steps(plan.save_steps)}")
     if plan.device == "cuda":
         plan.save_every_s = GPU_CHECKPOINT_EVERY_S
         plan.notes[-1] += f" and at least every {GPU_CHECKPOINT_EVERY_S:g} s"
     return plan
+
+
+def _steps(n: int) -> str:
+    return "step" if n == 1 else f"{n} steps"
 
 
 def _with_learning_rate(plan: TrainPlan, config: TrainConfig) -> TrainPlan:

@@ -60,6 +60,8 @@ def format_runs(runs: list[RunInfo]) -> str:
         )
         if r.error and r.status in ("failed", "stopped"):
             lines.append(f"    {r.error}")
+        if r.resumable:
+            lines.append(f"    resume from step {r.checkpoint_step}: gemma-emotion train --resume {r.name}")
     return "\n".join(lines)
 
 
