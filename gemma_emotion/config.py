@@ -28,6 +28,9 @@ from gemma_emotion.errors import UserError
 OPTION = "option"  # the metadata key of a field's Option
 Group = Literal["main", "advanced"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# The trackers a run may also log to (TrainingArguments.report_to), each an optional package.
+TRACKERS = ("none", "trackio", "tensorboard")
+PROGRAM = ("python", "-m", "gemma_emotion", "train")
 
 
 class ConfigError(UserError, ValueError):
@@ -43,7 +46,8 @@ class Option:
     in the Train tab (None: not in the form). `flags` are its command-line flags (default: `--field-name`).
     `minimum`/`maximum` bound numbers, inclusive unless `exclusive_*`. For an optional field, `none` says
     what None means ("all", "auto", "off"): the command line takes that word for None, and the form takes
-    0 for it where 0 is out of bounds anyway.
+    0 for it where 0 is out of bounds anyway. `stated` options (their default depends on the environment
+    or the device) always appear in the command a config amounts to (`command_line`).
     """
 
     help: str
@@ -58,6 +62,7 @@ class Option:
     exclusive_maximum: bool = False
     none: str | None = None
     info: str | None = None  # a line under the field in the Train tab
+    stated: bool = False  # its default depends on the machine: the equivalent command always states it
 
 
 def option(
@@ -83,6 +88,11 @@ class ConfigField:
     @property
     def title(self) -> str:
         return self.option.title or self.name.replace("_", " ")
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """Its command-line flags; the first is the one a generated command uses."""
+        return self.option.flags or ("--" + self.name.replace("_", "-"),)
 
     @property
     def zero_is_none(self) -> bool:
@@ -126,6 +136,7 @@ class TrainConfig:
         f"(default: ${paths.ENV_MODEL} or embedded)",
         label="Model",
         info="embedded, a Hub id or a checkpoint folder",
+        stated=True,
     )
     data: str = option(
         default_factory=paths.default_data,
@@ -133,6 +144,7 @@ class TrainConfig:
         "dair-ai/emotion)",
         label="Data",
         info="Hub dataset id, a folder of split files, or a file (train + validation splits)",
+        stated=True,
     )
     # The Train tab sets the columns with its upload's pickers, so they are not form fields of their own.
     text_column: str | None = option(
@@ -179,6 +191,7 @@ class TrainConfig:
         label="Training rows (0 = all)",
         minimum=1,
         none="all",
+        stated=True,
     )
     epochs: float = option(
         1.0,
@@ -293,6 +306,36 @@ class TrainConfig:
         label="Run the prompt every row shares once per batch (faster, same result)",
         group="advanced",
     )
+    save_steps: int | None = option(
+        None,
+        help="save a checkpoint (adapter, optimizer, scheduler, RNG state) every N steps for --resume; the "
+        "last two are kept (default: about every tenth of the run, and at least once a minute on a GPU)",
+        label="Checkpoint every N steps (0 = auto)",
+        info="a stopped or failed run resumes from its last checkpoint",
+        group="advanced",
+        minimum=1,
+        none="auto",
+    )
+    early_stopping_patience: int | None = option(
+        None,
+        help="stop when the validation loss has not improved for K evaluations in a row and keep the best "
+        "checkpoint's adapter (needs --eval-steps; default: off)",
+        label="Early stopping patience (0 = off)",
+        info="evaluations without a better validation loss before the run stops; needs evaluations",
+        title="early stopping patience",
+        group="advanced",
+        minimum=1,
+        none="off",
+    )
+    report_to: str = option(
+        "none",
+        help="also log the run to this tracker (the package must be installed)",
+        label="Also log to",
+        info="trackio or TensorBoard, when installed",
+        title="report to",
+        group="advanced",
+        choices=TRACKERS,
+    )
 
     def validate(self) -> None:
         """ConfigError with a message for the user when a setting makes no sense."""
@@ -307,6 +350,25 @@ class TrainConfig:
                 f"batch size {self.batch_size} is larger than the {self.train_size} training rows: "
                 f"use at most {self.train_size}, or leave it unset to fit the device"
             )
+        if self.early_stopping_patience is not None:
+            if self.eval_steps is None:
+                raise ConfigError(
+                    "early stopping watches the validation loss: set eval steps (--eval-steps N) as well"
+                )
+            if self.save_steps is not None and self.save_steps % self.eval_steps:
+                raise ConfigError(
+                    f"with early stopping, save steps ({self.save_steps}) must be a multiple of eval steps "
+                    f"({self.eval_steps}), so that the best evaluation's checkpoint is on disk; leave save "
+                    "steps unset to save at every evaluation"
+                )
+        if self.report_to != "none":
+            import importlib.util
+
+            if importlib.util.find_spec(self.report_to) is None:
+                raise ConfigError(
+                    f"report to {self.report_to}: the {self.report_to} package is not installed "
+                    f"(pip install {self.report_to}), or choose none"
+                )
         if self.load_in_4bit:
             import torch
 
@@ -329,6 +391,35 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+# -- the command a config amounts to ----------------------------------------------------------------
+def command_line(config: TrainConfig, program: tuple[str, ...] = PROGRAM) -> str:
+    """The `train` command that starts a run of `config`, ready to copy into a shell: a flag for every
+    option that differs from its default, and always for the `stated` ones (model, data, and those whose
+    default depends on the device). Made from the fields' options, as the flags themselves are, so the
+    command and the flags cannot drift apart."""
+    import shlex
+
+    words = list(program)
+    for f in config_fields(type(config)):
+        value = getattr(config, f.name)
+        if f.option.stated or value != f.default:
+            words += _flag_words(f, value)
+    return shlex.join(words)
+
+
+def _flag_words(f: ConfigField, value: Any) -> list[str]:
+    flag = f.flags[0]
+    if f.kind is bool:
+        if value is None:  # "auto": a boolean flag has no word for it, and auto is every such default
+            return []
+        return [flag if value else "--no-" + flag.removeprefix("--")]
+    if value is None:
+        return [flag, f.option.none] if f.option.none else []
+    if f.kind is float:
+        return [flag, repr(float(value))]  # repr: the shortest text that reads back as the same float
+    return [flag, str(value)]
+
+
 def check_value(f: ConfigField, value: Any) -> None:
     """ConfigError unless `value` is of the field's type and within its bounds."""
     if value is None:
@@ -341,11 +432,13 @@ def check_value(f: ConfigField, value: Any) -> None:
                 f"{f.title} must be true, false{' or unset' if f.optional else ''}, got {value!r}"
             )
         return
+    o = f.option
     if f.kind is str:
         if not isinstance(value, str):
             raise ConfigError(f"{f.title} must be text, got {value!r}")
+        if o.choices and value not in o.choices:
+            raise ConfigError(f"{f.title} must be one of {', '.join(o.choices)}, got {value!r}")
         return
-    o = f.option
     if f.kind is int:
         if (
             isinstance(value, bool)

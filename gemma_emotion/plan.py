@@ -4,15 +4,16 @@ The one place where device-dependent defaults are decided, for the command line 
 `device_defaults` fills the settings that must be known before a run starts (the training rows on a CPU),
 `plan_training` and `choose_4bit` the rest once the model is loaded: batch size and gradient accumulation
 fitted to the free GPU memory, bf16 or fp16, 4-bit (QLoRA) on small cards, gradient checkpointing when
-activations would not fit, the optimizer, and the learning rate for the batch. Explicit settings always
-win; each decision the plan makes is written in its notes.
+activations would not fit, the optimizer, and the learning rate for the batch; `plan_checkpoints` how
+often the run saves a checkpoint once its length is known. Explicit settings always win; each decision
+the plan makes is written in its notes.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,10 @@ BASE_LEARNING_RATE = 2e-4  # up to the recipe's batch of 16; larger batches scal
 # Chosen on the validation split (benchmarks/README.md, "learning rate"): at batch 128, 1e-3 scored 93.75 %
 # against 93.25 % for 5.7e-4 (sqrt scaling) and 91.95 % for 3e-4.
 MAX_AUTO_LEARNING_RATE = 1e-3
+CHECKPOINTS_PER_RUN = 10  # a checkpoint about every tenth of the run
+# On a GPU a tenth of a long run can be an hour of work; a checkpoint at least once a minute bounds what a
+# crash loses. A LoRA checkpoint (adapter and its optimizer state) takes a second or less to write.
+GPU_CHECKPOINT_EVERY_S = 60.0
 
 
 @dataclass
@@ -45,6 +50,14 @@ class TrainPlan:
     optim: str
     notes: list[str] = field(default_factory=list)
     learning_rate: float = BASE_LEARNING_RATE
+    save_steps: int = 1  # a checkpoint every this many steps (`plan_checkpoints`)
+    save_every_s: float | None = None  # and one whenever this long has passed since the last (GPU)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainPlan:
+        """The plan recorded in run.json; keys this version does not know are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 def device_defaults(device_type: str | None = None) -> dict[str, Any]:
@@ -116,6 +129,31 @@ def plan_training(
     optim = "paged_adamw_8bit" if load_in_4bit else "adamw_torch_fused"
     plan = TrainPlan("cuda", batch, accum, load_in_4bit, bf16, not bf16, checkpointing, optim, notes)
     return _with_learning_rate(plan, config)
+
+
+def plan_checkpoints(plan: TrainPlan, config: TrainConfig, total_steps: int) -> TrainPlan:
+    """How often a run of `total_steps` saves a checkpoint: every `--save-steps` when given; else about every
+    tenth of the run, at every evaluation under early stopping (its best evaluation must be on disk to be
+    kept), and on a GPU at least once a minute as well."""
+    if config.save_steps is not None:
+        plan.save_steps, plan.save_every_s = config.save_steps, None
+        return plan
+    if config.early_stopping_patience is not None and config.eval_steps:
+        plan.save_steps = config.eval_steps
+        plan.notes.append(
+            f"a checkpoint at every evaluation (every {_steps(plan.save_steps)}): early stopping"
+        )
+    else:
+        plan.save_steps = max(1, math.ceil(total_steps / CHECKPOINTS_PER_RUN))
+        plan.notes.append(f"a checkpoint every {_steps(plan.save_steps)}")
+    if plan.device == "cuda":
+        plan.save_every_s = GPU_CHECKPOINT_EVERY_S
+        plan.notes[-1] += f" and at least every {GPU_CHECKPOINT_EVERY_S:g} s"
+    return plan
+
+
+def _steps(n: int) -> str:
+    return "step" if n == 1 else f"{n} steps"
 
 
 def _with_learning_rate(plan: TrainPlan, config: TrainConfig) -> TrainPlan:

@@ -1,23 +1,27 @@
 """The run folder's protocol: what a run folder holds, and the shape of run.json and of log.jsonl's lines.
 
-`runs/<name>/` holds `run.json` (a `RunRecord`: config, status, phase, timestamps, metrics; rewritten
-atomically on every change by its one writer, `RunFile`), `log.jsonl` (one `LogRecord` a line, appended by
-the training's main process through `append_log`), `adapter/`, `reports/<report>/`, `process.log` (what
-the training process printed) and `data/` (copies of the user files it was trained on). Every reader (the
-registry, the Train tab, the plots, the benchmarks) goes through `read_record` and `read_log`. The writers
-refuse keys the types do not name, so a record's shape is the one stated here.
+`runs/<name>/` holds `run.json` (a `RunRecord`: config, status, phase, timestamps, metrics, why the run
+ended, its resumes; rewritten atomically on every change by its one writer, `RunFile`), `log.jsonl` (one
+`LogRecord` a line, appended by the training's main process through `append_log`, cut back to a
+checkpoint's step by `truncate_log` when the run resumes), `adapter/`, `reports/<report>/`, `process.log`
+(what the training process printed), `data/` (copies of the user files it was trained on) and, until the
+run completes, `checkpoints/checkpoint-<step>/` (the Trainer's checkpoints, each finished by a
+`CheckpointState` file that `checkpoints` looks for). Every reader (the registry, the Train tab, the
+plots, the benchmarks) goes through `read_record` and `read_log`.
+The writers refuse keys the types do not name, so a record's shape is the one stated here.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import typing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
-from gemma_emotion.files import atomic_write_json
+from gemma_emotion.files import atomic_write_json, atomic_write_text
 
 RUN_FILE = "run.json"
 LOG_FILE = "log.jsonl"
@@ -25,6 +29,11 @@ STOP_FILE = "STOP"
 ADAPTER_DIR = "adapter"
 REPORTS_DIR = "reports"
 PROCESS_LOG = "process.log"
+CHECKPOINTS_DIR = "checkpoints"
+# Written into a checkpoint folder after the Trainer's own files: a checkpoint without it is incomplete
+# (the process was killed while saving it) and is never resumed from.
+CHECKPOINT_STATE = "run_state.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")  # the Trainer's folder names (PREFIX_CHECKPOINT_DIR)
 
 Status = Literal["running", "completed", "stopped", "failed"]
 STATUSES: tuple[Status, ...] = typing.get_args(Status)
@@ -33,6 +42,10 @@ STATUSES: tuple[Status, ...] = typing.get_args(Status)
 Phase = Literal["starting", "loading", "training", "evaluating", "done"]
 PHASES: tuple[Phase, ...] = typing.get_args(Phase)
 LogKind = Literal["train", "eval"]
+# How a run ended: trained all its steps, stopped by early stopping (status "completed" too), stopped on
+# request, or failed.
+EndReason = Literal["completed", "early_stopped", "stopped", "failed"]
+END_REASONS: tuple[EndReason, ...] = typing.get_args(EndReason)
 
 
 class ReportSummary(TypedDict):
@@ -72,6 +85,38 @@ class RunMetrics(TypedDict, total=False):
     finetuned_generate_invalid: int
 
 
+class RunEnd(TypedDict, total=False):
+    """run.json's `ended`: why the run ended and at which step (None: before the first step). Early
+    stopping adds the evaluation it kept (`best_step`, `best_eval_loss`) and its `patience`."""
+
+    reason: EndReason
+    step: int | None
+    best_step: int | None
+    best_eval_loss: float | None
+    patience: int
+
+
+class ResumeEntry(TypedDict):
+    """One resume of a run: when, and the checkpoint's step it continued from."""
+
+    at: str
+    from_step: int
+
+
+class CheckpointState(TypedDict, total=False):
+    """A checkpoint's `run_state.json`: what the run was at that step, to refuse a resume whose config or
+    data differ and to carry the run's totals (loss, tokens, time) across the resume."""
+
+    step: int
+    config: dict[str, Any]
+    plan: dict[str, Any]
+    data_fingerprint: str
+    loss_sum: float  # the training loss summed over the logged steps (each logged mean times its steps)
+    loss_steps: int  # the steps loss_sum covers: all of 1..step, unless a stop saved between two logs
+    tokens: int | None
+    train_runtime_s: float
+
+
 class RunRecord(TypedDict, total=False):
     """run.json. `config` is `TrainConfig.to_dict()`; `plan` is the device plan (`plan.TrainPlan`)."""
 
@@ -99,6 +144,8 @@ class RunRecord(TypedDict, total=False):
     plan: dict[str, Any]
     total_steps: int
     world_size: int
+    ended: RunEnd | None
+    resumed: list[ResumeEntry]
 
 
 class LogRecord(TypedDict, total=False):
@@ -122,6 +169,7 @@ class LogRecord(TypedDict, total=False):
 
 RUN_KEYS = frozenset(RunRecord.__annotations__)
 LOG_KEYS = frozenset(LogRecord.__annotations__)
+CHECKPOINT_KEYS = frozenset(CheckpointState.__annotations__)
 
 
 def utc_now() -> str:
@@ -187,3 +235,63 @@ def read_log(path: str | os.PathLike, since: int = 0) -> tuple[list[LogRecord], 
         if isinstance(record, dict):
             records.append(typing.cast(LogRecord, record))
     return records, max(since, len(lines))
+
+
+def truncate_log(path: str | os.PathLike, step: int) -> int:
+    """Keep the records up to `step` (a resumed run logs the later ones again), replacing the file
+    atomically; a line that is not a record (half written by a killed process) goes too. Returns how many
+    records were dropped."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return 0
+    kept, dropped = [], 0
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            dropped += 1
+            continue
+        if isinstance(record, dict) and int(record.get("step") or 0) <= step:
+            kept.append(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            dropped += 1
+    atomic_write_text(path, "".join(kept))
+    return dropped
+
+
+# -- checkpoints --------------------------------------------------------------------------------------
+def checkpoints(run_dir: str | os.PathLike, *, complete: bool = True) -> list[tuple[int, Path]]:
+    """The run's checkpoint folders as (step, folder), oldest first; only the complete ones unless asked."""
+    folder = Path(run_dir) / CHECKPOINTS_DIR
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        match = _CHECKPOINT.match(entry.name)
+        if match and entry.is_dir() and (not complete or (entry / CHECKPOINT_STATE).is_file()):
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def last_checkpoint(run_dir: str | os.PathLike) -> tuple[int, Path] | None:
+    """The newest complete checkpoint as (step, folder), or None."""
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def write_checkpoint_state(folder: str | os.PathLike, state: CheckpointState) -> None:
+    _check_keys(state, CHECKPOINT_KEYS, CHECKPOINT_STATE)
+    atomic_write_json(Path(folder) / CHECKPOINT_STATE, state)
+
+
+def read_checkpoint_state(folder: str | os.PathLike) -> CheckpointState:
+    """A checkpoint's state; OSError when unreadable, ValueError when it is not a JSON object."""
+    state = json.loads((Path(folder) / CHECKPOINT_STATE).read_text(encoding="utf-8"))
+    if not isinstance(state, dict):
+        raise ValueError("not a JSON object")
+    return typing.cast(CheckpointState, state)

@@ -2,9 +2,10 @@
 process at a time; also merging an adapter into its model and pushing either to the Hub.
 
 What a run folder holds and the shape of its records are `runfolder`'s. Training runs in a subprocess
-(`python -m gemma_emotion train --run-dir DIR`), so a crash or an out-of-memory error never takes the app
-down. The process is found again from `run.json` (status "running" + a live pid) after the app restarts;
-a "running" run whose process is gone reads as failed.
+(`python -m gemma_emotion train --run-dir DIR`, with `--resume DIR` to continue a stopped or failed run
+from its last checkpoint: `resume` says when it may), so a crash or an out-of-memory error never takes
+the app down. The process is found again from `run.json` (status "running" + a live pid) after the app
+restarts; a "running" run whose process is gone reads as failed.
 """
 
 from __future__ import annotations
@@ -36,10 +37,13 @@ from gemma_emotion.runfolder import (
     STOP_FILE,
     LogRecord,
     Phase,
+    ResumeEntry,
+    RunEnd,
     RunFile,
     RunMetrics,
     RunRecord,
     Status,
+    last_checkpoint,
     read_log,
     read_record,
     utc_now,
@@ -124,10 +128,18 @@ class RunInfo:
     phase: Phase | None = None
     notes: list[str] | None = None
     labels: list[str] | None = None  # the run's label set (None: not known yet, or a run made before sets)
+    ended: RunEnd | None = None
+    resumed: list[ResumeEntry] | None = None
+    checkpoint_step: int | None = None  # the step of the newest complete checkpoint
 
     @property
     def log_path(self) -> Path:
         return self.path / LOG_FILE
+
+    @property
+    def resumable(self) -> bool:
+        """Stopped or failed with a checkpoint to continue from (`Runner.resume` checks the rest)."""
+        return self.status in ("stopped", "failed") and self.checkpoint_step is not None
 
     @property
     def model(self) -> str:
@@ -140,6 +152,7 @@ class RunInfo:
         if status == "running" and not _looks_alive(record):
             status, error = "failed", error or ENDED_UNEXPECTEDLY + _last_output(run_dir)
         adapter = run_dir / ADAPTER_DIR
+        checkpoint = last_checkpoint(run_dir)
         return cls(
             name=run_dir.name,
             path=run_dir,
@@ -157,6 +170,9 @@ class RunInfo:
             phase=record.get("phase"),
             notes=record.get("notes"),
             labels=record.get("labels") or (record.get("config") or {}).get("labels"),
+            ended=record.get("ended"),
+            resumed=record.get("resumed"),
+            checkpoint_step=checkpoint[0] if checkpoint else None,
         )
 
 
@@ -310,23 +326,39 @@ class Runner:
         check_importable()
         with self._lock():
             run = self._claim(config, pid=None)
-            env = dict(os.environ)
-            env.setdefault("TOKENIZERS_PARALLELISM", "false")
-            # --beside-app: on a CPU the process leaves this one a core and precedence (`sharing`).
-            worker = ["train", "--run-dir", str(run.dir.resolve()), "--beside-app"]
-            with open(run.dir / PROCESS_LOG, "ab") as out:
-                # A new session: Ctrl-C in the app's terminal does not reach the training; stop() does.
-                proc = subprocess.Popen(
-                    [self.python, "-m", "gemma_emotion", *worker],
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,
-                )
-            run.update(pid=proc.pid, pid_started=process_start_time(proc.pid))
-            self._proc = proc
+            self._spawn(run)
         return self.registry.get(run.dir.name)
+
+    def resume(self, name: str) -> RunInfo:
+        """Continue a stopped or failed run from its last checkpoint in a subprocess; RunnerBusy when a run
+        is training, `resume.ResumeError` saying why when this one cannot be resumed."""
+        check_importable()
+        with self._lock():
+            run = self._claim_resume(name, pid=None)
+            self._spawn(run, resume=True)
+        return self.registry.get(run.dir.name)
+
+    def _spawn(self, run: RunFile, *, resume: bool = False) -> None:
+        """The training process of a claimed run; its pid goes into run.json."""
+        env = dict(os.environ)
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        run_dir = str(run.dir.resolve())
+        # --beside-app: on a CPU the process leaves this one a core and precedence (`sharing`).
+        command = [self.python, "-m", "gemma_emotion", "train", "--run-dir", run_dir, "--beside-app"]
+        if resume:
+            command += ["--resume", run_dir]
+        with open(run.dir / PROCESS_LOG, "ab") as out:
+            # A new session: Ctrl-C in the app's terminal does not reach the training; stop() does.
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        run.update(pid=proc.pid, pid_started=process_start_time(proc.pid))
+        self._proc = proc
 
     def claim(self, config: TrainConfig, pid: int | None) -> RunFile:
         """Create the run folder of a training that process `pid` runs itself (the foreground command);
@@ -339,6 +371,39 @@ class Runner:
         if current is not None:
             raise RunnerBusy(f"a run is already training: {current.name}")
         return self.registry.create(config, pid=pid)
+
+    def claim_resume(self, name: str, pid: int | None) -> RunFile:
+        """Mark a stopped or failed run as running again for process `pid`, which resumes it itself (the
+        foreground `train --resume`); RunnerBusy or `resume.ResumeError` when it may not."""
+        with self._lock():
+            return self._claim_resume(name, pid)
+
+    def _claim_resume(self, name: str, pid: int | None) -> RunFile:
+        from gemma_emotion.resume import check_resumable
+
+        current = self.active()
+        if current is not None:
+            raise RunnerBusy(f"a run is already training: {current.name}")
+        info = self.registry.get(name)
+        run = RunFile(info.path)
+        point = check_resumable(info.name, info.path, info.status, run.record)
+        (info.path / STOP_FILE).unlink(missing_ok=True)  # the request that stopped it last time
+        resumed: list[ResumeEntry] = [
+            *(run.record.get("resumed") or []),
+            {"at": utc_now(), "from_step": point.step},
+        ]
+        run.update(
+            status="running",
+            phase="starting",
+            pid=pid,
+            pid_started=process_start_time(pid) if pid else None,
+            finished_at=None,
+            error=None,
+            traceback=[],
+            ended=None,
+            resumed=resumed,
+        )
+        return run
 
     def active(self) -> RunInfo | None:
         """The run now training (started by this runner, another app process, or the CLI), else None."""

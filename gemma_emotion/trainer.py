@@ -3,9 +3,12 @@ waits for the GPU.
 
 `build_trainer` turns a run's rows, config and device plan into an SFTTrainer over token-id records (the
 classifier's own prompt encoding, `records.tokenised_records`); LoRA goes on the decoder's projections
-only (`lora_config`). `LeanSFTTrainer`'s loss step is TRL's loss without TRL's per-step reads back to the
-CPU, and runs the prompt prefix every row shares once per batch (`shared_prefix`, unless the config turns
-it off); `answer_positions_only` makes TRL's fused LM head score only the answer positions on a CPU too.
+only (`lora_config`). `training_arguments` holds every Trainer setting, checkpoints (for resuming), early
+stopping and the optional tracker included. `LeanSFTTrainer`'s loss step is TRL's loss without TRL's
+per-step reads back to the CPU, and runs the prompt prefix every row shares once per batch
+(`shared_prefix`, unless the config turns it off); its training order is fixed by seed and epoch
+(`sampling`); `answer_positions_only` makes TRL's fused LM head score only the answer positions on a CPU
+too.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
     from gemma_emotion.models import LoadedModel
 
 WARMUP_FRACTION = 0.03
+KEEP_CHECKPOINTS = 2  # the newest two: the newest may be half written when the process is killed
+TRACKIO_PROJECT = "gemma-emotion"
 
 
 def lora_config(model: Any, config: TrainConfig) -> Any:
@@ -51,27 +56,23 @@ def total_steps(n_train: int, plan: TrainPlan, epochs: float, world: int = 1) ->
     return max(1, math.ceil(per_epoch * epochs))
 
 
-def build_trainer(
-    lm: LoadedModel,
-    train: datasets.Dataset,
+def training_arguments(
     config: TrainConfig,
     plan: TrainPlan,
+    n_train: int,
     output_dir: str | os.PathLike,
     *,
-    validation: datasets.Dataset | None = None,
-    callbacks: list | None = None,
-    classifier: Classifier | None = None,
+    evaluate: bool = False,
+    run_name: str | None = None,
 ) -> Any:
-    """An SFTTrainer for prompt/completion records of `train`; LoRA is put on `lm.model` by the trainer.
-    The prompts are `classifier`'s (one is made for `lm` when not given)."""
-    from transformers import PrinterCallback
+    """The SFTConfig of a run: `n_train` rows planned by `plan`, checkpoints into `output_dir`, evaluation
+    every `config.eval_steps` when `evaluate`, early stopping on the validation loss when configured."""
     from trl import SFTConfig
 
-    from gemma_emotion.classify import Classifier
-    from gemma_emotion.shared_prefix import prefix_length
-
-    steps = total_steps(len(train), plan, config.epochs, world_size())
-    args = SFTConfig(
+    steps = total_steps(n_train, plan, config.epochs, world_size())
+    evaluate = bool(evaluate and config.eval_steps)
+    early = evaluate and config.early_stopping_patience is not None
+    return SFTConfig(
         output_dir=str(output_dir),
         num_train_epochs=config.epochs,
         learning_rate=plan.learning_rate,
@@ -95,16 +96,54 @@ def build_trainer(
         # Every step for small runs, about 200 points for large ones.
         logging_steps=max(1, steps // 200),
         logging_first_step=True,
-        eval_strategy="steps" if validation is not None and config.eval_steps else "no",
+        eval_strategy="steps" if evaluate else "no",
         eval_steps=config.eval_steps,
         prediction_loss_only=True,  # otherwise eval makes TRL run a second forward pass for full logits
-        save_strategy="no",
-        report_to="none",
+        # Checkpoints (adapter, optimizer, scheduler, RNG state) for `train --resume`.
+        save_strategy="steps",
+        save_steps=plan.save_steps,
+        save_total_limit=KEEP_CHECKPOINTS,
+        # Early stopping: the best evaluation's checkpoint is loaded at the end and its count of evaluations
+        # without improvement survives a resume.
+        metric_for_best_model="eval_loss" if early else None,
+        greater_is_better=False if early else None,
+        load_best_model_at_end=early,
+        restore_callback_states_from_checkpoint=early,
+        report_to=[config.report_to] if config.report_to != "none" else "none",
+        project=TRACKIO_PROJECT,
+        run_name=run_name,
         disable_tqdm=True,
-        # Batches of similar length waste little on padding; the order stays seeded.
+        # Batches of similar length waste little on padding; the order is seeded (`sampling`).
         train_sampling_strategy="group_by_length",
         dataset_num_proc=None,
     )
+
+
+def build_trainer(
+    lm: LoadedModel,
+    train: datasets.Dataset,
+    config: TrainConfig,
+    plan: TrainPlan,
+    output_dir: str | os.PathLike,
+    *,
+    validation: datasets.Dataset | None = None,
+    callbacks: list | None = None,
+    classifier: Classifier | None = None,
+    run_name: str | None = None,
+) -> Any:
+    """An SFTTrainer for prompt/completion records of `train`; LoRA is put on `lm.model` by the trainer.
+    The prompts are `classifier`'s (one is made for `lm` when not given)."""
+    from transformers import EarlyStoppingCallback, PrinterCallback
+
+    from gemma_emotion.classify import Classifier
+    from gemma_emotion.shared_prefix import prefix_length
+
+    args = training_arguments(
+        config, plan, len(train), output_dir, evaluate=validation is not None, run_name=run_name
+    )
+    callbacks = list(callbacks or [])
+    if args.load_best_model_at_end:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     classifier = classifier or Classifier(lm)
     trainer = _lean_trainer_class()(
         model=lm.model,
@@ -148,6 +187,16 @@ def _lean_trainer_class() -> type:
     class LeanSFTTrainer(SFTTrainer):
         _lean_stats: torch.Tensor | None = None
         shared_prefix: int = 0  # leading tokens every row shares, run once per batch (build_trainer sets it)
+
+        def _get_train_sampler(self, train_dataset=None):
+            from gemma_emotion.sampling import EpochSeededLengthSampler
+
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy != "group_by_length" or dataset is None:
+                return super()._get_train_sampler(train_dataset)
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return EpochSeededLengthSampler([len(ids) for ids in dataset["input_ids"]], batch, seed)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not (LEAN_LOSS and model.training):

@@ -1,5 +1,5 @@
-"""`runs` (the runs with status and metrics), `merge` (an adapter baked into its model) and `push` (to the
-Hub)."""
+"""`runs` (the runs with status and metrics; `--compare` sets runs side by side), `merge` (an adapter baked
+into its model) and `push` (to the Hub)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("runs", help="list training runs with status and metrics")
     add_runs_dir_arg(p)
     p.add_argument("--json", action="store_true", help="print the runs as JSON")
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RUN",
+        default=None,
+        help="set two or more runs side by side: the settings in which they differ and their final figures",
+    )
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("merge", help="write the base model with a LoRA adapter merged in")
@@ -53,10 +60,37 @@ def format_runs(runs: list[RunInfo]) -> str:
         )
         if r.error and r.status in ("failed", "stopped"):
             lines.append(f"    {r.error}")
+        if r.resumable:
+            lines.append(f"    resume from step {r.checkpoint_step}: gemma-emotion train --resume {r.name}")
     return "\n".join(lines)
 
 
+def format_table(rows: list[list[str]]) -> str:
+    """Rows of text as aligned columns, the first left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from gemma_emotion.compare import compare_runs, comparison_table
+
+    registry = RunRegistry(runs_dir_of(args))
+    runs = [registry.get(name) for name in args.compare]
+    comparison = compare_runs(runs, [registry.log(r.name) for r in runs])
+    if args.json:
+        print(json.dumps(comparison.__dict__, indent=2, ensure_ascii=False))
+    else:
+        print(format_table(comparison_table(comparison)))
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
+    if args.compare:
+        return cmd_compare(args)
     runs = RunRegistry(runs_dir_of(args)).list()
     if args.json:
         print(json.dumps([_info_json(r) for r in runs], indent=2, ensure_ascii=False))

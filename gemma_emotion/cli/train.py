@@ -3,8 +3,9 @@
 Its flags are generated from `TrainConfig`'s fields (`add_config_flags`), one flag per option with the
 option's help, type, choices and bounds; a flag left out keeps the config's default, or the device plan's
 where the default depends on the device (`plan.device_defaults`). `--config` repeats a recorded run
-(flags given beside it override it). Also the hidden `--run-dir`, with which `runs.Runner` starts the
-training process of a run it prepared.
+(flags given beside it override it); `--resume` continues a stopped or failed run from its last
+checkpoint, in its own folder and with its own settings. Also the hidden `--run-dir`, with which
+`runs.Runner` starts the training process of a run it prepared.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="repeat a run: its run.json, its folder, or its name in the runs directory "
         "(flags given beside it change that setting)",
     )
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN",
+        help="continue a stopped or failed run (its name in the runs directory, or its folder) from its last "
+        "checkpoint, with its recorded settings",
+    )
     add_config_flags(p)
     add_runs_dir_arg(p)
     p.add_argument("--run-dir", default=None, help=argparse.SUPPRESS)  # the worker: train this prepared run
@@ -51,7 +59,7 @@ def add_config_flags(p: argparse.ArgumentParser, cls: type = TrainConfig) -> Non
     """One flag per option of the config class; a flag left out is absent from the parsed namespace."""
     group = p.add_argument_group("training options")
     for f in config_fields(cls):
-        flags = f.option.flags or ("--" + f.name.replace("_", "-"),)
+        flags = f.flags
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": _help(f)}
         if f.kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction  # --x and --no-x
@@ -120,27 +128,54 @@ def recorded_config(ref: str, runs_dir: Path) -> dict[str, Any]:
     raise ConfigError(f"--config {ref}: no run.json there, nor a run of that name in {runs_dir}")
 
 
+def check_resume_flags(args: argparse.Namespace) -> None:
+    """ConfigError when `--resume` comes with `--config` or with a setting other than the run's own: a
+    resumed run keeps its settings (a changed one is a new run: `--config RUN` with the flag)."""
+    from gemma_emotion.resume import resolve_run_dir
+
+    if getattr(args, "config", None):
+        raise ConfigError("--resume continues a run as recorded; --config starts a new one: use one of them")
+    run_dir = resolve_run_dir(args.resume, runs_dir_of(args))
+    recorded = TrainConfig.from_dict(recorded_config(str(run_dir), run_dir.parent))
+    changed = [
+        f"{f.flags[0]} ({getattr(recorded, f.name)!r} in the run)"
+        for f in config_fields()
+        if hasattr(args, f.name) and getattr(args, f.name) != getattr(recorded, f.name)
+    ]
+    if changed:
+        raise ConfigError(
+            f"a resumed run keeps its settings, and {', '.join(changed)} would change them: start a new run "
+            f"with them instead (train --config {args.resume} ...)"
+        )
+
+
 # -- the command --------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
     from gemma_emotion.distributed import is_main_process
     from gemma_emotion.runs import RunRegistry
     from gemma_emotion.stopping import StopSignal
-    from gemma_emotion.train import run_training, train
+    from gemma_emotion.train import resume, run_training, train
 
-    if args.run_dir:  # the worker started by Runner.start
+    if args.run_dir:  # the worker started by Runner.start (or Runner.resume, with --resume)
         stop = StopSignal(args.run_dir)
         with stop.handling(signal.SIGTERM, signal.SIGINT):
-            info = run_training(args.run_dir, stop=stop, beside_app=args.beside_app)
+            info = run_training(
+                args.run_dir, stop=stop, beside_app=args.beside_app, resume=args.resume is not None
+            )
         return {"completed": 0, "stopped": 0}.get(info.status, 1)
 
-    from gemma_emotion.train_data import describe_labels
+    if args.resume:
+        check_resume_flags(args)
+        info = resume(args.resume, runs_dir_of(args), progress_bar=True, notice=notice)
+    else:
+        from gemma_emotion.train_data import describe_labels
 
-    config = config_from_args(args)
-    config.validate()
-    if is_main_process():
-        print_data_choice(config.data)
-        print(describe_labels(config), file=sys.stderr, flush=True)  # before the model loads
-    info = train(config, runs_dir_of(args), progress_bar=True, notice=notice)
+        config = config_from_args(args)
+        config.validate()
+        if is_main_process():
+            print_data_choice(config.data)
+            print(describe_labels(config), file=sys.stderr, flush=True)  # before the model loads
+        info = train(config, runs_dir_of(args), progress_bar=True, notice=notice)
     if not is_main_process():
         return 0
     print(f"run {info.name}: {info.status}  ({info.path})")

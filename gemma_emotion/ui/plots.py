@@ -1,4 +1,6 @@
-"""Plotly figures for the app: label probabilities, per-class F1, confusion matrices and loss curves.
+"""Plotly figures for the app: label probabilities, per-class F1, confusion matrices and loss curves (one
+run's, or several runs' overlaid with optional smoothing). Losses are drawn on a log scale: a loss that
+falls from 15 to 0.01 is a flat line after the first steps on a linear axis.
 
 Pure functions from plain data (dicts, lists of log records) to figures, so the API functions can stay
 JSON-only and the tabs add the pictures. Text from users or datasets never reaches a figure as HTML:
@@ -184,5 +186,63 @@ def loss_curve(records: Sequence[LogRecord], title: str = "Training loss") -> go
             line=dict(dash="dot"),
         )
         fig.update_layout(yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1]))
-    fig.update_layout(title=_plain(title), xaxis=dict(title="step"), yaxis=dict(title="loss"), **_LAYOUT)
+    fig.update_layout(
+        title=_plain(title),
+        xaxis=dict(title="step"),
+        yaxis=dict(title="loss (log scale)", type="log"),
+        **_LAYOUT,
+    )
+    return fig
+
+
+def smooth(values: Sequence[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average with the start-up bias divided out, so the
+    first points are not pulled towards 0 (which is pandas' `ewm(adjust=True)` with alpha = 1 - weight).
+    `weight` 0 leaves the values as they are, 0.99 nearly flat."""
+    import pandas as pd
+
+    if weight <= 0 or not values:
+        return list(values)
+    return pd.Series(values, dtype=float).ewm(alpha=1 - min(weight, 0.999), adjust=True).mean().tolist()
+
+
+def compare_curves(
+    series: Mapping[str, Sequence[LogRecord]], smoothing: float = 0.0, title: str = "Training loss by run"
+) -> go.Figure:
+    """Several runs' training loss (smoothed, with the raw points faint behind) and validation loss, one
+    colour a run, on one log-scaled loss axis. `series` maps a run's name to its log records."""
+    fig = go.Figure()
+    for i, (name, records) in enumerate(series.items()):
+        color = COLORS[i % len(COLORS)]
+        train = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None and "step" in r]
+        evals = [
+            (r["step"], r["eval_loss"]) for r in records if r.get("eval_loss") is not None and "step" in r
+        ]
+        label = _plain(name)
+        if train:
+            steps, losses = [s for s, _ in train], [v for _, v in train]
+            if smoothing > 0:
+                fig.add_scatter(
+                    x=steps, y=losses, mode="lines", line=dict(color=color, width=1), opacity=0.25,
+                    name=f"{label} (raw)", legendgroup=label, showlegend=False, hoverinfo="skip",
+                )  # fmt: skip
+            fig.add_scatter(
+                x=steps, y=smooth(losses, smoothing), mode="lines", line=dict(color=color, width=2),
+                name=label, legendgroup=label,
+            )  # fmt: skip
+        if evals:
+            fig.add_scatter(
+                x=[s for s, _ in evals], y=[v for _, v in evals], mode="lines+markers",
+                line=dict(color=color, dash="dot"), marker=dict(size=8, symbol="diamond"),
+                name=f"{label} (validation)", legendgroup=label,
+            )  # fmt: skip
+    if not fig.data:
+        return empty(title, "pick runs with a logged loss")
+    fig.update_layout(
+        title=_plain(title),
+        xaxis=dict(title="step"),
+        yaxis=dict(title="loss (log scale)", type="log"),
+        legend=dict(orientation="h", yanchor="top", y=-0.2),
+        **{**_LAYOUT, "height": 420},
+    )
     return fig

@@ -1,12 +1,17 @@
-"""The Train tab and the `train_start` / `train_stop` / `train_status` API endpoints.
+"""The Train tab and the `train_start` / `train_stop` / `train_resume` / `train_status` / `runs_compare`
+API endpoints.
 
 The form is generated from `TrainConfig`'s fields (`form_specs`: one plain spec per option, turned into
-gradio components by `build`), so a new option shows here without an edit. The tab builds a `TrainConfig`
-from it, hands it to the one `Runner` (training runs in its own process), and
-follows the run by polling its log.jsonl on a `gr.Timer`: loss curve with evaluation points, progress
-with ETA, the log's tail. A page reload finds the running job again (`Runner.active()` on load); a
-second Start is refused with the name of the run that is training. In demo mode the tab is read-only.
-With no run of its own yet, the tab shows the shipped run (the one that trained the shipped adapter).
+gradio components by `build`), so a new option shows here without an edit; beside it, the `train` command
+the form amounts to (`config.command_line`, made from the same fields), ready to copy. The tab builds a
+`TrainConfig` from it, hands it to the one `Runner` (training runs in its own process), and follows the
+run by polling its log.jsonl on a `gr.Timer`: loss curve with evaluation points, progress with ETA, the
+log's tail. A page reload finds the running job again (`Runner.active()` on load); a second Start is
+refused with the name of the run that is training. The run shown can be resumed (stopped or failed, with
+a checkpoint) or its settings put into the form ("Use these settings"). Below, several runs compared:
+their loss curves on one plot and a table of the settings in which they differ and their figures
+(`compare`). In demo mode the tab is read-only. With no run of its own yet, the tab shows the shipped run
+(the one that trained the shipped adapter).
 The data is a Hub id or a server path, or an uploaded labelled file: previewed on upload (first rows,
 counts, what is dropped), its text and label columns guessed and changeable; it is the training data, and
 the validation and test rows are a stratified slice of it (the run keeps a copy of the file).
@@ -24,7 +29,7 @@ import gradio as gr
 import pandas as pd
 
 from gemma_emotion import paths
-from gemma_emotion.config import Group, TrainConfig, config_fields
+from gemma_emotion.config import Group, TrainConfig, command_line, config_fields
 from gemma_emotion.data import Preview
 from gemma_emotion.labels import LabelSet
 from gemma_emotion.runfolder import LogRecord
@@ -71,6 +76,7 @@ class FormField:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     zero_is_none: bool = False  # 0 in the field means None ("all", "auto", "off")
+    tri_state: bool = False  # a choice of TRI_STATE's words for an option that is on, off or auto
 
     @property
     def elem_id(self) -> str:
@@ -90,6 +96,8 @@ def form_specs(defaults: dict[str, Any], cls: type = TrainConfig) -> list[FormFi
             value = next(word for word, v in TRI_STATE.items() if v is value)
         elif f.kind is bool:
             kind, value = "checkbox", bool(value)
+        elif f.kind is str and o.choices:
+            kind = "choice"
         elif f.kind is str:
             kind, value = "text", value or ""
         else:
@@ -107,8 +115,9 @@ def form_specs(defaults: dict[str, Any], cls: type = TrainConfig) -> list[FormFi
                 whole=f.kind is int,
                 minimum=0 if f.zero_is_none else o.minimum,
                 maximum=o.maximum,
-                choices=tuple(TRI_STATE) if kind == "choice" else tuple(map(str, o.choices)),
+                choices=tuple(TRI_STATE) if f.kind is bool else tuple(map(str, o.choices)),
                 zero_is_none=f.zero_is_none,
+                tri_state=f.kind is bool and f.optional,
             )
         )
     return specs
@@ -198,6 +207,55 @@ def stop_training(state: AppState) -> dict[str, Any]:
     return {"stopped": info is not None, "run": run_dict(info) if info else None}
 
 
+def resume_training(state: AppState, name: str) -> dict[str, Any]:
+    """Continue a stopped or failed run from its last checkpoint (the refusal says why when it cannot)."""
+    if not state.settings.allows_training:
+        raise UserError("training is switched off in this demo")
+    if not name:
+        raise UserError("name the run to resume")
+    try:
+        info = state.runner.resume(name)
+    except RunnerBusy as exc:
+        raise UserError(f"{exc}. Stop it first, or wait for it to finish.") from exc
+    return run_dict(info)
+
+
+def command_for(state: AppState, values: dict[str, Any]) -> str:
+    """The `train` command the form's values amount to; a comment saying what is wrong while they make no
+    config (a half-typed number)."""
+    try:
+        return command_line(make_config(state, values))
+    except UserError as exc:
+        return f"# {exc}"
+
+
+def settings_of(state: AppState, name: str) -> dict[str, Any]:
+    """A run's recorded settings as the form's values (its name left out: a new run needs its own)."""
+    config = TrainConfig.from_dict(state.find_run(name).config)
+    specs = form_specs({**config.to_dict(), "name": None})
+    return {spec.name: spec.value for spec in specs}
+
+
+def compare_view(state: AppState, names: list[str], smoothing: float = 0.0) -> tuple[Any, list[list[str]]]:
+    """The picked runs' curves on one figure and the table of their differing settings and figures."""
+    from gemma_emotion.compare import compare_runs, comparison_table
+
+    runs = [state.find_run(n) for n in names]
+    logs = [state.run_log(r.name)[0] for r in runs]
+    table = comparison_table(compare_runs(runs, logs)) if len(runs) >= 2 else []
+    figure = plots.compare_curves({r.name: log for r, log in zip(runs, logs)}, smoothing)
+    return figure, table
+
+
+def comparison_dict(state: AppState, names: list[str]) -> dict[str, Any]:
+    """The comparison as JSON: runs, settings and metrics rows, and the same as a table of text."""
+    from gemma_emotion.compare import compare_runs, comparison_table
+
+    runs = [state.find_run(n) for n in names or []]
+    comparison = compare_runs(runs, [state.run_log(r.name)[0] for r in runs])
+    return {**dataclasses.asdict(comparison), "table": comparison_table(comparison)}
+
+
 def training_status(state: AppState, name: str | None = None, since: int = 0) -> dict[str, Any]:
     """The named run (else the running one, else the newest, else the shipped one): its record, log from
     `since`, progress."""
@@ -227,6 +285,7 @@ def run_dict(info: RunInfo) -> dict[str, Any]:
     """RunInfo as JSON. Its `path` is renamed `run_dir`: gradio_client downloads any dict with a "path"."""
     data = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
     data["run_dir"] = data.pop("path")
+    data["resumable"] = info.resumable
     return {key: str(value) if isinstance(value, Path) else value for key, value in data.items()}
 
 
@@ -310,6 +369,11 @@ def status_line(status: dict) -> str:
                 shown.append(f"{key.replace('_', ' ')} {metrics[key]:.4f}")
         if shown:
             line += " · " + ", ".join(shown)
+    ended = run.get("ended") or {}
+    if ended.get("reason") == "early_stopped":
+        line += f" · early-stopped at step {ended.get('step')}, kept step {ended.get('best_step')}"
+    if run.get("resumable") and run["status"] != "running":
+        line += f" · can resume from step {run.get('checkpoint_step')}"
     if run.get("error"):
         line += f" · error: {run['error']}"
     return line
@@ -329,10 +393,11 @@ def build(state: AppState) -> dict[str, Any]:
     viewed = gr.State(None)
     timer = gr.Timer(POLL_S, active=False)
     fields: dict[str, Any] = {}
+    specs = form_specs(defaults)
+    tri_state = {spec.name for spec in specs if spec.tri_state}
 
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            specs = form_specs(defaults)
             main = [f for f in specs if f.group == "main"]
             after_data = next((i + 1 for i, f in enumerate(main) if f.name == "data"), len(main))
             _form_group(main[:after_data], fields, allowed)
@@ -345,6 +410,17 @@ def build(state: AppState) -> dict[str, Any]:
                     "Start training", variant="primary", interactive=allowed, elem_id="train-start"
                 )
                 stop = gr.Button("Stop", variant="stop", interactive=allowed, elem_id="train-stop")
+            command = gr.Code(
+                value=command_line(TrainConfig(**{**defaults, "name": None})),
+                language="shell",
+                label="The same from the command line",
+                interactive=False,
+                lines=2,
+                wrap_lines=True,
+                show_line_numbers=False,
+                buttons=["copy"],
+                elem_id="train-command",
+            )
         with gr.Column(scale=2):
             status = gr.Textbox(label="Status", interactive=False, elem_id="train-status")
             progress = gr.Slider(
@@ -357,13 +433,37 @@ def build(state: AppState) -> dict[str, Any]:
             with gr.Row():
                 run_pick = gr.Dropdown(label="Show run", choices=[], elem_id="train-run")
                 refresh = gr.Button("Refresh runs", size="sm")
+            with gr.Row():
+                resume = gr.Button(
+                    "Resume from its last checkpoint", interactive=False, size="sm", elem_id="train-resume"
+                )
+                reuse = gr.Button("Use these settings", size="sm", elem_id="train-use-settings")
+
+    with gr.Accordion("Compare runs", open=True):
+        with gr.Row():
+            compare_pick = gr.Dropdown(
+                label="Runs to compare", choices=[], multiselect=True, scale=3, elem_id="train-compare-runs"
+            )
+            smoothing = gr.Slider(
+                0, 0.99, value=0.0, step=0.01, label="Smoothing", scale=1, elem_id="train-smoothing",
+                info="as TensorBoard's: an average over the recent steps",
+            )  # fmt: skip
+        compare_plot = gr.Plot(
+            show_label=False, value=plots.empty("Training loss by run"), elem_id="train-compare-plot"
+        )
+        compare_table = gr.Dataframe(
+            label="Settings that differ, and each run's figures",
+            interactive=False,
+            wrap=True,
+            elem_id="train-compare-table",
+        )
 
     def form_values(data: dict) -> dict[str, Any]:
         """The form as TrainConfig fields: empty numbers are None, a three-way choice a bool or None."""
         values: dict[str, Any] = {}
         for name, component in fields.items():
             value = data[component]
-            if isinstance(component, gr.Radio):
+            if name in tri_state:
                 value = TRI_STATE.get(value)
             elif isinstance(value, str):
                 value = value.strip() or None
@@ -372,17 +472,25 @@ def build(state: AppState) -> dict[str, Any]:
             values[name] = value
         values["model"] = values["model"] or state.settings.model
         values["data"] = values["data"] or paths.default_data()
+        if values.get("report_to") is None:
+            values["report_to"] = "none"
         return values
 
+    def run_names() -> list[str]:
+        shipped = state.shipped_run()
+        return [r.name for r in state.list_runs()] + ([shipped.name] if shipped is not None else [])
+
     def render(name_: str | None):
-        """(viewed, status, progress, curve, tail, run picker, timer) for the viewed run."""
+        """(viewed, status, progress, curve, tail, run picker, timer, resume) for the viewed run."""
         try:
             st = training_status(state, name_)
         except Exception as exc:
-            return (name_, f"⚠️ {exc}", 0, plots.empty("Training loss"), "", gr.skip(), gr.Timer(active=False))
+            return (
+                name_, f"⚠️ {exc}", 0, plots.empty("Training loss"), "", gr.skip(), gr.Timer(active=False),
+                gr.Button(interactive=False),
+            )  # fmt: skip
         run = st["run"]
-        shipped = state.shipped_run()
-        names = [r.name for r in state.list_runs()] + ([shipped.name] if shipped is not None else [])
+        names = run_names()
         if run is None:
             return (
                 None,
@@ -392,6 +500,7 @@ def build(state: AppState) -> dict[str, Any]:
                 "",
                 gr.Dropdown(choices=names),
                 gr.Timer(active=False),
+                gr.Button(interactive=False),
             )
         records = st["records"]
         # The run's notes first: which data copy it read, what was dropped and held out.
@@ -407,9 +516,10 @@ def build(state: AppState) -> dict[str, Any]:
             "\n".join(lines) or "(no steps logged yet)",
             gr.Dropdown(choices=names, value=run["name"]),
             gr.Timer(active=running),
+            gr.Button(interactive=allowed and bool(run.get("resumable")) and st["active"] is None),
         )
 
-    shown = [viewed, status, progress, curve, tail, run_pick, timer]
+    shown = [viewed, status, progress, curve, tail, run_pick, timer, resume]
 
     labels_box = [fields["labels"]] if "labels" in fields else []  # the names to map the labels through
 
@@ -471,16 +581,85 @@ def build(state: AppState) -> dict[str, Any]:
 
     stop.click(on_stop, [viewed], shown, api_visibility="private", concurrency_limit=None)
 
+    def on_resume(name_: str | None):
+        try:
+            info = resume_training(state, name_ or "")
+        except Exception as exc:
+            warn(exc)
+            return render(name_)
+        gr.Info(f"training resumed: {info['name']}")
+        return render(info["name"])
+
+    resume.click(on_resume, [viewed], shown, api_visibility="private", concurrency_limit=None)
+
+    form = list(fields.values())
+
+    def on_reuse(name_: str | None):
+        """The viewed run's settings into the form, and the command they amount to."""
+        if not name_:
+            gr.Info("pick a run first")
+            return [gr.skip()] * (len(form) + 1)
+        try:
+            values = settings_of(state, name_)
+            config = TrainConfig.from_dict({**state.find_run(name_).config, "name": None})
+        except Exception as exc:
+            warn(exc)
+            return [gr.skip()] * (len(form) + 1)
+        gr.Info(f"the form holds the settings of {name_}")
+        return [*(values[name] for name in fields), command_line(config)]
+
+    reuse.click(on_reuse, [viewed], [*form, command], api_visibility="private", concurrency_limit=None)
+
+    def on_form_input(data: dict):
+        return command_for(state, form_values(data))
+
+    for component in form:  # a person's edits; "Use these settings" sets the command itself
+        component.input(
+            on_form_input, set(form), [command], api_visibility="private", concurrency_limit=None,
+            show_progress="hidden",
+        )  # fmt: skip
+
+    def on_compare(names_: list[str] | None, weight: float):
+        names_ = list(names_ or [])
+        if not names_:
+            return plots.empty("Training loss by run", "pick two or more runs"), None
+        try:
+            figure, table = compare_view(state, names_, float(weight or 0.0))
+        except Exception as exc:
+            warn(exc)
+            return plots.empty("Training loss by run", "could not compare these runs"), None
+        if not table:
+            return figure, None
+        return figure, gr.Dataframe(value=table[1:], headers=table[0])
+
+    compare_pick.change(
+        on_compare, [compare_pick, smoothing], [compare_plot, compare_table], api_visibility="private",
+        concurrency_limit=None,
+    )  # fmt: skip
+    smoothing.release(
+        on_compare, [compare_pick, smoothing], [compare_plot, compare_table], api_visibility="private",
+        concurrency_limit=None, show_progress="hidden",
+    )  # fmt: skip
+
     timer.tick(
         render, [viewed], shown, api_visibility="private", concurrency_limit=None, show_progress="hidden"
     )
     run_pick.input(render, [run_pick], shown, api_visibility="private", concurrency_limit=None)
-    refresh.click(render, [viewed], shown, api_visibility="private", concurrency_limit=None)
+
+    def on_refresh(name_: str | None, picked: list[str] | None):
+        names = run_names()
+        kept = [n for n in picked or [] if n in names]
+        return (*render(name_), gr.Dropdown(choices=names, value=kept))
+
+    refresh.click(
+        on_refresh, [viewed, compare_pick], [*shown, compare_pick], api_visibility="private",
+        concurrency_limit=None,
+    )  # fmt: skip
 
     def on_load():
-        """Reattach after a reload: the running job if any, else the newest run."""
+        """Reattach after a reload: the running job if any, else the newest run; the runs to compare."""
         active = state.runner.active() if allowed else None
-        return render(active.name if active else None)
+        return (*render(active.name if active else None), gr.Dropdown(choices=run_names()))
 
     @api_endpoint
     def train_start(config: dict, file: dict | None = None) -> dict:
@@ -495,14 +674,26 @@ def build(state: AppState) -> dict[str, Any]:
         return stop_training(state)
 
     @api_endpoint
+    def train_resume(name: str) -> dict:
+        """Continue a stopped or failed run from its last checkpoint, in its own folder; the run as JSON."""
+        return resume_training(state, name)
+
+    @api_endpoint
     def train_status(name: str = "", since: int = 0) -> dict:
         """A run's status, log records from line `since`, and progress; no name = the running/newest run."""
         return training_status(state, name or None, since)
 
+    @api_endpoint
+    def runs_compare(names: list[str]) -> dict:
+        """Two or more runs side by side: the settings in which they differ and their final figures."""
+        return comparison_dict(state, names)
+
     gr.api(train_start, api_name="train_start", concurrency_limit=None)
     gr.api(train_stop, api_name="train_stop", concurrency_limit=None)
+    gr.api(train_resume, api_name="train_resume", concurrency_limit=None)
     gr.api(train_status, api_name="train_status", concurrency_limit=None)
-    return {"on_load": on_load, "outputs": shown}
+    gr.api(runs_compare, api_name="runs_compare", concurrency_limit=None)
+    return {"on_load": on_load, "outputs": [*shown, compare_pick]}
 
 
 def _upload_block(allowed: bool) -> tuple[Any, Any, Any, list[Any]]:
