@@ -299,12 +299,15 @@ class TrainConfig:
         label="Also evaluate in generate mode after training (slow on a CPU)",
         group="advanced",
     )
-    shared_prefix: bool = option(
-        True,
+    shared_prefix: bool | None = option(
+        None,
         help="run the prompt prefix every row shares once per batch, with the same loss and gradients as "
-        "running every row whole (--no-shared-prefix)",
-        label="Run the prompt every row shares once per batch (faster, same result)",
+        "running every row whole (default: on a CPU; off on a GPU, where it measured slower)",
+        label="Run the prompt every row shares once per batch (same result)",
+        info="auto: on a CPU, off on a GPU",
+        title="shared_prefix",
         group="advanced",
+        none="auto",
     )
     save_steps: int | None = option(
         None,

@@ -157,8 +157,16 @@ def build_trainer(
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; log.jsonl holds them
-    trainer.shared_prefix, trainer.shared_prefix_note = 0, "shared prefix off (--no-shared-prefix)"
-    if config.shared_prefix:
+    # Auto: on a CPU only. On an H200 (2026-12-02, benchmarks/README.md "Shared prompt prefix") the
+    # prefix pass plus the cache expansion cost more than they saved: 270M 458 -> 386 ex/s at batch 128,
+    # E4B-shaped bf16 LoRA 189 -> 151 ex/s at batch 64, QLoRA 31.8 -> 28.6 ex/s at batch 32.
+    use = config.shared_prefix if config.shared_prefix is not None else lm.device.type == "cpu"
+    trainer.shared_prefix, trainer.shared_prefix_note = 0, (
+        "shared prefix off (--no-shared-prefix)"
+        if config.shared_prefix is False
+        else "shared prefix off: slower on a GPU (--shared-prefix turns it on)"
+    )
+    if use:
         rows = trainer.train_dataset
         trainer.shared_prefix, trainer.shared_prefix_note = prefix_length(
             trainer.model, rows["input_ids"], rows["labels"]

@@ -198,9 +198,10 @@ def test_the_cli_flag_turns_it_off_and_the_default_is_on():
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
-    assert config_from_args(parser.parse_args(["train"])).shared_prefix is True
+    assert config_from_args(parser.parse_args(["train"])).shared_prefix is None  # auto: on a CPU only
+    assert config_from_args(parser.parse_args(["train", "--shared-prefix"])).shared_prefix is True
     assert config_from_args(parser.parse_args(["train", "--no-shared-prefix"])).shared_prefix is False
-    with pytest.raises(ConfigError, match="shared prefix must be true"):
+    with pytest.raises(ConfigError, match="shared_prefix must be true, false or unset"):
         TrainConfig(shared_prefix="yes").validate()
 
 
