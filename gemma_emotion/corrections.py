@@ -3,8 +3,9 @@
 A correction is one human-fixed label for one text. This module owns where corrections live (a SQLite
 database, `corrections.db`, in the runs directory), how they are edited and undone (an append-only event
 log from which the current view is derived), which examples are worth reviewing (pure functions over
-evaluation predictions), and how corrections leave the app again (JSONL / CSV files, the Hub, or extra
-training rows for a run). No model, no UI and no command-line code here (the commands: `cli/corrections.py`).
+evaluation predictions), and how corrections leave the app again (JSONL / CSV files, or extra training
+rows for a run; as a Hub dataset through `hub.py`). No model, no UI and no command-line code here (the
+commands: `cli/corrections.py`).
 
 Each correction records the label set it was made under (`label_set`: NULL for the six emotions, which
 every correction made before label sets was); its label is a label of that set, its exports write the
@@ -35,11 +36,11 @@ from gemma_emotion.labels import EMOTIONS, INVALID, LabelSet
 
 DB_NAME = "corrections.db"
 FORMATS: tuple[str, ...] = ("emotion-jsonl", "chat-jsonl", "csv")
+DATASET_FORMAT = "hf-dataset"  # a folder (parquet + dataset card), written by gemma_emotion.hub
 CSV_COLUMNS: tuple[str, ...] = (
     "text", "label", "label_id", "predicted", "gold", "source", "source_ref",
     "model", "adapter", "annotator", "created_at", "updated_at", "n_edits",
 )  # fmt: skip
-HUB_FILENAME = "train.jsonl"
 DEFAULT_SOURCE = "live"  # a correction typed in the app, not picked from a report
 _SCHEMA_VERSION = 2  # 2: the label_set column (NULL: the six emotions, as every row of version 1)
 _META_FIELDS = ("predicted", "gold", "source", "source_ref", "model", "adapter", "annotator", "probabilities")
@@ -548,6 +549,25 @@ class CorrectionStore:
         stored = sorted(rows, key=lambda r: (r["label_set"] is not None, r["label_set"] or ""))
         return [LabelSet(tuple(_set_names(r["label_set"]))) if r["label_set"] else EMOTIONS for r in stored]
 
+    def labels_by_annotator(self) -> dict[str | None, dict[str, str]]:
+        """{annotator: {text: label}}: each annotator's own latest live label of each text they labelled
+        (None gathers the corrections saved without a name). A later label by someone else does not
+        replace theirs here; their own removal or an undo of their label does."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT e.annotator, e.key, e.text, e.action, e.label FROM events e "
+                "WHERE e.action IN ('set', 'remove') "
+                "AND NOT EXISTS (SELECT 1 FROM events u WHERE u.reverts = e.id) ORDER BY e.id"
+            ).fetchall()
+        latest: dict[tuple[str | None, str], tuple[str, str | None]] = {}
+        for r in rows:
+            latest[(r["annotator"], r["key"])] = (r["text"], r["label"] if r["action"] == "set" else None)
+        out: dict[str | None, dict[str, str]] = {}
+        for (who, _), (text, label) in latest.items():
+            if label is not None:
+                out.setdefault(who, {})[text] = label
+        return out
+
     def integrity_check(self) -> str:
         """SQLite's own verdict on the file: 'ok' when it is sound."""
         with self._read() as conn:
@@ -801,45 +821,6 @@ def export(
     """Write the current corrections (those made under `labels`, if given) to `out_path` in `fmt`
     (UTF-8, `\\n` newlines), atomically."""
     return atomic_write(out_path, render(store, fmt, labels).encode("utf-8"))
-
-
-def push_to_hub(
-    store: CorrectionStore,
-    repo_id: str,
-    token: str | None = None,
-    private: bool = True,
-    *,
-    path_in_repo: str = HUB_FILENAME,
-) -> str:
-    """Upload the emotion-jsonl export to a Hub dataset repo (created if missing); returns the commit URL.
-
-    The token comes from the argument or HF_TOKEN, never from anywhere else, and is never shown: errors
-    from the Hub are re-raised with it masked.
-    """
-    from huggingface_hub import HfApi  # imported here: only this path needs it
-
-    token = token or os.environ.get("HF_TOKEN")
-    if not token:
-        raise CorrectionsError("no Hugging Face token: set HF_TOKEN to push corrections to the Hub")
-    if not repo_id or repo_id.count("/") > 1 or repo_id.strip() != repo_id:
-        raise CorrectionsError(f"not a Hub repo id: {repo_id!r} (expected 'name' or 'owner/name')")
-    data = render(store, "emotion-jsonl").encode("utf-8")
-    if not data:
-        raise CorrectionsError("there are no corrections to push")
-    api = HfApi(token=token)
-    try:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        info = api.upload_file(
-            path_or_fileobj=data,
-            path_in_repo=path_in_repo,
-            repo_id=repo_id,
-            repo_type="dataset",
-            commit_message=f"Upload {store.count()} corrections from gemma-emotion",
-        )
-    except Exception as e:  # noqa: BLE001  # the Hub client raises many types; the user needs one clear line
-        message = str(e).replace(token, "***")
-        raise CorrectionsError(f"push to {repo_id} failed: {type(e).__name__}: {message}") from None
-    return str(getattr(info, "commit_url", None) or f"https://huggingface.co/datasets/{repo_id}")
 
 
 # -- training hook --------------------------------------------------------------------------------------

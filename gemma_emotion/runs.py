@@ -534,27 +534,20 @@ def merge_adapter(
     merged.save_pretrained(out)
     lm.tokenizer.save_pretrained(out)
     lm.labels.save(out)  # the merged model answers with the adapter's labels; loading it restores them
+    from gemma_emotion.cards import write_merged_card
+
+    write_merged_card(out, adapter_dir, model)  # the adapter's card, for the merged weights
     return out
 
 
 def push_folder(folder: str | os.PathLike, repo: str, *, private: bool = True, kind: str = "adapter") -> str:
-    """Upload a folder to a Hub model repo with HF_TOKEN from the environment; returns the repo URL."""
-    from huggingface_hub import HfApi
+    """Upload an adapter (with its card and its run's reports) or a merged model to a Hub model repo with
+    HF_TOKEN from the environment; returns the repo URL (gemma_emotion.hub does the work)."""
+    from gemma_emotion import hub
 
-    token = os.environ.get("HF_TOKEN")
-    if not token:
-        raise PushError("set HF_TOKEN in the environment to push to the Hugging Face Hub")
-    folder = Path(folder)
-    marker = "adapter_config.json" if kind == "adapter" else "config.json"
-    if not (folder / marker).is_file():
-        raise PushError(f"{folder}: no {marker} here, so this is not a {kind} folder")
-    api = HfApi(token=token)
     try:
-        url = api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
-        api.upload_folder(
-            folder_path=str(folder), repo_id=repo, repo_type="model", commit_message=f"Upload {kind}"
-        )
-    except Exception as exc:  # noqa: BLE001 - the Hub raises many types; none may echo the token
-        message = str(exc).replace(token, "***")
-        raise PushError(f"push to {repo} failed: {type(exc).__name__}: {message}") from None
-    return str(url)
+        if kind == "adapter":
+            return hub.push_adapter(folder, repo, private=private)
+        return hub.push_merged(folder, repo, private=private)
+    except hub.HubError as exc:
+        raise PushError(str(exc)) from None

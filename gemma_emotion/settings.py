@@ -468,6 +468,7 @@ README_REQUIRED = (
     "datasets",
     "license",
     "short_description",
+    "tags",
 )
 SPACE_COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
 SHORT_DESCRIPTION_MAX = 60  # the Hub rejects longer ones
@@ -527,8 +528,68 @@ def check_space(root: str | os.PathLike = ".") -> list[str]:
         problems.append(f"README.md: short_description is longer than {SHORT_DESCRIPTION_MAX} characters")
     if isinstance(space_model, str):
         problems += _check_listed(meta, "models", space_model)
+        problems += _check_preload(meta, space_model)
     problems += _check_listed(meta, "datasets", paths.DEFAULT_DATA)
+    problems += _check_tags(meta)
+    problems += _check_oauth(meta, base / "requirements.txt")
     return problems
+
+
+def _check_tags(meta: Mapping[str, Any]) -> list[str]:
+    tags = meta.get("tags")
+    if tags is None:
+        return []
+    if not isinstance(tags, list) or not tags or not all(isinstance(t, str) and t.strip() for t in tags):
+        return ["README.md: tags must be a non-empty list of words"]
+    return []
+
+
+def _check_preload(meta: Mapping[str, Any], space_model: str) -> list[str]:
+    """The Space's model must be in `preload_from_hub` (whole, or with its weights named), so the build
+    downloads it instead of the first request; each entry is "repo_id [file,file...] [commit]"."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    entries = meta.get("preload_from_hub")
+    if entries is None:
+        wanted = _is_hub_model(space_model)
+        return [f"README.md: preload_from_hub does not list {space_model!r}"] if wanted else []
+    if not isinstance(entries, list) or not all(isinstance(e, str) and e.split() for e in entries):
+        return ["README.md: preload_from_hub must be a list of 'repo_id [files] [commit]' strings"]
+    problems, preloaded = [], {}
+    for entry in entries:
+        repo, *rest = entry.split()
+        try:
+            validate_repo_id(repo)
+        except HFValidationError:
+            problems.append(f"README.md: preload_from_hub entry {entry!r} does not start with a Hub repo id")
+            continue
+        if len(rest) > 2:
+            problems.append(f"README.md: preload_from_hub entry {entry!r} has more than files and a commit")
+        preloaded[repo] = rest[0].split(",") if rest else None
+    if _is_hub_model(space_model):
+        files = preloaded.get(space_model, [])
+        if space_model not in preloaded:
+            problems.append(f"README.md: preload_from_hub does not list {space_model!r}")
+        elif files is not None and not any(f.endswith(".safetensors") for f in files):
+            problems.append(f"README.md: preload_from_hub lists files of {space_model!r} but no weights")
+    return problems
+
+
+def _is_hub_model(spec: str) -> bool:
+    """A Hub model id (what preload_from_hub can fetch): not `embedded`, not a path."""
+    return spec != paths.DEFAULT_MODEL and spec.count("/") == 1 and not spec.startswith((".", "/", "~"))
+
+
+def _check_oauth(meta: Mapping[str, Any], requirements: Path) -> list[str]:
+    """`hf_oauth: true` needs gradio's oauth extra (authlib, itsdangerous) for the login routes."""
+    oauth = meta.get("hf_oauth")
+    if oauth is None:
+        return []
+    if not isinstance(oauth, bool):
+        return [f"README.md: hf_oauth must be true or false, got {oauth!r}"]
+    if oauth and requirements.is_file() and "oauth" not in _gradio_extras(requirements):
+        return ["README.md: hf_oauth is true but requirements.txt installs gradio without its [oauth] extra"]
+    return []
 
 
 def _check_sdk_version(meta: Mapping[str, Any], requirements: Path) -> list[str]:
@@ -547,7 +608,7 @@ def _check_sdk_version(meta: Mapping[str, Any], requirements: Path) -> list[str]
     return []
 
 
-def _gradio_pin(requirements: Path) -> str | None:
+def _gradio_requirement(requirements: Path) -> Requirement | None:
     for line in requirements.read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0].strip()
         if not line or line.startswith("-"):
@@ -557,9 +618,19 @@ def _gradio_pin(requirements: Path) -> str | None:
         except InvalidRequirement:
             continue
         if canonicalize_name(req.name) == "gradio":
-            pins = [spec.version for spec in req.specifier if spec.operator in ("==", "===")]
-            return pins[0] if pins else None
+            return req
     return None
+
+
+def _gradio_pin(requirements: Path) -> str | None:
+    req = _gradio_requirement(requirements)
+    pins = [spec.version for spec in req.specifier if spec.operator in ("==", "===")] if req else []
+    return pins[0] if pins else None
+
+
+def _gradio_extras(requirements: Path) -> set[str]:
+    req = _gradio_requirement(requirements)
+    return set(req.extras) if req else set()
 
 
 def _is_python3_version(text: str) -> bool:

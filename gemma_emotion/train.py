@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gemma_emotion import paths
+from gemma_emotion.cards import base_model_id, write_adapter_card
 from gemma_emotion.config import TrainConfig
 from gemma_emotion.distributed import FollowerRun, any_rank, is_main_process, share_run_dir, world_size
 from gemma_emotion.errors import UserError
@@ -324,7 +325,7 @@ def _train_and_evaluate(
         result = trainer.train(resume_from_checkpoint=str(point.folder) if point else None)
     if not is_main_process():
         return  # the main process saves the adapter and evaluates
-    adapter_dir = _save_adapter(trainer.model, run.dir, labels)
+    adapter_dir = _save_adapter(trainer.model, run.dir, config.model, labels)
     steps = trainer.state.global_step
     train_loss, runtime = result.training_loss, result.metrics.get("train_runtime", 0.0)
     if point is not None:  # the Trainer's figures cover this process's steps; the run's cover them all
@@ -364,6 +365,7 @@ def _train_and_evaluate(
     run.update(phase="evaluating", metrics=metrics)
     if data.test is not None:
         metrics.update(_evaluate_both(lm, data.test, run, config, progress_bar))
+    write_adapter_card(adapter_dir)  # again, now with the reports' results
     run.update(status="completed", phase="done", finished_at=utc_now(), metrics=metrics, ended=ended)
     # The checkpoints served resuming; the adapter is the run's result.
     shutil.rmtree(run.dir / CHECKPOINTS_DIR, ignore_errors=True)
@@ -459,14 +461,18 @@ def _evaluate_both(
     return summary
 
 
-def _save_adapter(model: Any, run_dir: Path, labels: LabelSet = EMOTIONS) -> Path:
-    """Save the LoRA adapter with its label set (labels.json); written beside and renamed, so a crash
-    never leaves half an adapter."""
+def _save_adapter(model: Any, run_dir: Path, base_model: str, labels: LabelSet = EMOTIONS) -> Path:
+    """Save the LoRA adapter with its label set (labels.json) and its model card; written beside and
+    renamed, so a crash never leaves half an adapter. Its config names the base by Hub id
+    (`cards.base_model_id`), not by this machine's path."""
     final = run_dir / ADAPTER_DIR
     tmp = run_dir / (ADAPTER_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    for peft_config in getattr(model, "peft_config", {}).values():
+        peft_config.base_model_name_or_path = base_model_id(base_model)
     model.save_pretrained(str(tmp))
     labels.save(tmp)
+    write_adapter_card(tmp, model=base_model)  # replaces PEFT's card, which names the local path
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return final

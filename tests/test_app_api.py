@@ -42,8 +42,8 @@ def start_app(
         GEMMA_EMOTION_CONCURRENCY=str(concurrency),
         PYTHONUNBUFFERED="1",
     )
+    env.pop("SPACE_ID", None)  # not a Space, unless env_extra says so
     env.update(env_extra or {})
-    env.pop("SPACE_ID", None)
     cmd = [sys.executable, "app.py", "--model", str(model), "--runs-dir", str(runs_dir),
            "--host", "127.0.0.1", "--port", str(port), *extra]  # fmt: skip
     with open(log_file, "w") as log:

@@ -15,10 +15,9 @@ import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from unittest import mock
 
 import pytest
-from huggingface_hub import HfApi
+from hubfake import FakeHub
 
 from gemma_emotion import corrections as corr
 from gemma_emotion.cli.corrections import register as register_cli
@@ -30,12 +29,12 @@ from gemma_emotion.corrections import (
     filter_queue,
     mark_corrected,
     oversample,
-    push_to_hub,
     queue_from_predictions,
     queue_from_unlabeled,
     render,
     training_examples,
 )
+from gemma_emotion.hub import HubError, push_corrections
 from gemma_emotion.labels import LABELS, SYSTEM_PROMPT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -437,45 +436,40 @@ def test_sigkilled_writer_loses_no_acknowledged_correction(tmp_path: Path) -> No
 SECRET = "hf_SuperSecretTokenValue123"
 
 
-def test_push_to_hub_uploads_the_emotion_jsonl(
-    store: CorrectionStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_push_uploads_the_corrections_as_a_dataset_with_label_names(
+    store: CorrectionStore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
+    import datasets
+
     _fill(store)
     monkeypatch.setenv("HF_TOKEN", SECRET)
-    commit = mock.Mock(commit_url="https://huggingface.co/datasets/me/corr/commit/abc")
-    with (
-        mock.patch.object(HfApi, "create_repo", autospec=True) as create_repo,
-        mock.patch.object(HfApi, "upload_file", autospec=True, return_value=commit) as upload_file,
-    ):
-        url = push_to_hub(store, "me/corr")
-    assert url == "https://huggingface.co/datasets/me/corr/commit/abc"
-    api, repo = create_repo.call_args.args
+    with FakeHub().patched() as hub:
+        url = push_corrections(store, "me/corr")
+    assert url.startswith("https://huggingface.co/datasets/me/corr/commit/")  # the card's commit, the last
+    assert hub.commits[-1]["files"] == ["README.md"] and len(hub.commits) == 2
+    repo, kwargs = hub.repos[0]
     assert repo == "me/corr"
-    assert create_repo.call_args.kwargs == {"repo_type": "dataset", "private": True, "exist_ok": True}
-    assert api.token == SECRET  # taken from the environment
-    kwargs = upload_file.call_args.kwargs
-    assert kwargs["path_or_fileobj"] == render(store, "emotion-jsonl").encode("utf-8")
-    assert (kwargs["path_in_repo"], kwargs["repo_id"], kwargs["repo_type"]) == (
-        "train.jsonl",
-        "me/corr",
-        "dataset",
-    )
-    assert SECRET not in kwargs["commit_message"]
+    assert kwargs == {"repo_type": "dataset", "private": True, "exist_ok": True}
+    assert set(hub.tokens) == {SECRET}  # taken from the environment
+    assert all(SECRET not in c["message"] for c in hub.commits)
+    # What is on the Hub now loads with the label names, and holds the store's current corrections.
+    ds = datasets.load_dataset(str(hub.write_to(tmp_path / "repo")), split="train")
+    assert ds.features["label"].names == list(LABELS)
+    expected = [json.loads(line) for line in render(store, "emotion-jsonl").splitlines()]
+    assert [{"text": r["text"], "label": r["label"]} for r in ds] == expected
     out = capsys.readouterr()
     assert SECRET not in out.out + out.err
 
 
-def test_push_to_hub_without_token_is_a_clear_error(
-    store: CorrectionStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_push_without_token_is_a_clear_error(store: CorrectionStore, monkeypatch: pytest.MonkeyPatch) -> None:
     store.add("x", "joy")
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    with (
-        mock.patch.object(HfApi, "upload_file") as upload_file,
-        pytest.raises(CorrectionsError, match="HF_TOKEN"),
-    ):
-        push_to_hub(store, "me/corr")
-    upload_file.assert_not_called()
+    with FakeHub().patched() as hub, pytest.raises(HubError, match="HF_TOKEN"):
+        push_corrections(store, "me/corr")
+    assert hub.repos == [] and hub.commits == []
 
 
 def test_push_failure_never_shows_the_token(
@@ -486,10 +480,7 @@ def test_push_failure_never_shows_the_token(
     parser = _parser()
     args = parser.parse_args(["export", "--runs-dir", str(store.path.parent), "--push-to-hub", "me/corr"])
     leaky = RuntimeError(f"401 Unauthorized for token {SECRET}")
-    with (
-        mock.patch.object(HfApi, "create_repo", autospec=True),
-        mock.patch.object(HfApi, "upload_file", autospec=True, side_effect=leaky),
-    ):
+    with FakeHub(fail=leaky).patched():
         code = args.func(args)
     out = capsys.readouterr()
     assert code == 1
@@ -504,17 +495,14 @@ def test_cli_push_reports_url_without_token(
     store.add("x", "joy")
     monkeypatch.setenv("HF_TOKEN", SECRET)
     args = _parser().parse_args(
-        ["export", "--runs-dir", str(store.path.parent), "--push-to-hub", "me/c", "--public"]
+        ["export", "--runs-dir", str(store.path.parent), "--push", "me/c", "--public"]
     )
-    commit = mock.Mock(commit_url="https://huggingface.co/datasets/me/c/commit/1")
-    with (
-        mock.patch.object(HfApi, "create_repo", autospec=True) as create_repo,
-        mock.patch.object(HfApi, "upload_file", autospec=True, return_value=commit),
-    ):
+    with FakeHub().patched() as hub:
         assert args.func(args) == 0
-    assert create_repo.call_args.kwargs["private"] is False
+    assert hub.repos[0][1]["private"] is False
     out = capsys.readouterr()
-    assert "https://huggingface.co/datasets/me/c/commit/1" in out.err
+    assert hub.commits[-1]["message"] == "Dataset card"
+    assert "pushed 1 corrections to https://huggingface.co/datasets/me/c/commit/" in out.err
     assert SECRET not in out.out + out.err
 
 

@@ -411,7 +411,7 @@ def test_check_space_passes_on_a_copy(space_copy):
     ("file", "old", "new", "expected"),
     [
         ("README.md", "sdk_version: ", "sdk_version: 0.0.1  # was ", "differs from requirements.txt"),
-        ("requirements.txt", "gradio==", "gradio>=", "not pinned"),
+        ("requirements.txt", "gradio[oauth]==", "gradio[oauth]>=", "not pinned"),
         ("README.md", "app_file: app.py", "app_file: main.py", "expected 'app.py'"),
         ("README.md", 'python_version: "3.11"', "python_version: 3.10", "python_version"),
         ("README.md", "sdk: gradio", "sdk: docker", "expected 'gradio'"),
@@ -419,6 +419,28 @@ def test_check_space_passes_on_a_copy(space_copy):
         ("README.md", "  - google/gemma-4-E4B-it\n", "", "does not list 'google/gemma-4-E4B-it'"),
         ("space.yaml", "max_eval_rows: ", "max_eval_rowz: ", "unknown key 'max_eval_rowz'"),
         ("space.yaml", "max_text_chars: ", "max_text_chars: -", "between"),
+        ("README.md", "preload_from_hub:\n  - google/gemma-4-E4B-it\n", "", "preload_from_hub does not list"),
+        (
+            "README.md",
+            "  - google/gemma-4-E4B-it\ntags:",
+            "  - google/gemma-4-E4B-it config.json\ntags:",
+            "no weights",
+        ),
+        (
+            "README.md",
+            "preload_from_hub:\n  - google/",
+            "preload_from_hub:\n  - /google/",
+            "not start with a Hub",
+        ),
+        (
+            "space.yaml",
+            "model: google/gemma-4-E4B-it",
+            "model: google/gemma-4-E2B-it",
+            "preload_from_hub does not",
+        ),
+        ("README.md", "\ntags:\n", "\nlabels:\n", "lacks 'tags'"),
+        ("README.md", "hf_oauth: true", "hf_oauth: please", "hf_oauth must be true or false"),
+        ("requirements.txt", "gradio[oauth]==", "gradio==", "without its [oauth] extra"),
     ],
 )
 def test_check_space_catches_mismatches(space_copy, file, old, new, expected):

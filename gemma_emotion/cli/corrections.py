@@ -1,4 +1,5 @@
-"""`export` (the corrections as JSONL, chat JSONL or CSV, or pushed to the Hub) and `corrections` (counts)."""
+"""`export` (the corrections as JSONL, chat JSONL or CSV, as a dataset folder, or pushed to the Hub as a
+dataset) and `corrections` (counts)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,33 @@ import os
 import sys
 
 from gemma_emotion.cli.common import add_runs_dir_arg, runs_dir_of
-from gemma_emotion.corrections import FORMATS, CorrectionStore, export, push_to_hub, render
+from gemma_emotion.corrections import FORMATS, CorrectionStore, export, render
 from gemma_emotion.errors import UserError
+from gemma_emotion.hub import push_corrections, save_corrections
 from gemma_emotion.labels import LabelSet
+
+DATASET_FORMAT = "hf-dataset"  # a folder: parquet + dataset card (gemma_emotion.hub)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export the corrections (JSONL, chat JSONL, CSV) or push them")
-    p.add_argument("--format", choices=FORMATS, default="emotion-jsonl", help="export format")
-    p.add_argument("--out", help="output file (default: stdout)")
+    p = sub.add_parser(
+        "export", help="export the corrections (JSONL, chat JSONL, CSV, a dataset folder) or push them"
+    )
+    p.add_argument(
+        "--format",
+        choices=(*FORMATS, DATASET_FORMAT),
+        default="emotion-jsonl",
+        help=f"export format; {DATASET_FORMAT}: a folder that datasets.load_dataset reads, label names kept",
+    )
+    p.add_argument("--out", help="output file, or the folder for hf-dataset (default: stdout)")
     add_runs_dir_arg(p, "runs directory holding corrections.db")
-    p.add_argument("--push-to-hub", metavar="REPO", help="also upload the emotion-jsonl export as a dataset")
+    p.add_argument(
+        "--push",
+        "--push-to-hub",
+        dest="push_to_hub",
+        metavar="REPO",
+        help="also push them to a Hub dataset repo (typed labels, provenance, a dataset card; HF_TOKEN)",
+    )
     p.add_argument("--public", action="store_true", help="create the Hub dataset public (default private)")
     p.add_argument(
         "--labels", default=None, help="export only the corrections made under this label set (a,b,c)"
@@ -40,21 +57,26 @@ def _fail(message: str) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """`export`: write the corrections to --out (or stdout) and/or push them to the Hub."""
+    """`export`: write the corrections to --out (or stdout) and/or push them to the Hub as a dataset."""
     try:
         store = _store(args)
         fmt = getattr(args, "format", "emotion-jsonl")
         out = getattr(args, "out", None)
         repo = getattr(args, "push_to_hub", None)
         labels = LabelSet.parse(args.labels) if getattr(args, "labels", None) else None
-        if out and out != "-":
+        if fmt == DATASET_FORMAT:
+            if not out or out == "-":
+                raise UserError(f"--format {DATASET_FORMAT} writes a folder: name it with --out DIR")
+            path = save_corrections(store, out, labels)
+            print(f"wrote {store.count()} corrections as a dataset to {path}", file=sys.stderr)
+        elif out and out != "-":
             path = export(store, fmt, out, labels)
             print(f"wrote {store.count()} corrections to {path}", file=sys.stderr)
         elif not repo:
             sys.stdout.buffer.write(render(store, fmt, labels).encode("utf-8"))
             sys.stdout.flush()
         if repo:
-            url = push_to_hub(store, repo, private=not getattr(args, "public", False))
+            url = push_corrections(store, repo, private=not getattr(args, "public", False), labels=labels)
             print(f"pushed {store.count()} corrections to {url}", file=sys.stderr)
     except BrokenPipeError:
         # `export | head`: the reader left; not an error of ours. Point stdout at devnull so the

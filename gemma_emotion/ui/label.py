@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
+from gemma_emotion import annotators, review
 from gemma_emotion import corrections as core
-from gemma_emotion import review
 from gemma_emotion.evaluate import load_report
 from gemma_emotion.labels import INVALID
 from gemma_emotion.review import ALL, SOURCES, QueueFilter, ReviewQueue
@@ -31,6 +32,7 @@ from gemma_emotion.ui.common import api_endpoint, download, md, read_upload, war
 from gemma_emotion.ui.evaluate import list_reports
 from gemma_emotion.ui.state import AppState, UserError
 
+PAIR_COLUMNS = ["annotators", "texts in common", "same label", "Cohen's kappa"]
 # Label, skip, undo and filter run at the speed of keys: no progress overlay, and never queued behind the
 # model work that holds the app's one concurrency slot (they touch only the queue and the database).
 INSTANT = dict(api_visibility="private", concurrency_limit=None, show_progress="hidden")
@@ -252,6 +254,26 @@ def undo_last(state: AppState, annotator: str | None = None) -> core.Undone | No
     return state.corrections.undo_last(_opt(annotator))
 
 
+def resolve_annotator(typed: str | None, profile: Any = None) -> str | None:
+    """Who a correction is recorded under: the signed-in Hugging Face user on a Space with sign-in (a typed
+    name is ignored there; UserError when nobody is signed in), else the typed name (see annotators)."""
+    try:
+        return annotators.annotator_for(profile, typed, oauth=annotators.oauth_enabled())
+    except annotators.SignInRequired as exc:
+        raise UserError(str(exc)) from exc
+
+
+def annotator_tables(state: AppState) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(texts per annotator, agreement of each pair who labelled the same texts) for the tab."""
+    found = annotators.summary(state.corrections)
+    counts = pd.DataFrame(list(found["counts"].items()), columns=["annotator", "texts"])
+    pairs = pd.DataFrame(
+        [[f"{p['a']} / {p['b']}", p["n"], p["agreed"], p["kappa"]] for p in found["pairs"]],
+        columns=PAIR_COLUMNS,
+    )
+    return counts, pairs
+
+
 def export_file(state: AppState, fmt: str) -> str:
     """The corrections in `fmt`, written to a fresh temporary file for download (never the store itself)."""
     if fmt not in core.FORMATS:
@@ -263,13 +285,13 @@ def export_file(state: AppState, fmt: str) -> str:
 
 
 def push_corrections(state: AppState, repo_id: str, private: bool = True) -> str:
-    """Upload the corrections to a Hub dataset with HF_TOKEN from the environment; the commit URL."""
+    """Push the corrections to a Hub dataset (typed labels, card) with HF_TOKEN from the environment; the
+    commit URL."""
     if state.settings.demo_mode:
         raise UserError("pushing to the Hub is switched off in this demo")
-    try:
-        return core.push_to_hub(state.corrections, (repo_id or "").strip(), token=None, private=private)
-    except core.CorrectionsError as exc:
-        raise UserError(str(exc)) from exc
+    from gemma_emotion import hub
+
+    return hub.push_corrections(state.corrections, (repo_id or "").strip(), private=private)
 
 
 # -- the tab -------------------------------------------------------------------------------------------
@@ -346,11 +368,15 @@ def build(state: AppState) -> dict[str, Any]:
                 pred_f = gr.Dropdown([ALL, *state.labels.names, INVALID], value=ALL, label="Predicted label")
                 conf_f = gr.Slider(0, 1, value=1, step=0.05, label="Max confidence (1 = all)")
                 source_f = gr.Dropdown([ALL, *SOURCES], value=ALL, label="Source")
+            oauth = annotators.oauth_enabled()
+            if oauth:  # a Space with sign-in: the signed-in user is the annotator, nobody types a name
+                gr.LoginButton(elem_id="label-login")
             annotator = gr.Textbox(
                 label="Your name (optional)",
                 max_lines=1,
                 elem_id="label-annotator",
                 info="saved with each correction; undo then reverts only yours",
+                visible=not oauth,
             )
         with gr.Column(scale=2):
             progress = gr.Markdown(progress_line(ReviewQueue(), QueueFilter(), 0), elem_id="label-progress")
@@ -392,6 +418,24 @@ def build(state: AppState) -> dict[str, Any]:
             private = gr.Checkbox(value=True, label="Private", interactive=not demo)
             push_btn = gr.Button("Push to Hub", interactive=not demo)
         push_msg = gr.Textbox(label="Hub", interactive=False)
+
+    with gr.Accordion("Annotators and agreement", open=False):
+        gr.Markdown("Texts each annotator labelled, and Cohen's kappa where two labelled the same texts.")
+        with gr.Row():
+            # Callables: read again on every page load.
+            who_table = gr.Dataframe(
+                lambda: annotator_tables(state)[0], label="Annotators", interactive=False,
+                elem_id="label-annotators",
+            )  # fmt: skip
+            pair_table = gr.Dataframe(
+                lambda: annotator_tables(state)[1], label="Agreement", interactive=False,
+                elem_id="label-agreement",
+            )  # fmt: skip
+        who_refresh = gr.Button("Refresh", size="sm")
+    who_refresh.click(
+        lambda: annotator_tables(state), None, [who_table, pair_table], api_visibility="private",
+        concurrency_limit=None,
+    )  # fmt: skip
 
     filters = [gold_f, pred_f, conf_f, source_f]
     shown = [queue, progress, text, info, chart]
@@ -445,13 +489,14 @@ def build(state: AppState) -> dict[str, Any]:
     )
 
     def on_label(name: str):
-        def handler(q: ReviewQueue, who: str, *flt_v):
+        def handler(q: ReviewQueue, who: str, profile: gr.OAuthProfile | None, *flt_v):
             flt = _filter(*flt_v)
             item = q.current
             if item is None:
                 gr.Warning("nothing to label: load a queue first")
                 return (*view(q, flt), "nothing to label")
             try:
+                who = resolve_annotator(who, profile)
                 submit_item(state, item, name, who)
             except Exception as exc:
                 return (*view(q, flt), warn(exc))
@@ -482,13 +527,13 @@ def build(state: AppState) -> dict[str, Any]:
         **INSTANT,
     )
 
-    def on_undo(q: ReviewQueue, who: str, *flt_v):
+    def on_undo(q: ReviewQueue, who: str, profile: gr.OAuthProfile | None, *flt_v):
         flt = _filter(*flt_v)
         if q.undo_skip():
             return (*view(q, flt), "skip undone")
         try:
-            # As it was labelled, even if the name field changed since.
-            undone = undo_last(state, q.undo_annotator(who))
+            # As it was labelled, even if the name field changed since; signed in: only that user's.
+            undone = undo_last(state, resolve_annotator(q.undo_annotator(who), profile))
         except Exception as exc:
             return (*view(q, flt), warn(exc))
         if undone is None:
@@ -580,13 +625,15 @@ def build(state: AppState) -> dict[str, Any]:
         model: str = "",
         adapter: str = "",
         probabilities: dict | None = None,
+        profile: gr.OAuthProfile | None = None,
     ) -> dict:
-        """Save the right label of a text (a label of the loaded model's set); returns {correction, total}."""
+        """Save the right label of a text (a label of the loaded model's set); returns {correction, total}.
+        On a Space with sign-in the annotator is the signed-in user, whatever `annotator` says."""
         c = submit_correction(
             state,
             text,
             label,
-            annotator=annotator,
+            annotator=resolve_annotator(annotator, profile),
             predicted=predicted,
             gold=gold,
             source=source,
@@ -598,9 +645,10 @@ def build(state: AppState) -> dict[str, Any]:
         return {"correction": correction_dict(c), "total": state.corrections.count()}
 
     @api_endpoint
-    def label_undo(annotator: str = "") -> dict:
-        """Undo the latest correction (of `annotator`, if given): {undone, current, total}."""
-        done = undo_last(state, annotator)
+    def label_undo(annotator: str = "", profile: gr.OAuthProfile | None = None) -> dict:
+        """Undo the latest correction (of `annotator`, if given; of the signed-in user on a Space with
+        sign-in): {undone, current, total}."""
+        done = undo_last(state, resolve_annotator(annotator, profile))
         return {
             "undone": event_dict(done.event) if done else None,
             "current": correction_dict(done.current) if done else None,
@@ -620,6 +668,14 @@ def build(state: AppState) -> dict[str, Any]:
     gr.api(label_submit, api_name="label_submit", concurrency_limit=None)
     gr.api(label_undo, api_name="label_undo", concurrency_limit=None)
     gr.api(corrections_list, api_name="corrections_list", concurrency_limit=None)
+
+    @api_endpoint
+    def annotators_api() -> dict:
+        """Texts per annotator and, for each pair who labelled the same texts, their agreement:
+        {counts: {annotator: texts}, pairs: [{a, b, n, agreed, kappa}]} (kappa: Cohen's, scikit-learn)."""
+        return annotators.summary(state.corrections)
+
+    gr.api(annotators_api, api_name="annotators", concurrency_limit=None)
     return {
         "queue": queue,
         "names": names,

@@ -10,6 +10,13 @@ pass, and long jobs (batches, evaluations) run in chunks of about two seconds, c
 with interactive requests served before the next chunk. Nothing in here imports gradio: the tabs turn its
 errors into messages.
 Bad input or a request that cannot be served now raises `UserError` (re-exported here for the tabs).
+
+Every pass over the model (a micro-batch, a chunk of a long job, both passes of a compare) runs through
+`GPU_WORK`: module-level functions, one per kind of work, each decorated once with `spaces.GPU` and its own
+duration (see gemma_emotion/gpu.py for why once, and why module-level). On ZeroGPU each call runs in a
+forked worker, so only plain data crosses into it (the state's registry key, the texts, the mode, flags):
+it reaches the model through the registered `AppState`, which the fork copied. Progress is reported here,
+in the app's process, between the chunks of a long job: each chunk is one GPU call.
 """
 
 from __future__ import annotations
@@ -17,10 +24,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import itertools
+import math
 import os
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+import weakref
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,7 +51,7 @@ from gemma_emotion.classify import BatchProgress, Classifier, Prediction, defaul
 from gemma_emotion.errors import UserError
 from gemma_emotion.labels import EMOTIONS, LabelSet
 from gemma_emotion.models import LoadedModel, LoadOptions, ModelLoadError
-from gemma_emotion.settings import GPU_TASKS, NO_ADAPTER, Settings
+from gemma_emotion.settings import NO_ADAPTER, Settings
 
 if TYPE_CHECKING:
     from gemma_emotion.evaluate import Report
@@ -52,6 +63,23 @@ LOAD_WAIT_S = 600.0  # how long a request waits for the first model load (embedd
 PRESET_MODELS = ("embedded", "google/gemma-4-E2B-it", "google/gemma-4-E4B-it", "google/gemma-3-270m-it")
 # The shipped run's name in the pickers: a run's own name never holds a space, so the two cannot clash.
 SHIPPED = "shipped: "
+
+
+# Seconds of GPU a request asks for on ZeroGPU: a floor (the worker's start, moving the model onto the
+# card, the first batch's kernels) plus rows x passes x seconds per row; the settings' duration for the
+# kind of work is the most one call may ask for. Per row: Gemma 4 E4B scores 1,652 texts/s on a whole
+# H200 in a first pass (benchmarks/README.md); a ZeroGPU slice is a 3g MIG of an H200 (3/7 of it), so
+# ~700 texts/s, 0.0014 s, here 0.002. Generate mode was not measured for E4B: the 270M generates 692
+# texts/s on a whole H200, and E4B decodes ~15 x the weights per token: ~45/s, ~20/s on a slice, 0.05 s.
+# Estimates, not measurements on ZeroGPU: benchmarks/bench_gpu_seconds.py measures them on a given card.
+GPU_FLOOR_S = 30
+SECONDS_PER_ROW = {"score": 0.002, "generate": 0.05}
+# What a GPU function returns: (RESULT, value) or (FAILED, a user error's message).
+RESULT, FAILED = "result", "failed"
+
+
+class StaleGpuWorker(RuntimeError):
+    """A ZeroGPU worker forked before the model or adapter changed: its copy of the model is outdated."""
 
 
 @dataclass
@@ -142,11 +170,12 @@ class AppState:
         self._registry = None
         self._runner = None
         self._corrections = None
-        # What is loaded, as a number that changes with every model or adapter switch.
+        # What is loaded, as a number that changes with every model or adapter switch: a GPU call carries
+        # it, so a ZeroGPU worker forked before a switch knows its copy of the model is not the one asked.
         self.model_version = 0
-        # On a ZeroGPU Space each kind of model work asks for the GPU for its own duration; elsewhere
-        # these are plain calls. Decorated here, before launch, as ZeroGPU requires.
-        self._gpu = {task: gpu.gpu_task(getattr(settings.gpu_duration, task))(_call) for task in GPU_TASKS}
+        # The GPU functions find this state by its key: a string pickles, the state (model, locks) does not.
+        self.key = uuid.uuid4().hex
+        _STATES[self.key] = self
         self._init_serving()
 
     # -- model loading ------------------------------------------------------------------------------
@@ -306,6 +335,11 @@ class AppState:
                 self._classifiers[thinking] = Classifier(lm, enable_thinking=thinking)
             yield self._classifiers[thinking]
 
+    def gpu_classifier(self, thinking: bool) -> Classifier:
+        """The classifier `classifier()` made, for the GPU functions: they run while the caller holds the
+        lock (in this process) or in a forked worker, where the copied lock must not be taken again."""
+        return self._classifiers[bool(thinking) and self.supports_thinking(self._lm)]
+
     def predict(
         self,
         texts: list[str],
@@ -316,13 +350,39 @@ class AppState:
         progress: BatchProgress | None = None,
         task: str = "classify",
     ) -> list[Prediction]:
-        """Classify with the loaded model (fine-tuned when `adapter`), serialised with all model work."""
-        with self.classifier(thinking) as clf:
-            return self.run_gpu(task, clf.predict, texts, mode, adapter=adapter, progress=progress)
+        """Classify with the loaded model (fine-tuned when `adapter`), serialised with all model work (in
+        chunks, as `predict_many`)."""
+        return self.predict_many(
+            texts, mode, adapter=adapter, thinking=thinking, progress=progress, task=task
+        )
 
-    def run_gpu(self, task: str, fn, *args, **kwargs):
-        """Run `fn` as GPU work of kind `task` (classify, evaluate, train); the caller holds gpu_lock."""
-        return self._gpu[task](fn, *args, **kwargs)
+    def run_gpu(self, task: str, *args: Any) -> Any:
+        """Run the GPU work `task` (a key of GPU_WORK) on `args`; the caller holds the model lock.
+
+        On ZeroGPU a call that needs more GPU time than the settings allow its kind is refused before it
+        asks for the GPU, and a worker forked before the last model switch is replaced by a fresh one (one
+        retry). A user error inside the work comes back with its message.
+        """
+        call = (self.key, self.model_version, *args)
+        if gpu.on_zero_gpu():
+            needed, allowed = gpu_seconds(task, *call), _gpu_cap(task, self)
+            if needed > allowed:
+                raise UserError(
+                    f"this pass needs about {needed} s of GPU time, more than the {allowed} s one GPU call "
+                    f"may take here (gpu_duration.{_DURATION_KEY[task]} in space.yaml): use fewer rows"
+                )
+        for attempt in itertools.count():
+            try:
+                outcome, value = GPU_WORK[task](*call)
+            except Exception as exc:
+                # `spaces` re-raises a worker's error as gr.Error("ZeroGPU worker error", <class name>): the
+                # class name is all that crosses back, so that is what is matched here.
+                if attempt == 0 and StaleGpuWorker.__name__ in str(exc):
+                    continue
+                raise
+            if outcome == FAILED:
+                raise UserError(value)
+            return value
 
     # == serving under load: the micro-batcher and long jobs in chunks (gemma_emotion/batching.py) ======
     def _init_serving(self) -> None:
@@ -361,7 +421,7 @@ class AppState:
         (RequestCancelled). `progress(done, total)` after each chunk."""
 
         def work(clf: Classifier, part: list[str]) -> list[Prediction]:
-            return self.run_gpu(task, clf.predict, part, mode, adapter=adapter)
+            return self.run_gpu(task, part, mode, bool(adapter), bool(thinking))
 
         return self._chunked(texts, mode, work, thinking=thinking, progress=progress, cancel=cancel)
 
@@ -397,7 +457,7 @@ class AppState:
         with self.classifier(key.thinking) as clf:
             if key.kind == "compare":
                 return self._compare_pass(clf, texts, key.mode)
-            return self.run_gpu("classify", clf.predict, texts, key.mode, adapter=key.adapter)
+            return self.run_gpu("classify", texts, key.mode, key.adapter, key.thinking)
 
     def _compare_pass(self, clf: Classifier, texts: list[str], mode: str) -> list[ComparedText]:
         """Base then fine-tuned on `texts`; the caller holds the model lock."""
@@ -406,8 +466,7 @@ class AppState:
             raise UserError(
                 "no adapter is loaded, so base and fine-tuned are the same model: pick an adapter above"
             )
-        base = self.run_gpu("classify", clf.predict, texts, mode, adapter=False)
-        tuned = self.run_gpu("classify", clf.predict, texts, mode, adapter=True)
+        base, tuned = self.run_gpu("compare", texts, mode)
         return [ComparedText(b, t, lm.spec.name, lm.adapter) for b, t in zip(base, tuned)]
 
     def _chunked(
@@ -572,10 +631,6 @@ class AppState:
         return self.registry.read_log(name, since)
 
 
-def _call(fn, *args, **kwargs):
-    return fn(*args, **kwargs)
-
-
 def _default_shipped_dir(model: str) -> Path | None:
     try:
         embedded = models.resolve_spec(model).kind == "embedded"
@@ -598,3 +653,100 @@ def _free_memory() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+# -- GPU work ---------------------------------------------------------------------------------------------
+# Every AppState of this process by its key (weakly: a state the app dropped may go).
+_STATES: weakref.WeakValueDictionary[str, AppState] = weakref.WeakValueDictionary()
+# Which settings' duration caps each kind of work: compare is classify work, twice.
+_DURATION_KEY = {"classify": "classify", "compare": "classify", "evaluate": "evaluate"}
+
+
+def _serving(key: str, version: int) -> AppState:
+    """The state a GPU call was made for, refusing a model copy older than the one the call was made on."""
+    state = _STATES[key]
+    if state.model_version != version:
+        # Raised (not answered) on purpose: `spaces` drops a worker whose call raised, so the retry in
+        # run_gpu lands in a fresh fork that holds the current model.
+        raise StaleGpuWorker(
+            f"this GPU worker holds model version {state.model_version}, the call was made on {version}"
+        )
+    return state
+
+
+def _answer(work: Callable[[], Any]) -> tuple[str, Any]:
+    """(RESULT, value), or (FAILED, message) for a user error: on ZeroGPU the message then crosses back
+    whole (`spaces` would pass only an exception's class name) and the worker is kept for the next call."""
+    try:
+        return RESULT, work()
+    except (UserError, ValueError) as exc:
+        return FAILED, str(exc)
+
+
+def _classify_work(
+    key: str, version: int, texts: list[str], mode: str, adapter: bool, thinking: bool
+) -> tuple[str, Any]:
+    """Predictions of `texts` (fine-tuned when `adapter`)."""
+    clf = _serving(key, version).gpu_classifier(thinking)
+    return _answer(lambda: clf.predict(texts, mode, adapter=adapter))
+
+
+def _compare_work(key: str, version: int, texts: list[str], mode: str) -> tuple[str, Any]:
+    """(base, fine-tuned) predictions of `texts` from the one model, both passes in one GPU call."""
+    clf = _serving(key, version).gpu_classifier(False)
+    return _answer(lambda: (clf.predict(texts, mode, adapter=False), clf.predict(texts, mode, adapter=True)))
+
+
+def _evaluate_work(
+    key: str, version: int, texts: list[str], mode: str, adapter: bool, thinking: bool
+) -> tuple[str, Any]:
+    """A chunk of an evaluation: classify work, as its own function so that it keeps its own duration."""
+    return _classify_work(key, version, texts, mode, adapter, thinking)
+
+
+def _gpu_cap(task: str, state: AppState) -> int:
+    return getattr(state.settings.gpu_duration, _DURATION_KEY[task])
+
+
+def _rows_seconds(rows: int, mode: str, passes: int) -> int:
+    per_row = SECONDS_PER_ROW.get(mode, SECONDS_PER_ROW["generate"])
+    return math.ceil(round(GPU_FLOOR_S + rows * passes * per_row, 6))  # 60 x 0.05 is 3.0000000000000004
+
+
+# The GPU time each kind of work needs, from the same arguments the work gets.
+def _classify_estimate(
+    key: str, version: int, texts: list[str], mode: str, adapter: bool, thinking: bool
+) -> int:
+    return _rows_seconds(len(texts), mode, 1)
+
+
+def _compare_estimate(key: str, version: int, texts: list[str], mode: str) -> int:
+    return _rows_seconds(len(texts), mode, 2)
+
+
+def _evaluate_estimate(
+    key: str, version: int, texts: list[str], mode: str, adapter: bool, thinking: bool
+) -> int:
+    return _rows_seconds(len(texts), mode, 1)
+
+
+_ESTIMATES = {"classify": _classify_estimate, "compare": _compare_estimate, "evaluate": _evaluate_estimate}
+
+
+def gpu_seconds(task: str, *args: Any) -> int:
+    """The seconds a GPU call of kind `task` with these arguments asks for (run_gpu refuses, on ZeroGPU, a
+    call that would need more than the settings' duration for its kind)."""
+    return _ESTIMATES[task](*args)
+
+
+def _duration(task: str) -> Callable[..., int]:
+    """The duration function `spaces.GPU` calls with the work's own arguments, before asking for a GPU."""
+    return lambda *args: gpu_seconds(task, *args)
+
+
+# Decorated once, here at import (before launch, as ZeroGPU requires), each with its own duration function.
+GPU_WORK: dict[str, Callable[..., tuple[str, Any]]] = {
+    "classify": gpu.gpu_task(_duration("classify"))(_classify_work),
+    "compare": gpu.gpu_task(_duration("compare"))(_compare_work),
+    "evaluate": gpu.gpu_task(_duration("evaluate"))(_evaluate_work),
+}

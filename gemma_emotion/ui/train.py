@@ -28,7 +28,7 @@ from typing import Any, Literal
 import gradio as gr
 import pandas as pd
 
-from gemma_emotion import paths
+from gemma_emotion import gpu, paths
 from gemma_emotion.config import Group, TrainConfig, command_line, config_fields
 from gemma_emotion.data import Preview
 from gemma_emotion.labels import LabelSet
@@ -166,6 +166,8 @@ def start_training(state: AppState, values: dict[str, Any], upload: Path | None 
     """Start a run; an `upload` (a file the visitor uploaded) is its training data, checked first."""
     if not state.settings.allows_training:
         raise UserError("training is switched off in this demo; duplicate the Space to train")
+    if gpu.on_zero_gpu():
+        raise UserError(gpu.NO_TRAINING_ON_ZERO_GPU)
     if upload is not None:
         values = {**values, "data": str(upload)}
         preview_training_file(
@@ -200,6 +202,23 @@ def preview_training_file(
     return p
 
 
+def push_run(state: AppState, name: str | None, repo: str, private: bool = True) -> str:
+    """Push a run's adapter (with its card and reports) to a Hub model repo with HF_TOKEN; the repo URL."""
+    from gemma_emotion import hub, settings
+
+    if not state.settings.allows_training:
+        raise UserError("pushing to the Hub is switched off in this demo")
+    if not name:
+        raise UserError("pick a run first")
+    if not settings.hf_token():
+        raise UserError("set HF_TOKEN in the server's environment (a Space secret) to push to the Hub")
+    info = state.find_run(name)
+    adapter = getattr(info, "adapter_dir", None)
+    if adapter is None or not Path(adapter, "adapter_config.json").is_file():
+        raise UserError(f"run {name} has no adapter (yet)")
+    return hub.push_adapter(adapter, (repo or "").strip(), private=bool(private))
+
+
 def stop_training(state: AppState) -> dict[str, Any]:
     if not state.settings.allows_training:
         raise UserError("training is switched off in this demo")
@@ -211,6 +230,8 @@ def resume_training(state: AppState, name: str) -> dict[str, Any]:
     """Continue a stopped or failed run from its last checkpoint (the refusal says why when it cannot)."""
     if not state.settings.allows_training:
         raise UserError("training is switched off in this demo")
+    if gpu.on_zero_gpu():
+        raise UserError(gpu.NO_TRAINING_ON_ZERO_GPU)
     if not name:
         raise UserError("name the run to resume")
     try:
@@ -389,6 +410,8 @@ def build(state: AppState) -> dict[str, Any]:
         return {}
     if not allowed:
         gr.Markdown(DEMO_HINT, elem_id="train-demo-hint")
+    elif gpu.on_zero_gpu():
+        gr.Markdown(f"⚠️ {gpu.NO_TRAINING_ON_ZERO_GPU[0].upper()}{gpu.NO_TRAINING_ON_ZERO_GPU[1:]}.")
 
     viewed = gr.State(None)
     timer = gr.Timer(POLL_S, active=False)
@@ -439,6 +462,18 @@ def build(state: AppState) -> dict[str, Any]:
                 )
                 reuse = gr.Button("Use these settings", size="sm", elem_id="train-use-settings")
 
+            if allowed:  # never in demo mode: a push writes to someone's Hub account
+                with gr.Accordion("Push to the Hub", open=False):
+                    with gr.Row():
+                        push_repo = gr.Textbox(
+                            label="Hub model repo (owner/name)",
+                            max_lines=1,
+                            elem_id="train-push-repo",
+                            info="the shown run's adapter, its model card and reports; uses HF_TOKEN",
+                        )
+                        push_private = gr.Checkbox(value=True, label="Private")
+                    push_btn = gr.Button("Push to the Hub", elem_id="train-push")
+                    push_msg = gr.Textbox(label="Hub", interactive=False, elem_id="train-push-message")
     with gr.Accordion("Compare runs", open=True):
         with gr.Row():
             compare_pick = gr.Dropdown(
@@ -640,6 +675,17 @@ def build(state: AppState) -> dict[str, Any]:
         on_compare, [compare_pick, smoothing], [compare_plot, compare_table], api_visibility="private",
         concurrency_limit=None, show_progress="hidden",
     )  # fmt: skip
+
+    if allowed:
+
+        def on_push(name_: str | None, repo: str, private: bool) -> str:
+            try:
+                url = push_run(state, name_, repo, private)
+            except Exception as exc:
+                return warn(exc)
+            return f"pushed the adapter of {name_} to {url}"
+
+        push_btn.click(on_push, [viewed, push_repo, push_private], [push_msg], api_visibility="private")
 
     timer.tick(
         render, [viewed], shown, api_visibility="private", concurrency_limit=None, show_progress="hidden"
