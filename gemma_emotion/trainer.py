@@ -161,10 +161,13 @@ def build_trainer(
     # prefix pass plus the cache expansion cost more than they saved: 270M 458 -> 386 ex/s at batch 128,
     # E4B-shaped bf16 LoRA 189 -> 151 ex/s at batch 64, QLoRA 31.8 -> 28.6 ex/s at batch 32.
     use = config.shared_prefix if config.shared_prefix is not None else lm.device.type == "cpu"
-    trainer.shared_prefix, trainer.shared_prefix_note = 0, (
-        "shared prefix off (--no-shared-prefix)"
-        if config.shared_prefix is False
-        else "shared prefix off: slower on a GPU (--shared-prefix turns it on)"
+    trainer.shared_prefix, trainer.shared_prefix_note = (
+        0,
+        (
+            "shared prefix off (--no-shared-prefix)"
+            if config.shared_prefix is False
+            else "shared prefix off: slower on a GPU (--shared-prefix turns it on)"
+        ),
     )
     if use:
         rows = trainer.train_dataset
