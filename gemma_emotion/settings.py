@@ -35,6 +35,7 @@ ENV_QUEUE_SIZE = "GEMMA_EMOTION_QUEUE_SIZE"
 ENV_GPU_DURATION = "GEMMA_EMOTION_GPU_DURATION"
 ENV_MAX_UPLOAD_MB = "GEMMA_EMOTION_MAX_UPLOAD_MB"
 ENV_MAX_EVAL_ROWS = "GEMMA_EMOTION_MAX_EVAL_ROWS"
+ENV_MAX_FILE_ROWS = "GEMMA_EMOTION_MAX_FILE_ROWS"
 ENV_MAX_TEXT_CHARS = "GEMMA_EMOTION_MAX_TEXT_CHARS"
 
 SPACE_FILE = "space.yaml"
@@ -50,6 +51,7 @@ GPU_TASKS = ("classify", "evaluate", "train")
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "max_upload_mb": (1, 10_000),
     "max_eval_rows": (1, 1_000_000),
+    "max_file_rows": (1, 100_000_000),
     "max_text_chars": (1, 1_000_000),
     "queue.default_concurrency_limit": (1, 64),
     "queue.max_size": (1, 100_000),
@@ -64,6 +66,7 @@ FILE_KEYS = (
     "gpu_duration",
     "max_upload_mb",
     "max_eval_rows",
+    "max_file_rows",
     "max_text_chars",
 )
 QUEUE_KEYS = ("default_concurrency_limit", "max_size")
@@ -113,6 +116,7 @@ class Settings:
     gpu_duration: GpuDurations = field(default_factory=GpuDurations)
     max_upload_mb: int = 50
     max_eval_rows: int = 500
+    max_file_rows: int = 100_000
     max_text_chars: int = 2000
     source: str | None = None  # the space.yaml that was read, if any
 
@@ -132,6 +136,10 @@ class Settings:
         if not self.demo_mode:
             return n
         return self.max_eval_rows if n is None else min(n, self.max_eval_rows)
+
+    def file_row_limit(self) -> int:
+        """The most rows "Classify a file" labels: max_file_rows, at most max_eval_rows in demo mode."""
+        return min(self.max_file_rows, self.max_eval_rows) if self.demo_mode else self.max_file_rows
 
     def resolved_adapter(self, shipped: Path = SHIPPED_ADAPTER) -> str | None:
         """The adapter to attach at start-up: the configured one, else the shipped one for `embedded`."""
@@ -204,6 +212,7 @@ def load_settings(
         gpu_duration=GpuDurations(**merged["gpu_duration"]),
         max_upload_mb=merged["max_upload_mb"],
         max_eval_rows=merged["max_eval_rows"],
+        max_file_rows=merged["max_file_rows"],
         max_text_chars=merged["max_text_chars"],
         source=str(file_path) if file_path is not None else None,
     )
@@ -309,6 +318,7 @@ def _defaults() -> dict[str, Any]:
         "gpu_duration": dataclasses.asdict(GpuDurations()),
         "max_upload_mb": 50,
         "max_eval_rows": 500,
+        "max_file_rows": 100_000,
         "max_text_chars": 2000,
     }
 
@@ -383,6 +393,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         ("gpu_duration", ENV_GPU_DURATION, False),
         ("max_upload_mb", ENV_MAX_UPLOAD_MB, False),
         ("max_eval_rows", ENV_MAX_EVAL_ROWS, False),
+        ("max_file_rows", ENV_MAX_FILE_ROWS, False),
         ("max_text_chars", ENV_MAX_TEXT_CHARS, False),
     ):
         if (value := text(var)) is None:

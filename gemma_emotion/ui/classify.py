@@ -1,28 +1,42 @@
 """The Classify tab and the `classify` / `classify_batch` API endpoints.
 
 One text: label, a probability per label of the loaded model's label set (score mode; the bars follow
-the set), the raw answer, valid or not, latency. A file of
-texts: a table and a downloadable predictions file. The API functions return plain dicts; the tab adds
-the plot and the table on top of the same calls.
+the set), the raw answer, valid or not, latency. A file of texts: labelled by the core's `predict_file`
+(in chunks, with progress, up to the settings' row limit) into a downloadable file, its first rows shown
+as a table. Many texts through the API go through the same core function, `predict.label_texts`. The API
+functions return plain dicts; the tab adds the plot and the table on top of the same calls.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
+import pyarrow as pa
 
-from gemma_emotion.classify import MODES, Prediction
-from gemma_emotion.labels import EMOTIONS, LabelSet
+from gemma_emotion.classify import MODES, Classifier, Prediction
+from gemma_emotion.data import LABEL_COLUMNS, TEXT_COLUMNS
+from gemma_emotion.labels import EMOTIONS, LabelSet, LabelSetError
 from gemma_emotion.paths import ASSETS
+from gemma_emotion.predict import (
+    PROB_PREFIX,
+    Labels,
+    PredictOptions,
+    PredictSummary,
+    label_texts,
+    predict_file,
+)
 from gemma_emotion.ui import plots
-from gemma_emotion.ui.common import api_endpoint, csv_text, download, read_upload, warn
+from gemma_emotion.ui.common import api_endpoint, check_upload, warn
 from gemma_emotion.ui.state import AppState, UserError
 
 EXAMPLES_FILE = ASSETS / "examples.json"
+SHOWN_ROWS = 1000  # rows of a labelled file shown in the page; the download holds them all
 MODE_INFO = (
     "score: the probability of each label of the model's label set (never invalid). "
     "generate: the model writes its answer, read strictly (can be invalid)."
@@ -78,35 +92,112 @@ def classify_texts(
     if limit is not None and len(texts) > limit:
         raise UserError(f"at most {limit} texts at once in this demo, got {len(texts)}")
     cleaned = [state.clean_text(t) for t in texts]
-    preds = state.predict([c.text for c in cleaned], mode, adapter=finetuned, progress=progress)
+    labels: Labels = state.with_classifier(
+        "classify", label_texts, [c.text for c in cleaned], mode, adapter=finetuned, progress=progress
+    )
+    lm = state.model
     out = []
-    for c, pred in zip(cleaned, preds):
-        row = prediction_dict(pred, state)
-        row["note"] = c.note
+    for c, row in zip(cleaned, labels.to_dicts()):
+        row.update(text=c.text, model=lm.spec.name if lm else None, adapter=lm.adapter if lm else None,
+                   note=c.note)  # fmt: skip
         out.append(row)
     return out
 
 
-def batch_columns(labels: LabelSet = EMOTIONS) -> list[str]:
-    """The columns of a classified file: one probability column per label of the set."""
-    return ["text", "label", "valid", "raw", *[f"prob_{n}" for n in labels.names], "gold", "correct"]
+def file_columns(labels: LabelSet = EMOTIONS) -> list[str]:
+    """The columns of a labelled file's table in the page: one probability column per label of the set."""
+    return ["text", "label", "confidence", "valid", "raw", *[PROB_PREFIX + n for n in labels.names], "gold",
+            "correct"]  # fmt: skip
 
 
-BATCH_COLUMNS = batch_columns()  # the six emotions'
+class FileView:
+    """What the page shows of a labelled file: its first rows, and the accuracy where it has a label column.
+    Labels in that column are read as evaluation reads them: one outside the set stops the job, naming its
+    row."""
+
+    def __init__(self, name: str, labels: LabelSet) -> None:
+        self.name, self.labels = name, labels
+        self.rows: list[dict[str, Any]] = []
+        self.seen = 0
+        self.gold = 0  # rows with a gold label
+        self.correct = 0
+
+    def __call__(self, inputs: pa.Table, labels: Labels) -> None:
+        names = inputs.column_names
+        text_col = next((c for c in TEXT_COLUMNS if c in names), None)
+        gold_col = next((c for c in LABEL_COLUMNS if c in names), None)
+        texts = inputs.column(text_col).to_pylist() if text_col else [None] * len(labels)
+        golds = inputs.column(gold_col).to_pylist() if gold_col else [None] * len(labels)
+        for i, (text, gold, res) in enumerate(zip(texts, golds, labels.to_dicts())):
+            gold_name = self._gold(gold, self.seen + i)
+            if gold_name is not None:
+                self.gold += 1
+                self.correct += res["label"] == gold_name
+            if len(self.rows) < SHOWN_ROWS:
+                probs = res["probabilities"] or {}
+                row = {
+                    "text": text,
+                    "label": res["label"],
+                    "valid": res["valid"],
+                    "raw": res["raw"],
+                    "confidence": round(max(probs.values()), 4) if probs else None,
+                    "gold": gold_name or "",
+                    "correct": (res["label"] == gold_name) if gold_name else "",
+                }
+                row.update({PROB_PREFIX + n: round(probs[n], 4) if probs else None for n in labels.names})
+                self.rows.append(row)  # fmt: skip
+        self.seen += len(labels)
+
+    def _gold(self, value: Any, row: int) -> str | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        try:
+            return self.labels.name_of(value)
+        except LabelSetError as exc:
+            raise UserError(f"{self.name}, row {row + 1}: {exc}") from exc
 
 
-def batch_rows(results: list[dict], golds: list[int], labels: LabelSet = EMOTIONS) -> list[dict]:
-    """One row per result; `golds` are label ids of `labels` (-1: none)."""
-    rows = []
-    for res, gold in zip(results, golds):
-        row = {"text": res["text"], "label": res["label"], "valid": res["valid"], "raw": res["raw"]}
-        probs = res.get("probabilities")
-        for name in labels.names:
-            row[f"prob_{name}"] = round(probs[name], 4) if probs and name in probs else None
-        row["gold"] = labels.names[gold] if gold >= 0 else ""
-        row["correct"] = (res["label"] == labels.names[gold]) if gold >= 0 else ""
-        rows.append(row)
-    return rows
+def _label_file(
+    clf: Classifier, path: Path, out: Path, options: PredictOptions, progress=None
+) -> tuple[PredictSummary, FileView]:
+    """The GPU work of one file (it returns what the page needs: on ZeroGPU it runs in another process)."""
+    view = FileView(path.name, clf.labels)
+    return predict_file(clf, path, out, options, progress=progress, on_chunk=view), view
+
+
+def classify_file(
+    state: AppState, path: str | None, mode: str = "score", finetuned: bool = True, progress=None
+) -> tuple[PredictSummary, FileView, str]:
+    """An uploaded file labelled through `predict_file` into a fresh temporary folder: the summary, what to
+    show, and the path of the predictions file (CSV: every column of the upload, then the labels)."""
+    check_mode(mode)
+    file = check_upload(path, state.settings)
+    out = Path(tempfile.mkdtemp(prefix="gemma-emotion-")) / "predictions.csv"
+    options = PredictOptions(mode=mode, adapter=finetuned, max_rows=state.settings.file_row_limit())
+    summary, view = state.with_classifier("evaluate", _label_file, file, out, options, progress=progress)
+    return summary, view, str(out)
+
+
+def file_message(summary: PredictSummary, view: FileView) -> str:
+    counts = ", ".join(f"{name} {n}" for name, n in summary.label_counts.items() if n)
+    parts = [
+        f"{summary.rows} texts classified in {summary.seconds:.1f} s ({summary.texts_per_s:.0f} texts/s)"
+    ]
+    if counts:
+        parts.append(f"labels: {counts}")
+    if view.gold:
+        parts.append(f"accuracy against the file's labels {view.correct / view.gold:.1%} ({view.gold} rows)")
+    if summary.invalid:
+        parts.append(f"invalid answers: {summary.invalid}")
+    if summary.empty:
+        parts.append(f"rows without text (no label): {summary.empty}")
+    if summary.cut:
+        parts.append(f"long texts cut to the model's limit: {summary.cut}")
+    if summary.limited:
+        parts.append(f"only the first {summary.rows} rows were labelled (the limit here)")
+    if summary.rows > len(view.rows):
+        parts.append(f"the table shows the first {len(view.rows)}; the download holds them all")
+    return "; ".join(parts)
 
 
 def build(state: AppState) -> dict[str, Any]:
@@ -146,13 +237,15 @@ def build(state: AppState) -> dict[str, Any]:
 
     with gr.Accordion("Classify a file of texts", open=False):
         gr.Markdown(
-            "Upload a CSV, TSV, JSONL or Parquet file with a `text` column (a `label` column is optional)."
+            "Upload a CSV, TSV, JSONL or Parquet file with a `text` column (a `label` column is optional: "
+            f"the predictions are compared with it). Up to {state.settings.file_row_limit():,} rows are "
+            "labelled; the download holds every column of the file, then the label and its probabilities."
         )
         with gr.Row():
             upload = gr.File(label="Texts file", file_types=[".csv", ".tsv", ".jsonl", ".json", ".parquet"])
             batch_mode = gr.Radio(list(MODES), value="score", label="Mode")
         batch_button = gr.Button("Classify file")
-        batch_message = gr.Textbox(label="Message", interactive=False)
+        batch_message = gr.Textbox(label="Message", interactive=False, elem_id="classify-file-message")
         table = gr.Dataframe(label="Predictions", interactive=False, wrap=True, max_height=420)
         batch_file = gr.File(label="Download predictions", interactive=False)
 
@@ -189,27 +282,16 @@ def build(state: AppState) -> dict[str, Any]:
     )
 
     def on_batch(path: str | None, mode_value: str, progress=gr.Progress()):
+        def shown(done: int, total: int | None) -> None:
+            if total:
+                progress((done, total), desc="classifying", unit="texts")
+
         try:
-            label_set = state.labels
-            texts, labels = read_upload(path, state.settings, label_set)
             progress(0, desc="classifying")
-            results = classify_texts(
-                state,
-                texts,
-                mode_value,
-                progress=lambda done, total: progress((done, total), desc="classifying", unit="texts"),
-            )
+            summary, view, out = classify_file(state, path, mode_value, progress=shown)
         except Exception as exc:
             return warn(exc), None, None
-        rows = batch_rows(results, labels, label_set)
-        columns = batch_columns(label_set)
-        cut = sum(1 for r in results if r["note"])
-        note = f"{len(rows)} texts classified" + (f"; {cut} long texts were cut" if cut else "")
-        return (
-            note,
-            pd.DataFrame(rows, columns=columns),
-            download("predictions.csv", csv_text(rows, columns)),
-        )
+        return file_message(summary, view), pd.DataFrame(view.rows, columns=file_columns(view.labels)), out
 
     batch_button.click(
         on_batch, [upload, batch_mode], [batch_message, table, batch_file], api_visibility="private"

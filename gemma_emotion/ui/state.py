@@ -267,6 +267,13 @@ class AppState:
         with self.classifier(thinking) as clf:
             return self.run_gpu(task, clf.predict, texts, mode, adapter=adapter, progress=progress)
 
+    def with_classifier(self, task: str, fn, *args, thinking: bool = False, **kwargs):
+        """`fn(classifier, *args, **kwargs)` as GPU work of kind `task`, serialised with all model work
+        (the batch and file paths call the core's `predict.label_texts` / `predict.predict_file` this way).
+        On ZeroGPU `fn` runs in another process: it must return what the caller needs, not mutate it."""
+        with self.classifier(thinking) as clf:
+            return self.run_gpu(task, fn, clf, *args, **kwargs)
+
     def run_gpu(self, task: str, fn, *args, **kwargs):
         """Run `fn` as GPU work of kind `task` (classify, evaluate, train); the caller holds gpu_lock."""
         return self._gpu[task](fn, *args, **kwargs)
