@@ -195,6 +195,59 @@ def test_an_interrupted_run_resumes_and_refuses_other_settings_or_a_changed_inpu
     assert summary.rows == 29 and len(read_csv(out)) == 29
 
 
+def test_a_label_set_of_several_words_gives_its_own_columns_and_must_match_on_resume(
+    tiny_words3, test_rows, tmp_path, capsys
+):
+    """`--labels` with labels of several tokens (the whole-answer score path): one p_<label> column each,
+    the labels of classify one at a time; resuming under another label set is refused."""
+    from gemma_emotion.classify import Classifier
+    from gemma_emotion.cli import main
+    from gemma_emotion.labels import LabelSet
+    from gemma_emotion.models import load_model
+
+    spec = "very happy,very sad,neutral"
+    texts = [r["text"] for r in test_rows[:9]]
+    src = write_csv(tmp_path / "in.csv", [{"text": t} for t in texts])
+    out = tmp_path / "out.csv"
+    argv = [
+        "predict",
+        str(src),
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_words3),
+        "--chunk-size",
+        "4",
+        "--json",
+    ]
+    assert main([*argv, "--labels", spec]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    rows = read_csv(out)
+    assert list(rows[0])[1:] == ["label", "confidence", "p_very happy", "p_very sad", "p_neutral"]
+    clf = Classifier(load_model(str(tiny_words3)), LabelSet.parse(spec))
+    assert not clf._one_token
+    assert [r["label"] for r in rows] == [clf.classify(t).label for t in texts]
+    assert set(summary["label_counts"]) == {"very happy", "very sad", "neutral"}
+
+    out.unlink()
+    with pytest.raises(KeyboardInterrupt):  # a half-done output under the three labels
+        predict_file(clf, src, out, PredictOptions(chunk_size=4), on_chunk=_stop_at_second_chunk())
+    assert "other settings (labels:" in cli_error(
+        capsys, *argv[1:], "--labels", "neutral,very happy,very sad"
+    )
+
+
+def _stop_at_second_chunk():
+    calls = []
+
+    def hook(inputs, labels):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    return hook
+
+
 # -- the CLI -----------------------------------------------------------------------------------------------
 def cli_error(capsys, *argv: str) -> str:
     from gemma_emotion.cli import main
