@@ -71,14 +71,22 @@ def e4b_model(tokenizer_from: LoadedModel, device: torch.device) -> LoadedModel:
 
 
 def reference_score(lm: LoadedModel, clf: Classifier, texts: list[str], batch_size: int = 32) -> list[str]:
-    """The plain loop: render each prompt, pad the batch, full-vocabulary logits everywhere, take the last."""
+    """The plain loop: render each prompt, pad the batch, full-vocabulary logits everywhere, take the last.
+
+    The tokenizer pads on the left, so the last position is every row's last real token. The loop used to
+    pass only the attention mask: the model then numbers positions 0..width-1 for every row, and a row with
+    k pad tokens saw its first real token at position k instead of 0. Rotary embeddings make that shift
+    cancel only in exact arithmetic; in bf16 it changed labels (91.4 % agreement with our path on 256 of
+    the 16,000 training rows). Positions now count real tokens only, as our path and training count them.
+    """
     tok = lm.tokenizer
     preds = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
             prompts = [clf._render(t.strip()) for t in texts[i : i + batch_size]]
             enc = tok(prompts, add_special_tokens=False, padding=True, return_tensors="pt").to(lm.device)
-            logits = lm.model(**enc).logits[:, -1, :]
+            positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            logits = lm.model(**enc, position_ids=positions).logits[:, -1, :]
             preds += [LABELS[int(j)] for j in logits[:, clf._label_ids].argmax(-1)]
     return preds
 

@@ -29,6 +29,9 @@
 #                                          # the test split -> $OUT/labelsets-h200.json (for benchmarks/results/).
 #                                          # MODEL, TRAIN_SIZE, TEST_SIZE, ROOT, RUN_TIMEOUT let it run on a CPU
 #                                          # with a tiny model as a check
+#   bash benchmarks/gpu_session.sh predict # one GPU: `predict` end to end on 1,000,000 Parquet rows (embedded +
+#                                          # shipped adapter), cold and warm, with each speed-up switched off
+#                                          # once; the E4B shape on 200,000 rows; on a 2-GPU host, torchrun
 # The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel) and the
 # embedded model's tokenizer files in .gpu/kit (for the random-weight models). Each run has its own runs
 # folder /root/runs-g<GPU>-<NAME>, since the project allows one training at a time per runs folder.
@@ -261,5 +264,23 @@ labelsets)  # issue 15: the same recipe on three label sets; (c) must stay withi
         "$root"/runs-g0-ls-six/ls-six --json "$out/labelsets-h200.json" 2>&1 | tee -a "$log"
     tar czf "$out/labelsets.tgz" -C "$root" --exclude=trainer --exclude=adapter \
         $(cd "$root" && ls -d runs-g0-ls-* 2>/dev/null)
+    ;;
+predict)  # bench_predict.py: reading and writing included, labels checked against classify on 256 rows
+    python3 -c "from gemma_emotion.embedded import ensure_embedded_checkpoint as e; print(e())" > "$out/convert.log" 2>&1
+    tail -1 "$out/convert.log" | tee -a "$log"
+    big=/root/predict-1m.parquet  # built once by the first run, reused by the others
+    CUDA_VISIBLE_DEVICES=0 timeout 900 python3 benchmarks/bench_predict.py --rows 1000000 --data "$data" --input "$big" \
+        --workdir /root/predict-work --ablate overlap,pinned --out "$out/predict-h200.json" 2>&1 | quiet > "$out/predict.log"
+    grep '"texts_per_s"\|input:\|Error' "$out/predict.log" | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 600 python3 benchmarks/bench_predict.py \
+        --shape e4b --rows 200000 --data "$data" --workdir /root/predict-e4b --out "$out/predict-e4b-h200.json" \
+        2>&1 | quiet > "$out/predict-e4b.log"
+    grep '"texts_per_s"\|Error' "$out/predict-e4b.log" | tee -a "$log"
+    if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then  # the same file over two GPUs: one merged output
+        timeout 600 python3 -m torch.distributed.run --standalone --nproc_per_node 2 benchmarks/bench_predict.py \
+            --rows 1000000 --data "$data" --input "$big" --workdir /root/predict-2gpu \
+            --out "$out/predict-2gpu-h200.json" 2>&1 | quiet > "$out/predict-2gpu.log"
+        grep '"texts_per_s"\|Error' "$out/predict-2gpu.log" | tee -a "$log"
+    fi
     ;;
 esac

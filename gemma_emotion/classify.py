@@ -17,6 +17,7 @@ Batches are grouped by length so little work is spent on padding (`plan_batches`
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ MIN_BATCH_TOKENS = 4096
 # Score mode with whole label answers: the continuation rows of one model call hold at most this many
 # logits (rows x positions x vocabulary), e.g. 256 rows of two positions over Gemma's 262k vocabulary.
 MAX_CONTINUATION_LOGITS = 2**27
+PINNED_COPIES = True  # CUDA batches built in pinned memory and copied without blocking; benchmarks switch it
 _MARK = "\u2063TEXT\u2063"  # a placeholder that no tokenizer merges with its neighbours
 _CONTENT_FREE = ("N/A", "[MASK]", "...")
 _PROBES = ("i feel fine", "Hello, World! 123", "émoji 😀 text", "\u05e9\u05dc\u05d5\u05dd (rtl)", "a\nb")
@@ -72,7 +74,7 @@ class Prediction:
 
 
 @dataclass
-class _Encoded:
+class Encoded:
     ids: list[int]  # the whole prompt, prefix included
     truncated: bool
 
@@ -101,6 +103,9 @@ class Classifier:
     _scored: list[tuple[int, ...]] = field(init=False, default_factory=list)  # each label's whole answer
     _one_token: bool = field(init=False, default=True)  # each label is one token of its own: fast path
     _fast_encode: bool = field(init=False, default=False)
+    # Fast tokenizers refuse to be entered from two threads at once ("Already borrowed"); `predict`
+    # tokenises the next chunk in a worker thread while this one decodes generated answers.
+    _tok_lock: threading.RLock = field(init=False, default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
         self.labels = self.labels or getattr(self.lm, "labels", None) or EMOTIONS
@@ -125,8 +130,10 @@ class Classifier:
         adapter: bool = True,
         batch_size: int | None = None,
         progress: BatchProgress | None = None,
+        encoded: Sequence[Encoded] | None = None,
     ) -> list[Prediction]:
-        """Predictions in input order. `adapter=False` gives the base model's answers."""
+        """Predictions in input order. `adapter=False` gives the base model's answers. `encoded` (from
+        `encode(texts)`) skips tokenising here, so a caller can tokenise the next texts while these run."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         for text in texts:
@@ -136,36 +143,20 @@ class Classifier:
             return []
         texts = list(texts)  # a datasets column indexes slowly, one Arrow lookup per row
         batch_size = batch_size or default_batch_size(self.lm, mode)
-        encoded = self._encode_many(texts)
-        # Score mode runs only what follows the cached prefix, so that is the width that gets padded.
-        shared = len(self._prefix_ids) if mode == "score" else 0
-        cuda = self.lm.device.type == "cuda"
-        batches = plan_batches(
-            [len(e.ids) - shared for e in encoded],
-            batch_size,
-            multiple=PAD_MULTIPLE if cuda else 1,
-            min_tokens=MIN_BATCH_TOKENS if cuda else None,
-        )
+        encoded = list(encoded) if encoded is not None else self.encode(texts)
+        if len(encoded) != len(texts):
+            raise ValueError(f"{len(encoded)} encoded prompts for {len(texts)} texts")
         results: list[Prediction | None] = [None] * len(texts)
+        if mode == "score":
+            t0 = time.perf_counter()
+            probs = self.score_encoded(encoded, adapter=adapter, batch_size=batch_size, progress=progress)
+            per_item = (time.perf_counter() - t0) * 1000 / len(texts)
+            for i, pred in enumerate(self._score_predictions(probs)):
+                results[i] = self._finish(pred, texts[i], encoded[i], per_item)
+            return results  # type: ignore[return-value]
         done = 0
         with torch.inference_mode(), self.lm.use(adapter), attention_kernels(self.lm.device):
-            if mode == "score":
-                # No read-back per batch: the GPU computes batch k while the CPU prepares batch k + 1, and
-                # the probabilities of all batches come back in one transfer at the end.
-                t0 = time.perf_counter()
-                pending = []
-                for idx in batches:
-                    pending.append(self._label_probs([encoded[i] for i in idx]))
-                    done += len(idx)
-                    if progress:
-                        progress(done, len(texts))
-                probs = torch.cat(pending).cpu()
-                per_item = (time.perf_counter() - t0) * 1000 / len(texts)
-                flat = [i for idx in batches for i in idx]
-                for i, pred in zip(flat, self._score_predictions(probs)):
-                    results[i] = self._finish(pred, texts[i], encoded[i], per_item)
-                return results  # type: ignore[return-value]
-            for idx in batches:
+            for idx in self._plan(encoded, mode, batch_size):
                 t0 = time.perf_counter()
                 outs = self._generate_batch([encoded[i] for i in idx])
                 per_item = (time.perf_counter() - t0) * 1000 / len(idx)
@@ -176,8 +167,51 @@ class Classifier:
                     progress(done, len(texts))
         return results  # type: ignore[return-value]
 
+    def encode(self, texts: Sequence[str]) -> list[Encoded]:
+        """The prompts of `texts` as token ids (cut to MAX_TEXT_TOKENS); safe to call from another thread
+        while this classifier runs the model."""
+        return self._encode_many(texts)
+
+    def score_encoded(
+        self,
+        encoded: Sequence[Encoded],
+        *,
+        adapter: bool = True,
+        batch_size: int | None = None,
+        progress: BatchProgress | None = None,
+    ) -> torch.Tensor:
+        """Score mode: the label probabilities of each prompt as an (n, labels) CPU tensor, in input order."""
+        if not encoded:
+            return torch.empty(0, len(self.labels.names))
+        batches = self._plan(encoded, "score", batch_size or default_batch_size(self.lm, "score"))
+        done = 0
+        with torch.inference_mode(), self.lm.use(adapter), attention_kernels(self.lm.device):
+            # No read-back per batch: the GPU computes batch k while the CPU prepares batch k + 1, and
+            # the probabilities of all batches come back in one transfer at the end.
+            pending = []
+            for idx in batches:
+                pending.append(self._label_probs([encoded[i] for i in idx]))
+                done += len(idx)
+                if progress:
+                    progress(done, len(encoded))
+            planned = torch.cat(pending).float().cpu()
+        probs = torch.empty_like(planned)
+        probs[torch.tensor([i for idx in batches for i in idx])] = planned
+        return probs
+
+    def _plan(self, encoded: Sequence[Encoded], mode: str, batch_size: int) -> list[list[int]]:
+        # Score mode runs only what follows the cached prefix, so that is the width that gets padded.
+        shared = len(self._prefix_ids) if mode == "score" else 0
+        cuda = self.lm.device.type == "cuda"
+        return plan_batches(
+            [len(e.ids) - shared for e in encoded],
+            batch_size,
+            multiple=PAD_MULTIPLE if cuda else 1,
+            min_tokens=MIN_BATCH_TOKENS if cuda else None,
+        )
+
     @staticmethod
-    def _finish(pred: Prediction, text: str, encoded: _Encoded, latency_ms: float) -> Prediction:
+    def _finish(pred: Prediction, text: str, encoded: Encoded, latency_ms: float) -> Prediction:
         pred.text = text
         pred.latency_ms = latency_ms
         pred.truncated = encoded.truncated
@@ -200,9 +234,14 @@ class Classifier:
         )
 
     def _encode_slow(self, text: str) -> list[int]:
-        return self.lm.tokenizer(self._render(text.strip()), add_special_tokens=False)["input_ids"]
+        with self._tok_lock:
+            return self.lm.tokenizer(self._render(text.strip()), add_special_tokens=False)["input_ids"]
 
-    def _encode_many(self, texts: Sequence[str], fast: bool | None = None) -> list[_Encoded]:
+    def _encode_many(self, texts: Sequence[str], fast: bool | None = None) -> list[Encoded]:
+        with self._tok_lock:
+            return self._encode_locked(texts, fast)
+
+    def _encode_locked(self, texts: Sequence[str], fast: bool | None) -> list[Encoded]:
         tok = self.lm.tokenizer
         fast = self._fast_encode if fast is None else fast
         # A megabyte of text is cut before tokenising: only MAX_TEXT_TOKENS tokens are kept anyway.
@@ -221,7 +260,7 @@ class Classifier:
                 full = self._prefix_ids + ids + self._tail_ids
             else:
                 full = self._encode_slow(text)
-            out.append(_Encoded(full, truncated))
+            out.append(Encoded(full, truncated))
         return out
 
     def _plan_label_tokens(self) -> None:
@@ -259,7 +298,7 @@ class Classifier:
             )
         return preds
 
-    def _label_probs(self, batch: list[_Encoded]) -> torch.Tensor:
+    def _label_probs(self, batch: list[Encoded]) -> torch.Tensor:
         """The label probabilities of each prompt (one column per label of the set), on the model's device."""
         probs = torch.softmax(self._label_scores(batch).float(), dim=-1)
         if self.calibrate:
@@ -275,18 +314,18 @@ class Classifier:
             store[key] = torch.softmax(scores.float(), dim=-1).mean(0)
         return store[key]
 
-    def _label_scores(self, batch: list[_Encoded]) -> torch.Tensor:
+    def _label_scores(self, batch: list[Encoded]) -> torch.Tensor:
         """Per prompt and label, a score whose softmax over the labels is the label distribution."""
         if self._one_token:
             return self._last_logits(batch)
         return self._sequence_scores(batch)
 
-    def _last_logits(self, batch: list[_Encoded]) -> torch.Tensor:
+    def _last_logits(self, batch: list[Encoded]) -> torch.Tensor:
         """The first label tokens' logits after each prompt, reusing the shared prefix's key/value cache."""
         return self._prompt_pass(batch)[0]
 
     def _prompt_pass(
-        self, batch: list[_Encoded], keep_cache: bool = False
+        self, batch: list[Encoded], keep_cache: bool = False
     ) -> tuple[torch.Tensor, _Continuation | None]:
         """The logits of `_label_ids` after each prompt; with `keep_cache`, also what a continuation of the
         prompts needs: the cache holding them, their attention mask and their last positions."""
@@ -317,7 +356,7 @@ class Classifier:
             return logits, None
         return logits, _Continuation(cache, full_mask, positions[:, -1])
 
-    def _sequence_scores(self, batch: list[_Encoded]) -> torch.Tensor:
+    def _sequence_scores(self, batch: list[Encoded]) -> torch.Tensor:
         """log P(answer | prompt) of each label's whole answer (its tokens and end of turn), per prompt.
 
         The prompt runs once per text (on the shared prefix cache); each label's answer then continues
@@ -399,7 +438,7 @@ class Classifier:
         return expand_cache(store[key], batch_size)
 
     # -- generate mode --------------------------------------------------------------------------
-    def _generate_batch(self, batch: list[_Encoded]) -> list[Prediction]:
+    def _generate_batch(self, batch: list[Encoded]) -> list[Prediction]:
         tok = self.lm.tokenizer
         input_ids, mask = _left_pad([e.ids for e in batch], tok.pad_token_id, self.lm.device)
         out = self.lm.model.generate(
@@ -413,9 +452,10 @@ class Classifier:
             top_k=None,
             temperature=None,
         )
+        with self._tok_lock:
+            raws = [tok.decode(row, skip_special_tokens=True).strip() for row in out[:, input_ids.shape[1] :]]
         preds = []
-        for row in out[:, input_ids.shape[1] :]:
-            raw = tok.decode(row, skip_special_tokens=True).strip()
+        for raw in raws:
             parsed = self.labels.parse_answer(raw)
             preds.append(
                 Prediction(
@@ -558,15 +598,19 @@ def plan_batches(
 
 def _left_pad(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
-    if device.type == "cuda":
+    cuda = device.type == "cuda"
+    pinned = cuda and PINNED_COPIES
+    if cuda:
         # A few distinct shapes instead of one per length: kernels and their setups are reused.
         width = -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    # On CUDA the batch is built in pinned memory and copied without blocking: a copy from ordinary memory
+    # waits for the GPU to finish every queued batch first, which would undo the no-read-back pipelining.
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long, pin_memory=pinned)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long, pin_memory=pinned)
     for row, seq in enumerate(seqs):
         ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
         mask[row, width - len(seq) :] = 1
-    return ids.to(device), mask.to(device)
+    return ids.to(device, non_blocking=pinned), mask.to(device, non_blocking=pinned)
 
 
 def default_batch_size(lm: LoadedModel, mode: str) -> int:

@@ -69,6 +69,27 @@ def spreadsheet_safe(value: Any) -> Any:
     return value
 
 
+def spreadsheet_safe_table(table: Any) -> Any:
+    """`spreadsheet_safe` on every text column of a pyarrow Table at once (`predict` writes its CSV chunks
+    with pyarrow's writer, quoting every cell). One difference: a plain number ("-5", "+1.5e3") is left as it
+    is, since predict reads a CSV input's columns as text and a number is no formula; `spreadsheet_text`
+    reads both back the same."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    risky = "^[" + "".join("\\" + c if c in "-^\\]" else c for c in (*FORMULA_PREFIXES, _ESCAPE)) + "]"
+    number = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+    columns = []
+    for values in table.columns:
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            armed = pc.and_not(
+                pc.match_substring_regex(values, risky), pc.match_substring_regex(values, number)
+            )
+            values = pc.if_else(armed, pc.binary_join_element_wise(pa.scalar(_ESCAPE), values, ""), values)
+        columns.append(values)
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
 def spreadsheet_text(cell: str) -> str:
     """The text a `spreadsheet_safe` cell stands for (what a table in the app shows)."""
     if cell.startswith(_ESCAPE) and cell[1:].startswith((*FORMULA_PREFIXES, _ESCAPE)):

@@ -14,7 +14,7 @@ import os
 import sys
 import warnings
 
-from gemma_emotion.cli import classify, corrections, runs, settings, train
+from gemma_emotion.cli import classify, corrections, predict, runs, settings, train
 from gemma_emotion.errors import UserError
 from gemma_emotion.labels import EMOTIONS
 
@@ -22,7 +22,7 @@ __all__ = ["EXIT_USER_ERROR", "UserError", "build_parser", "main"]
 
 EXIT_USER_ERROR = 2
 # The commands, in the order `--help` lists them.
-COMMAND_GROUPS = (classify, train, runs, corrections, settings)
+COMMAND_GROUPS = (classify, predict, train, runs, corrections, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
