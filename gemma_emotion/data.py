@@ -210,7 +210,9 @@ def _found_labels(
 ) -> LabelSet | None:
     values = [item.get(column) for _, item in raw.rows if isinstance(item, dict)]
     named = [v for v in values if isinstance(v, str) and v.strip() and not v.strip().isdigit()]
-    if not named:
+    # A column with any id in it is a column of ids: its names are then errors that the row check reports
+    # by line ("unknown label 'happy'"), which says more than a label set made of the one stray name.
+    if not named or any(_is_id(v) for v in values):
         return None
     if all(v in EMOTIONS for v in named):
         return EMOTIONS
@@ -218,6 +220,12 @@ def _found_labels(
         return LabelSet.from_data(named, order=order)
     except LabelSetError as exc:
         raise DataError(f"{raw.where}: its labels do not make a label set: {exc}") from exc
+
+
+def _is_id(value: object) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, str) and value.strip().isdigit()
+    )
 
 
 def _choose_and_read(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -36,8 +37,9 @@ def test_eval_with_the_adapter_scores_its_three_labels(valence_run, tiny_words3,
     assert list(metrics["per_class"]) == VALENCE
     assert metrics["confusion_columns"] == [*VALENCE, "invalid"] and len(metrics["confusion"]) == 3
     assert sum(map(sum, metrics["confusion"])) == metrics["n"] == 30
-    header = (out / "predictions.csv").read_text().splitlines()[0]
-    assert header.endswith("prob_negative,prob_positive,prob_surprise")
+    with open(out / "predictions.csv", newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh))
+    assert header[-3:] == ["prob_negative", "prob_positive", "prob_surprise"]
 
 
 def test_classify_with_the_adapter_gives_three_probabilities(valence_run, tiny_words3):

@@ -1,5 +1,6 @@
 """Model loading (the Gemma 4 text-only trap included), classification in both modes, adapters, CLI."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -282,8 +283,9 @@ def test_cli_eval_writes_a_report(tiny_gemma3, shared_data, tmp_path, mode):
         assert key in metrics
     assert metrics["n"] == 24 and metrics["mode"] == mode
     assert sum(map(sum, metrics["confusion"])) == 24
-    rows = (tmp_path / "r" / "predictions.csv").read_text().splitlines()
-    assert len(rows) >= 25 and rows[0].startswith("text,gold,predicted")
+    with open(tmp_path / "r" / "predictions.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert len(rows) == 25 and rows[0][:3] == ["text", "gold", "predicted"]
     assert "accuracy" in out.stdout
 
 

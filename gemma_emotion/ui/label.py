@@ -208,8 +208,8 @@ def submit_correction(
     labels = state.labels
     if isinstance(label, str) and label.strip() and label not in labels and not label.strip().isdigit():
         raise UserError(
-            f"{label!r} is not a label of the loaded model's set ({', '.join(labels.names)}); "
-            "load the adapter whose labels you mean"
+            f"unknown label {label!r}: the loaded model's labels are {', '.join(labels.names)} "
+            "(load the adapter whose labels you mean)"
         )
     if _opt(gold) is not None and gold not in labels and not str(gold).strip().isdigit():
         gold = None
