@@ -283,4 +283,18 @@ predict)  # bench_predict.py: reading and writing included, labels checked again
         grep '"texts_per_s"\|Error' "$out/predict-2gpu.log" | tee -a "$log"
     fi
     ;;
+predict-random)  # no GGUF to upload: the embedded model's shape with random weights (KIT's config and
+    # tokenizer) and the shipped adapter, then the E4B shape; speed only (the labels are a random model's).
+    # For a lease too short to carry the 246 MB GGUF in five uploads.
+    python3 benchmarks/random_model.py "${KIT:-.gpu/kit}" /root/rand270m 2>&1 | tail -1 | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 timeout "${PREDICT_TIMEOUT:-150}" python3 benchmarks/bench_predict.py --model /root/rand270m \
+        --adapter gemma_emotion/assets/adapter --rows "${PREDICT_ROWS:-300000}" --passes 2 --check 64 --data "$data" \
+        --workdir /root/predict-work --out "$out/predict-rand270m-h200.json" 2>&1 | quiet > "$out/predict.log"
+    grep '"texts_per_s"\|input:\|Error' "$out/predict.log" | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout "${E4B_TIMEOUT:-90}" \
+        python3 benchmarks/bench_predict.py --model /root/rand270m --no-adapter --shape e4b --passes 1 \
+        --rows "${E4B_ROWS:-50000}" --data "$data" --workdir /root/predict-e4b --out "$out/predict-e4b-h200.json" \
+        2>&1 | quiet > "$out/predict-e4b.log"
+    grep '"texts_per_s"\|Error' "$out/predict-e4b.log" | tee -a "$log"
+    ;;
 esac
