@@ -1,11 +1,13 @@
 """Classification in two modes, batched, over a loaded model.
 
 - `score`: the probability of each label of the label set as the model's answer, renormalised over the
-  set. Never invalid. When every label is one token and no two share it (the six emotions, and most sets
-  of single words), one forward pass per text gives the probability of each label's token right after
-  the model's turn opens, with logits at the last position only. Otherwise each label is scored by its
-  whole answer, its end of turn included (`_sequence_scores`): log P(answer tokens | prompt) summed over
-  its tokens, with the label continuations of every text run as one batch on top of the text's cache.
+  set. Never invalid. When no two labels start with the same token (the six emotions, and most sets of
+  words), one forward pass per text gives the probability of each label's first token right after the
+  model's turn opens, with logits at the last position only: the token training teaches the label to
+  start with, so labels are never merged. When first tokens collide ("very happy" / "very sad"), or
+  with `whole_answers=True`, each label is scored by its whole answer, its end of turn included
+  (`_sequence_scores`): log P(answer tokens | prompt) summed over its tokens, with the label
+  continuations of every text run as one batch on top of the text's cache.
   The system-prompt prefix is identical for every text, so its key/value cache is computed once and
   reused.
 - `generate`: the chat prompt, greedy decoding until the end of the turn, and the answer parsed
@@ -95,13 +97,19 @@ class Classifier:
     # Score mode only: divide by the label probabilities the model gives a content-free text, which
     # removes a base model's bias towards one label (contextual calibration, Zhao et al. 2021).
     calibrate: bool = False
+    # Score mode only: score each label by its whole answer (every token and the end of turn) even when
+    # the labels' first tokens already tell them apart. Off by default: distinct first tokens are what
+    # training teaches and what the shipped figures were measured with, and the whole-answer path runs a
+    # continuation per label (the six emotions on the embedded tokenizer, where "sadness" is two tokens:
+    # 7x the rows and a full-vocabulary softmax per row). Labels whose first tokens collide always use it.
+    whole_answers: bool = False
     _prefix_ids: list[int] = field(init=False, default_factory=list)
     _tail_ids: list[int] = field(init=False, default_factory=list)
     # The distinct first tokens of the labels' answers, and which of them each label starts with.
     _label_ids: list[int] = field(init=False, default_factory=list)
     _first_index: list[int] = field(init=False, default_factory=list)
     _scored: list[tuple[int, ...]] = field(init=False, default_factory=list)  # each label's whole answer
-    _one_token: bool = field(init=False, default=True)  # each label is one token of its own: fast path
+    _one_token: bool = field(init=False, default=True)  # scored by distinct first tokens: the fast path
     _fast_encode: bool = field(init=False, default=False)
     # Fast tokenizers refuse to be entered from two threads at once ("Already borrowed"); `predict`
     # tokenises the next chunk in a worker thread while this one decodes generated answers.
@@ -275,7 +283,8 @@ class Classifier:
         ends = set(self.lm.stop_token_ids)
         words = [s[:-1] if s[-1] in ends else s for s in self._scored]  # the label without its end of turn
         firsts = [s[0] for s in self._scored]
-        self._one_token = all(len(w) == 1 for w in words) and len(set(firsts)) == len(firsts)
+        distinct = len(set(firsts)) == len(firsts)
+        self._one_token = distinct and (not self.whole_answers or all(len(w) == 1 for w in words))
         self._label_ids = list(dict.fromkeys(firsts))
         self._first_index = [self._label_ids.index(t) for t in firsts]
 

@@ -40,7 +40,7 @@ def reference(clf: Classifier, text: str) -> list[float]:
 def test_whole_answers_match_a_slow_reference(fixture, spec, request):
     lm = load_model(str(request.getfixturevalue(fixture)))
     labels = LabelSet.parse(spec)
-    clf = Classifier(lm, labels)
+    clf = Classifier(lm, labels, whole_answers=True)
     assert not clf._one_token  # the whole-answer path is what runs
     preds = clf.predict(TEXTS, "score", batch_size=3)
     for text, pred in zip(TEXTS, preds):
@@ -72,6 +72,11 @@ def test_one_token_labels_keep_the_fast_path(tiny_words3):
     assert six.system_prompt == EMOTIONS.system_prompt
     three = Classifier(lm, LabelSet.parse("negative,positive,surprise"))
     assert three._one_token and len(three._label_ids) == 3
+    # Several tokens for a label, first tokens distinct: the fast path unless whole answers are asked for;
+    # first tokens shared: whole answers, always.
+    assert Classifier(lm, LabelSet.parse("Very Happy,Sad,negative"))._one_token
+    assert not Classifier(lm, LabelSet.parse("Very Happy,Sad,negative"), whole_answers=True)._one_token
+    assert not Classifier(lm, LabelSet.parse("very happy,very sad,neutral"))._one_token
     pred = three.classify("i feel so happy today")
     prompt = three.prompt_ids("i feel so happy today")
     with torch.no_grad():
