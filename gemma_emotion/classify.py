@@ -541,11 +541,12 @@ def _select_rows(cache: DynamicCache, index: torch.Tensor) -> DynamicCache:
     return out
 
 
-def prefix_cache(model: torch.nn.Module, ids: torch.Tensor) -> DynamicCache:
-    """The key/value cache of one row of prompt ids after a forward pass of `model`. Under autograd the
-    cached keys and values stay in the graph: training reuses them for every row (`shared_prefix`)."""
+def prefix_cache(model: torch.nn.Module, ids: torch.Tensor, *, lm_head: bool = True) -> DynamicCache:
+    """The key/value cache of one row of prompt ids after a forward pass of `model` (a causal LM, or with
+    `lm_head=False` its decoder alone). Under autograd the cached keys and values stay in the graph:
+    training reuses them for every row (`shared_prefix`)."""
     cache = DynamicCache(config=model.config)
-    model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
+    model(input_ids=ids, cache=cache, use_cache=True, **({"logits_to_keep": 1} if lm_head else {}))
     return cache
 
 

@@ -91,8 +91,11 @@ def fused_outputs(model: torch.nn.Module, inputs: dict[str, torch.Tensor], n_pre
     # gradients of both passes add up in the same parameters before its hooks reduce them.
     core = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
     layers = _checkpointed_layers(core)
+    # The decoder alone: the prefix's logits are never used, and on a CPU one more pass over a 262k-row LM
+    # head is not free. PEFT's LoRA layers sit inside the decoder, so it runs the adapter too.
+    base = core.get_base_model() if hasattr(core, "get_base_model") else core
     with _set_on(_checkpointing_modules(core), gradient_checkpointing=False):
-        cache = prefix_cache(core, ids[:1, :n_prefix])
+        cache = prefix_cache(base.base_model, ids[:1, :n_prefix], lm_head=False)
     shared = _read_only(expand_cache(cache, ids.shape[0]))
     positions = torch.arange(n_prefix, ids.shape[1], device=ids.device).unsqueeze(0)
     # The mask covers prefix + suffix (the prefix columns are all ones): the model builds the causal and
