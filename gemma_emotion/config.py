@@ -7,7 +7,8 @@ the way TRL builds its parser from `SFTConfig`, and `validate()` checks the boun
 adding a field here. A `None` value means "decide for me": the device plan (`plan.py`) decides it for the
 device the run trains on. Also the rule for run names.
 
-Imports nothing of the package above `paths` and `errors`: every other module may import this one.
+Imports nothing of the package but `paths`, `errors` and (to check label names) `labels`, which imports only
+`errors`: every other module may import this one.
 """
 
 from __future__ import annotations

@@ -81,6 +81,15 @@ def test_the_package_has_no_import_cycle():
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
 
 
+def test_the_config_sits_at_the_bottom():
+    """Every module may import the config: it imports only the modules at the very bottom."""
+    graph = import_graph()
+    bottom = {"gemma_emotion.paths", "gemma_emotion.errors", "gemma_emotion.labels"}
+    assert graph["gemma_emotion.config"] <= bottom, graph["gemma_emotion.config"]
+    assert graph["gemma_emotion.labels"] <= {"gemma_emotion.errors"}
+    assert graph["gemma_emotion.errors"] == set() and graph["gemma_emotion.paths"] == set()
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
