@@ -210,15 +210,17 @@ def _found_labels(
 ) -> LabelSet | None:
     values = [item.get(column) for _, item in raw.rows if isinstance(item, dict)]
     named = [v for v in values if isinstance(v, str) and v.strip() and not v.strip().isdigit()]
-    # A column with any id in it is a column of ids: its names are then errors that the row check reports
-    # by line ("unknown label 'happy'"), which says more than a label set made of the one stray name.
-    if not named or any(_is_id(v) for v in values):
+    if not named:
         return None
     if all(v in EMOTIONS for v in named):
         return EMOTIONS
     try:
         return LabelSet.from_data(named, order=order)
     except LabelSetError as exc:
+        # With ids in the column too, the names that make no set are stray values of a column of ids: the
+        # row check then names each by its line ("line 2: unknown label 'happy'"), which says more.
+        if any(_is_id(v) for v in values):
+            return None
         raise DataError(f"{raw.where}: its labels do not make a label set: {exc}") from exc
 
 
