@@ -256,7 +256,7 @@ def _shown(value: Any) -> Any:
 
 def file_message(summary: PredictSummary, view: FileView) -> str:
     counts = ", ".join(f"{name} {n}" for name, n in summary.label_counts.items() if n)
-    parts = [f"{summary.rows:,} texts classified in {summary.seconds:.1f} s"]
+    parts = [f"{summary.rows:,} rows classified in {summary.seconds:.1f} s"]
     if counts:
         parts.append(f"labels: {counts}")
     if view.compared:
