@@ -468,11 +468,12 @@ class AppState:
         file, tokenises the next chunk ahead and writes the output; each of its chunks is labelled here in
         pieces of about two seconds of model work, as `predict_many` runs a batch (one `Pace` for the whole
         file), so a plain request waits for one piece at most and a cancelled job stops within one."""
-        with self.classifier() as clf:  # waits for the first load; UserError when no model is there
-            pass
-        pace = Pace()
+        # Waits for the first load (UserError when no model is there). `clf` tokenises outside the lock (it
+        # may), and the job is refused at its next piece if the model changes from this version.
+        with self.classifier() as clf:
+            pace = Pace(version=self.model_version)
 
-        def labeler(prepared: Prepared, within) -> Labels:
+        def labeler(prepared: Prepared, within: Callable[[int, int], None]) -> Labels:
             def work(_clf: Classifier, part: Prepared) -> list[Labels]:
                 return [self.run_gpu("label", part, options.mode, options.adapter, options.batch_size)]
 
