@@ -478,7 +478,10 @@ def build(state: AppState) -> dict[str, Any]:
         on_load_report, [queue, report, only_mistakes, *filters], [*shown, message], api_visibility="private"
     )
 
-    async def on_load_texts(q: ReviewQueue, path, lines, *flt_v, bar=gr.Progress()):
+    # The filters by name, not *args: gradio finds a gr.Progress only among the positional parameters.
+    async def on_load_texts(q: ReviewQueue, path, lines, gold_v, pred_v, conf_v, source_v, bar=gr.Progress()):
+        flt_v = (gold_v, pred_v, conf_v, source_v)
+
         def shown(done: int, total: int) -> None:
             bar((done, total), desc="scoring", unit="texts")
 
