@@ -78,8 +78,8 @@ def long_batch(client, texts: list[str]):
 
 
 def long_file(client, texts: list[str], folder: Path):
-    """ "Classify a file" of 5,000 rows (the tab's event, /classify_file), returned once its first chunk is
-    done."""
+    """A file of 5,000 rows in "Classify a file" (the tab's event, /classify_file), returned once its first
+    chunk is done and its progress bar counts the rows."""
     from gradio_client import handle_file
 
     upload = folder / "long.csv"
@@ -88,6 +88,13 @@ def long_file(client, texts: list[str], folder: Path):
     before = serving(client)["chunks"]
     job = client.submit(handle_file(str(upload)), "score", api_name="/classify_file")
     wait_for(lambda: serving(client)["chunks"] > before, "the file's first chunk")
+
+    def counted():
+        bar = job.status().progress_data
+        return bar[0] if bar and bar[0].unit == "texts" and bar[0].index else None
+
+    shown = wait_for(counted, "the progress bar to count the texts done")
+    assert shown.length == LONG_BATCH and shown.index < LONG_BATCH, shown
     return job
 
 
