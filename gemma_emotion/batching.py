@@ -253,7 +253,8 @@ class Chunks:
     The first chunk has `first` rows; after each chunk the next is sized from the time the caller measured
     with `timed()` (model time only, not the wait for the lock), at most 4 x the previous size, at least
     `first` rows, rounded down to a multiple of `first` (whole batches). Before each chunk `cancel` is
-    checked (RequestCancelled); after each, `progress(done, total)` is called.
+    checked (RequestCancelled); after each, `progress(done, total)` is called. `size` starts at a size
+    reached before: a job split over several `Chunks` (a file, read a piece at a time) carries it on.
     """
 
     def __init__(
@@ -265,12 +266,13 @@ class Chunks:
         cancel: CancelToken | None = None,
         progress: Progress | None = None,
         max_rows: int = MAX_CHUNK,
+        size: int | None = None,
     ) -> None:
         if first < 1:
             raise ValueError(f"the first chunk needs at least one row, got {first}")
         self.total = total
         self.first = first
-        self.size = min(first, max_rows)
+        self.size = min(max(first, size or first), max_rows)
         self.target_s = target_s
         self.cancel = cancel
         self.progress = progress

@@ -349,7 +349,8 @@ def _parquet_rows(path: Path) -> list[tuple[int, dict]]:
     return list(enumerate(table.to_pylist()))
 
 
-def _pick(columns: list[str], wanted: tuple[str, ...]) -> str | None:
+def pick_column(columns: list[str], wanted: tuple[str, ...]) -> str | None:
+    """The first name of `wanted` among `columns`, in any case (the first of equal names wins)."""
     by_key = {c.strip().lower(): c for c in reversed(columns)}  # the first of equal names wins
     return next((by_key[name] for name in wanted if name in by_key), None)
 
@@ -367,7 +368,7 @@ def _given_column(raw: _Raw, name: str, what: str) -> str:
 def _text_column(raw: _Raw, given: str | None) -> str:
     if given:
         return _given_column(raw, given, "text")
-    found = _pick(raw.columns, TEXT_COLUMNS)
+    found = pick_column(raw.columns, TEXT_COLUMNS)
     if found is None:
         raise DataError(
             f"{raw.where}: no text column (looked for {', '.join(TEXT_COLUMNS[:4])}, ...; found "
@@ -379,7 +380,7 @@ def _text_column(raw: _Raw, given: str | None) -> str:
 def _label_column(raw: _Raw, given: str | None, required: bool) -> str | None:
     if given:
         return _given_column(raw, given, "label")
-    found = _pick(raw.columns, LABEL_COLUMNS)
+    found = pick_column(raw.columns, LABEL_COLUMNS)
     if found is None and required:
         raise DataError(
             f"{raw.where}: no label column (looked for {', '.join(LABEL_COLUMNS[:4])}, ...; found "

@@ -3,7 +3,8 @@
 Owns `label_texts` (a list of texts → label columns; the app's batch paths use it too), the readers and
 writers of CSV/TSV/JSONL/Parquet files in chunks, the resume record, the split of each chunk between the
 processes of `torchrun` / `accelerate launch`, and the run summary. No argparse and no printing: progress
-goes to a callback and the summary comes back as a `PredictSummary`.
+goes to a callback and the summary comes back as a `PredictSummary`. The app labels an uploaded file with
+the same `predict_file`, giving it a `labeler` that labels each chunk in pieces under its model lock.
 
 Durability and resume. Before the first row is written a record `OUTPUT.progress.json` is written
 (atomically); after each complete chunk the output is flushed to disk (fsync) and then the record is updated
@@ -21,6 +22,7 @@ labelled and one being written are held at a time, whatever the length of the fi
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import csv
 import hashlib
@@ -66,6 +68,8 @@ _CSV_BLOCK = 1 << 22  # bytes pyarrow's CSV reader parses at a time
 
 Progress = Callable[[int, "int | None"], None]  # (rows done, rows in all or None when unknown)
 ChunkHook = Callable[[pa.Table, "Labels"], None]  # (input rows, their labels), before they are written
+# Labels a chunk's prepared texts in place of `label_texts(clf, ...)`, reporting (rows done, rows) within it.
+Labeler = Callable[["Prepared", Callable[[int, int], None]], "Labels"]
 
 
 class PredictError(UserError, ValueError):
@@ -86,6 +90,16 @@ class Prepared:
     texts: list[str | None]
     keep: list[int]  # indices of the non-empty texts
     encoded: list[Encoded] | None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, rows: slice) -> Prepared:
+        """The texts of `rows` (a slice without a step), as a Prepared of their own."""
+        start, stop, _ = rows.indices(len(self.texts))
+        lo, hi = bisect.bisect_left(self.keep, start), bisect.bisect_left(self.keep, stop)
+        encoded = None if self.encoded is None else self.encoded[lo:hi]
+        return Prepared(self.texts[start:stop], [i - start for i in self.keep[lo:hi]], encoded)
 
 
 def prepare_texts(clf: Classifier, texts: Sequence[str | None], tokenize: bool = True) -> Prepared:
@@ -474,6 +488,15 @@ class Source:
                         f"{self.path.name}: a column mixes kinds of values (numbers and text, say) ({exc})"
                     ) from exc
 
+    def rows_over(self, limit: int) -> int | None:
+        """The rows when there are more than `limit`, else None. The file is read only when the quick count
+        is over the limit: that count is Parquet's own, or the lines of a text file, which are never fewer
+        than its rows (a quoted line break or a blank line is a line and no row)."""
+        if self.rows_hint is not None and self.rows_hint <= limit:
+            return None
+        rows = sum(table.num_rows for table in self.tables())
+        return rows if rows > limit else None
+
     def chunks(self, size: int, skip: int = 0, limit: int | None = None) -> Iterator[pa.Table]:
         """Tables of exactly `size` rows (the last one shorter), after the first `skip` rows, at most
         `limit` rows in all. Readers yield pieces of their own sizes; chunks of a fixed size make the
@@ -857,9 +880,15 @@ class PredictJob:
 
     # -- the run --------------------------------------------------------------------------------------
     def run(
-        self, clf: Classifier, progress: Progress | None = None, on_chunk: ChunkHook | None = None
+        self,
+        clf: Classifier,
+        progress: Progress | None = None,
+        on_chunk: ChunkHook | None = None,
+        labeler: Labeler | None = None,
     ) -> PredictSummary:
-        """Label the input with `clf` and write the output; returns the summary (on every process)."""
+        """Label the input with `clf` and write the output; returns the summary (on every process).
+        `labeler` labels each chunk in place of `label_texts(clf, ...)` (the app's takes its model lock per
+        piece of a chunk and stops a cancelled job); the texts are still tokenised ahead with `clf`."""
         if identity_of(clf, self.options) != self.identity:
             raise ValueError("the classifier is not the one this job was prepared for")
         t0 = time.perf_counter()
@@ -902,8 +931,11 @@ class PredictJob:
                         if progress and self.ranks.main:
                             progress(base + min(rows, k * self.ranks.world), total)
 
-                    mine = label_texts(clf, prep, opts.mode, adapter=opts.adapter,
-                                       batch_size=opts.batch_size, progress=within)  # fmt: skip
+                    if labeler is not None:
+                        mine = labeler(prep, within)
+                    else:
+                        mine = label_texts(clf, prep, opts.mode, adapter=opts.adapter,
+                                           batch_size=opts.batch_size, progress=within)  # fmt: skip
                     shares = self.ranks.gather(mine)
                     done += chunk.num_rows
                     if not self.ranks.main:
@@ -1014,7 +1046,8 @@ def predict_file(
     *,
     progress: Progress | None = None,
     on_chunk: ChunkHook | None = None,
+    labeler: Labeler | None = None,
 ) -> PredictSummary:
     """Label every row of `input_path` with `clf` into `output_path` (see the module docstring)."""
     with PredictJob(input_path, output_path, options, identity_of(clf, options)) as job:
-        return job.run(clf, progress, on_chunk)
+        return job.run(clf, progress, on_chunk, labeler)

@@ -183,6 +183,64 @@ def test_classify_batch_keeps_order(client, direct):
         assert res["probabilities"] == pytest.approx(pred.probabilities, abs=1e-4)
 
 
+# -- Classify a file: the tab's event, public as /classify_file ------------------------------------------
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.mark.timeout(300)
+def test_classify_a_file_keeps_every_row_and_column_and_agrees_with_classify(client, shared_data, tmp_path):
+    """An uploaded CSV with a column of its own: the download holds every row in input order with that
+    column, then the labels, each the one /classify gives the text alone."""
+    from gradio_client import handle_file
+
+    from gemma_emotion.data import load_split
+
+    texts = list(load_split(shared_data, "test", limit=24, seed=3)["text"])
+    rows = [{"id": str(100 - i), "text": t, "source": f"forum-{i % 3}"} for i, t in enumerate(texts)]
+    rows[4]["text"] = "   "  # no text: no label, and the row keeps its place
+    rows[7]["text"] = '=HYPERLINK("http://x") i feel great'  # a formula for a spreadsheet: disarmed
+    upload = write_rows(tmp_path / "posts.csv", rows)
+
+    message, table, out = client.predict(handle_file(str(upload)), "score", api_name="/classify_file")
+
+    assert message.startswith("24 rows classified") and "rows without text (no label): 1" in message
+    assert Path(out).name == "posts-labelled.csv"
+    with open(out, newline="", encoding="utf-8") as fh:
+        got = list(csv.DictReader(fh))
+    assert list(got[0]) == ["id", "text", "source", "label", "confidence", *[f"p_{n}" for n in LABELS]]
+    assert [r["id"] for r in got] == [r["id"] for r in rows]
+    assert [r["source"] for r in got] == [r["source"] for r in rows]
+    assert got[4]["label"] == "" and all(r["label"] in LABELS for i, r in enumerate(got) if i != 4)
+    assert got[7]["text"] == "'" + rows[7]["text"]
+    for i in (0, 7, 13, 23):
+        alone = client.predict(rows[i]["text"], "score", False, True, api_name="/classify")
+        assert got[i]["label"] == alone["label"], i
+        for name in LABELS:
+            assert float(got[i][f"p_{name}"]) == pytest.approx(alone["probabilities"][name], abs=1e-4)
+    shown = [dict(zip(table["headers"], r)) for r in table["data"]]
+    assert [r["text"] for r in shown] == [r["text"] for r in rows]  # the page's table: the text as it is
+    assert [r["label"] or "" for r in shown] == [r["label"] for r in got]
+
+
+@pytest.mark.timeout(120)
+def test_a_file_over_the_row_limit_is_refused_and_the_app_stays_up(client, app, tmp_path):
+    from gradio_client import handle_file
+
+    big = tmp_path / "big.csv"
+    big.write_text("text\n" + "i am fine\n" * 10_001, encoding="utf-8")
+    message, table, out = client.predict(handle_file(str(big)), "score", api_name="/classify_file")
+    assert "big.csv has 10,001 rows" in message and "max_batch_texts" in message
+    assert "gemma-emotion predict big.csv" in message
+    assert table["data"] == [] and out is None  # no table, no download
+    assert app["proc"].poll() is None
+    assert client.predict("still serving", api_name="/classify")["label"] in LABELS
+
+
 def test_empty_text_is_a_clear_error_and_the_app_stays_up(client, app):
     for empty in ("", "   \n "):
         assert "empty text" in app_error(client, empty, api_name="/classify")

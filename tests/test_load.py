@@ -1,16 +1,18 @@
 """Under load, through the launched app (`python app.py`, tiny model, gradio_client): concurrent requests
 share batched passes and each gets its own answer; a long batch runs in chunks that a plain request
-interleaves with, and a cancelled one (or one whose client went away) stops and frees the model; a batch
-over the row limit is refused with a pointer to the `predict` command; a training stopped right after its
-start ends "stopped" and the next one starts. Behaviour, not speed: bounds are generous
-(benchmarks/bench_load.py measures the speed)."""
+interleaves with, and a cancelled one (a batch or a file, or one whose client went away) stops and frees
+the model; a batch over the row limit is refused with a pointer to the `predict` command; a training
+stopped right after its start ends "stopped" and the next one starts. Behaviour, not speed: bounds are
+generous (benchmarks/bench_load.py measures the speed)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -75,6 +77,27 @@ def long_batch(client, texts: list[str]):
     return job
 
 
+def long_file(client, texts: list[str], folder: Path):
+    """A file of 5,000 rows in "Classify a file" (the tab's event, /classify_file), returned once its first
+    chunk is done and its progress bar counts the rows."""
+    from gradio_client import handle_file
+
+    upload = folder / "long.csv"
+    with open(upload, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([["text"], *([texts[i % len(texts)]] for i in range(LONG_BATCH))])
+    before = serving(client)["chunks"]
+    job = client.submit(handle_file(str(upload)), "score", api_name="/classify_file")
+    wait_for(lambda: serving(client)["chunks"] > before, "the file's first chunk")
+
+    def counted():
+        bar = job.status().progress_data
+        return bar[0] if bar and bar[0].unit == "texts" and bar[0].index else None
+
+    shown = wait_for(counted, "the progress bar to count the texts done")
+    assert shown.length == LONG_BATCH and shown.index < LONG_BATCH, shown
+    return job
+
+
 def cancel_and_wait(client, job) -> None:
     job.cancel()
     wait_for(lambda: job.done(), "the cancelled job to end")
@@ -109,8 +132,10 @@ def test_concurrent_classify_requests_share_passes_and_each_gets_its_own_answer(
 
 
 @pytest.mark.timeout(600)
-def test_a_cancelled_5000_text_batch_stops_and_releases_the_queue(client, direct, texts):
-    batch = long_batch(client, texts)
+@pytest.mark.parametrize("kind", ["batch", "file"])
+def test_a_cancelled_5000_text_batch_stops_and_releases_the_queue(client, direct, texts, kind, tmp_path):
+    """A classify_batch, or a file in "Classify a file" (the Stop button cancels the same way)."""
+    batch = long_batch(client, texts) if kind == "batch" else long_file(client, texts, tmp_path)
     cancelled_before = serving(client)["cancelled"]
     cancel_and_wait(client, batch)
     start = time.monotonic()

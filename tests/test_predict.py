@@ -396,6 +396,10 @@ def test_chunks_are_exact_after_a_skip_whatever_the_reader_yields(tmp_path):
     got = [c.column("text").to_pylist() for c in Source.open(tmp_path / "in.parquet").chunks(10, skip=4)]
     assert got == [[f"t{i}" for i in range(4, 14)], [f"t{i}" for i in range(14, 23)]]
 
+    # The app's row limit: 50 rows on 101 lines; the lines are counted first, the rows when they are over.
+    assert source.rows_hint == 100
+    assert source.rows_over(100) is None and source.rows_over(50) is None and source.rows_over(49) == 50
+
 
 def test_csv_cells_that_look_like_formulas_are_disarmed_but_numbers_are_not():
     from gemma_emotion.files import spreadsheet_safe, spreadsheet_safe_table, spreadsheet_text

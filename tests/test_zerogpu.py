@@ -87,8 +87,9 @@ def test_every_argument_the_app_passes_to_gpu_work_pickles(app_state, shared_dat
     run_evaluation(app_state, str(shared_data), "test", 12, "score", "both", 0, progress=ui_progress)
     queue_from_texts(app_state, ["why is this happening to me", TEXT])
 
-    # One call per pass: the single text, the batch, the compare, one chunk per evaluated variant, the queue.
-    assert [c[0] for c in captured] == ["classify", "classify", "compare", "evaluate", "evaluate", "classify"]
+    # One call per pass: the single text, the batch, the compare, one chunk per evaluated variant, the queue
+    # (the batch and the queue through predict's path: label work).
+    assert [c[0] for c in captured] == ["classify", "label", "compare", "evaluate", "evaluate", "label"]
     for task, args, kwargs, answer in captured:
         assert kwargs == {}, task
         assert args[0] == app_state.key and isinstance(args[0], str)  # the state crosses as its key
@@ -122,11 +123,11 @@ def zero_gpu_run(tiny_gemma3, adapter, shared_data, tmp_path_factory) -> dict:
 def test_each_kind_of_gpu_work_is_its_own_zerogpu_function_with_its_own_duration(zero_gpu_run):
     run = zero_gpu_run
     assert run["on_zero_gpu"] is True
-    assert run["wrapped"] == {"classify": True, "compare": True, "evaluate": True}
-    assert run["cached"] == 3  # three wrappers in spaces' decorated_cache, not one shared function
+    assert run["wrapped"] == {"classify": True, "compare": True, "label": True, "evaluate": True}
+    assert run["cached"] == 4  # four wrappers in spaces' decorated_cache, not one shared function
     ids = run["task_ids"]
     assert all(len(found) == 1 for found in ids.values())  # each kind always schedules as the same task
-    assert len({ids["classify"][0], ids["compare"][0], ids["evaluate"][0]}) == 3
+    assert len({ids["classify"][0], ids["compare"][0], ids["label"][0], ids["evaluate"][0]}) == 4
     calls = {c["name"]: c for c in run["calls"]}
     asked = {name: [s["seconds"] for s in c["scheduled"]] for name, c in calls.items()}
     assert asked["classify"] == [expected_seconds(1, "score", 1)]

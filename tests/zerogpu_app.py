@@ -123,7 +123,7 @@ def main(model: str, adapter: str, data: str, out: str) -> None:
         record["refused"] = None
     except state_mod.UserError as exc:
         record["refused"] = str(exc)
-    call("classify_batch", "classify", classify_texts, state, texts, "score")
+    call("classify_batch", "label", classify_texts, state, texts, "score")
 
     load(adapter)  # a new model version: classify's kept worker is now stale and must not answer
     call("classify_after_switch", "classify", classify_text, state, one, "score", False, True)

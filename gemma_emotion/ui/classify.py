@@ -3,30 +3,47 @@
 One text: label, a probability per label of the loaded model's label set (score mode; the bars follow
 the set), the raw answer, valid or not, latency; answered by the app state's micro-batcher, so the
 requests that wait together share one batched pass (the handlers are async: a request waiting for its
-pass holds no thread). A file of texts, or `classify_batch`: in chunks, with progress, stopped by the Stop
-button or a cancelled request (`common.in_thread`). The API functions return plain dicts; the tab adds
-the plot and the table on top of the same calls.
+pass holds no thread). Many texts (`classify_batch`, and the Label tab's scoring) and a file of texts
+("Classify a file", `classify_file`) go through the `predict` command's path (`predict.label_texts`,
+`predict.predict_file`): in chunks, with progress, stopped by the Stop button or a cancelled request
+(`common.in_thread`), at most the settings' batch limit of texts or rows. The file's download is
+`predict`'s output: every column of the upload, then the labels. The API functions return plain dicts;
+the tab adds the plot and the table on top of the same calls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
+import pyarrow as pa
 
 from gemma_emotion.batching import CancelToken
 from gemma_emotion.classify import MODES, Prediction
-from gemma_emotion.labels import EMOTIONS, LabelSet
+from gemma_emotion.data import LABEL_COLUMNS, pick_column
+from gemma_emotion.labels import LabelSet, LabelSetError
 from gemma_emotion.paths import ASSETS
+from gemma_emotion.predict import (
+    OUTPUT_SUFFIXES,
+    Labels,
+    PredictOptions,
+    PredictSummary,
+    Source,
+    output_names,
+)
 from gemma_emotion.ui import plots
-from gemma_emotion.ui.common import BATCHED, api_endpoint, csv_text, download, in_thread, read_upload, warn
+from gemma_emotion.ui.common import BATCHED, api_endpoint, check_upload, in_thread, md, warn
 from gemma_emotion.ui.state import AppState, TextInput, UserError
 
 EXAMPLES_FILE = ASSETS / "examples.json"
+SHOWN_ROWS = 200  # a classified file's first rows in the page's table; the download holds them all
 MODE_INFO = (
     "score: the probability of each label of the model's label set (never invalid). "
     "generate: the model writes its answer, read strictly (can be invalid)."
@@ -109,44 +126,152 @@ def classify_texts(
     progress=None,
     cancel: CancelToken | None = None,
 ) -> list[dict[str, Any]]:
-    """Many texts → one dict each, in input order; texts over the size limit are cut (and say so). In
-    chunks: `progress(done, total)` after each, and a set `cancel` stops the job (RequestCancelled)."""
+    """Many texts → one dict each, in input order, through `predict.label_texts`; texts over the size
+    limit are cut (and say so). In chunks: `progress(done, total)` after each, and a set `cancel` stops
+    the job (RequestCancelled)."""
     check_mode(mode)
     if not texts:
         raise UserError("no texts to classify")
     check_batch_size(state, len(texts))
     cleaned = [state.clean_text(t) for t in texts]
-    preds = state.predict_many(
+    results = state.label_many(
         [c.text for c in cleaned], mode, adapter=finetuned, progress=progress, cancel=cancel
     )
-    out = []
-    for c, pred in zip(cleaned, preds):
-        row = prediction_dict(pred, state)
-        row["note"] = c.note
-        out.append(row)
-    return out
+    lm = state.model
+    for c, row in zip(cleaned, results):
+        row.update(text=c.text, model=lm.spec.name if lm else None, adapter=lm.adapter if lm else None,
+                   note=c.note)  # fmt: skip
+    return results
 
 
-def batch_columns(labels: LabelSet = EMOTIONS) -> list[str]:
-    """The columns of a classified file: one probability column per label of the set."""
-    return ["text", "label", "valid", "raw", *[f"prob_{n}" for n in labels.names], "gold", "correct"]
+# -- a file of texts ------------------------------------------------------------------------------------
+def classify_file(
+    state: AppState,
+    path: str | None,
+    mode: str = "score",
+    finetuned: bool = True,
+    progress=None,
+    cancel: CancelToken | None = None,
+) -> tuple[PredictSummary, FileView, str]:
+    """An uploaded file labelled by `predict.predict_file` into a fresh temporary folder: the summary, what
+    the page shows, and the path of the output (the upload's format, a JSON array giving JSON Lines; every
+    column of the upload, then the labels). A file of more rows than the settings' batch limit is refused
+    before any is labelled, pointing to the `predict` command."""
+    check_mode(mode)
+    file = check_upload(path, state.settings)
+    source = Source.open(file)
+    limit = state.settings.batch_text_limit()
+    rows = source.rows_over(limit)
+    if rows is not None:
+        raise UserError(file_limit_message(state, file.name, rows, limit))
+    folder = Path(tempfile.mkdtemp(prefix="gemma-emotion-"))
+    out = folder / labelled_name(file)
+    options = PredictOptions(
+        mode=mode, text_column=source.text_column, adapter=bool(finetuned), max_rows=limit
+    )
+    view = FileView(state.labels, mode, source.text_column, pick_column(source.columns, LABEL_COLUMNS))
+    try:
+        summary = state.label_file(file, out, options, progress=progress, on_chunk=view, cancel=cancel)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # a stopped or failed job leaves no half file behind
+        raise
+    return summary, view, str(out)
 
 
-BATCH_COLUMNS = batch_columns()  # the six emotions'
+def labelled_name(file: Path) -> str:
+    """The download's name: the upload's, marked, in its format (JSON Lines for a JSON array)."""
+    suffix = file.suffix.lower()
+    return f"{file.stem}-labelled{suffix if suffix in OUTPUT_SUFFIXES else '.jsonl'}"
 
 
-def batch_rows(results: list[dict], golds: list[int], labels: LabelSet = EMOTIONS) -> list[dict]:
-    """One row per result; `golds` are label ids of `labels` (-1: none)."""
-    rows = []
-    for res, gold in zip(results, golds):
-        row = {"text": res["text"], "label": res["label"], "valid": res["valid"], "raw": res["raw"]}
-        probs = res.get("probabilities")
-        for name in labels.names:
-            row[f"prob_{name}"] = round(probs[name], 4) if probs and name in probs else None
-        row["gold"] = labels.names[gold] if gold >= 0 else ""
-        row["correct"] = (res["label"] == labels.names[gold]) if gold >= 0 else ""
-        rows.append(row)
-    return rows
+def file_limit_message(state: AppState, name: str, rows: int, limit: int) -> str:
+    if state.settings.demo_mode:
+        return f"{name} has {rows:,} rows; this demo labels at most {limit:,} at once"
+    return (
+        f"{name} has {rows:,} rows, more than the {limit:,} one file may have here (max_batch_texts): label "
+        f"it with the command line, `gemma-emotion predict {name} --out labelled.csv`, which works through a "
+        "file of any size in chunks and resumes after a crash"
+    )
+
+
+class FileView:
+    """What the page shows of a file as its chunks are labelled: the first rows (the text, the labels and,
+    when the file has a label column, its label and whether the two agree) and the agreement over all
+    rows. The file's label column is compared only while every value in it is a label of the set: the
+    first one that is not turns the comparison off (`off` says why) and the labels are still written."""
+
+    def __init__(self, labels: LabelSet, mode: str, text_column: str, gold_column: str | None) -> None:
+        self.labels, self.text_column, self.gold_column = labels, text_column, gold_column
+        self.outputs = output_names(mode, labels.names)
+        self.rows: list[dict[str, Any]] = []
+        self.seen = 0
+        self.gold = 0  # rows compared with the file's label
+        self.correct = 0
+        self.off: str | None = None
+
+    def __call__(self, inputs: pa.Table, labels: Labels) -> None:
+        texts = self._column(inputs, self.text_column)
+        golds = self._column(inputs, self.gold_column)
+        predicted = labels.label
+        outputs = {name: values.to_pylist() for name, values in labels.columns().items()}
+        for i, (text, gold, label) in enumerate(zip(texts, golds, predicted)):
+            gold = self._gold(gold, self.seen + i)
+            if gold is not None and label is not None:
+                self.gold += 1
+                self.correct += label == gold
+            if len(self.rows) < SHOWN_ROWS:
+                row = {"text": text}
+                row.update({name: _shown(outputs[name][i]) for name in self.outputs})
+                row.update(gold=gold or "", correct="" if gold is None or label is None else label == gold)
+                self.rows.append(row)
+        self.seen += len(labels)
+
+    @staticmethod
+    def _column(inputs: pa.Table, name: str | None) -> list[Any]:
+        if name is None or name not in inputs.column_names:  # JSON rows may lack a key
+            return [None] * inputs.num_rows
+        return inputs.column(name).to_pylist()
+
+    def _gold(self, value: Any, row: int) -> str | None:
+        if self.off is not None or value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        try:
+            return self.labels.name_of(value)
+        except LabelSetError as exc:
+            self.off = f"row {row + 1} of its '{self.gold_column}' column: {exc}"
+            return None
+
+    @property
+    def compared(self) -> bool:
+        return self.gold_column is not None and self.off is None and self.gold > 0
+
+    def frame(self) -> pd.DataFrame:
+        columns = ["text", *self.outputs] + (["gold", "correct"] if self.compared else [])
+        return pd.DataFrame(self.rows, columns=columns)
+
+
+def _shown(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def file_message(summary: PredictSummary, view: FileView) -> str:
+    counts = ", ".join(f"{name} {n}" for name, n in summary.label_counts.items() if n)
+    parts = [f"{summary.rows:,} rows classified in {summary.seconds:.1f} s"]
+    if counts:
+        parts.append(f"labels: {counts}")
+    if view.compared:
+        parts.append(f"agreement with the file's labels {view.correct / view.gold:.1%} ({view.gold:,} rows)")
+    if view.off:
+        parts.append(f"the file's labels are not compared ({view.off})")
+    if summary.invalid:
+        parts.append(f"invalid answers: {summary.invalid}")
+    if summary.empty:
+        parts.append(f"rows without text (no label): {summary.empty}")
+    if summary.cut:
+        parts.append(f"long texts cut to the model's limit: {summary.cut}")
+    if summary.rows > len(view.rows):
+        parts.append(f"the table shows the first {len(view.rows)}; the download holds them all")
+    return "; ".join(parts)
 
 
 def build(state: AppState) -> dict[str, Any]:
@@ -186,7 +311,10 @@ def build(state: AppState) -> dict[str, Any]:
 
     with gr.Accordion("Classify a file of texts", open=False):
         gr.Markdown(
-            "Upload a CSV, TSV, JSONL or Parquet file with a `text` column (a `label` column is optional)."
+            "Upload a CSV, TSV, JSONL or Parquet file with a `text` column (a `label` column is optional: "
+            f"the labels are compared with it). Up to {state.settings.batch_text_limit():,} rows; the "
+            "download holds every column of the file, then the label and its probabilities (score mode). "
+            "A larger file: the `gemma-emotion predict` command."
         )
         with gr.Row():
             upload = gr.File(label="Texts file", file_types=[".csv", ".tsv", ".jsonl", ".json", ".parquet"])
@@ -194,7 +322,7 @@ def build(state: AppState) -> dict[str, Any]:
         with gr.Row():
             batch_button = gr.Button("Classify file", elem_id="classify-file-button", scale=3)
             batch_stop = gr.Button("Stop", variant="stop", elem_id="classify-file-stop", scale=1)
-        batch_message = gr.Textbox(label="Message", interactive=False)
+        batch_message = gr.Textbox(label="Message", interactive=False, elem_id="classify-file-message")
         table = gr.Dataframe(label="Predictions", interactive=False, wrap=True, max_height=420)
         batch_file = gr.File(label="Download predictions", interactive=False)
 
@@ -233,31 +361,23 @@ def build(state: AppState) -> dict[str, Any]:
     )
 
     async def on_batch(path: str | None, mode_value: str, progress=gr.Progress()):
+        def shown(done: int, total: int | None) -> None:
+            if total:
+                progress((done, total), desc="classifying", unit="texts")
+
         try:
-            label_set = state.labels
-            texts, labels = read_upload(path, state.settings, label_set)
-            progress(0, desc="classifying")
-            results = await in_thread(
-                classify_texts,
-                state,
-                texts,
-                mode_value,
-                progress=lambda done, total: progress((done, total), desc="classifying", unit="texts"),
-            )
+            progress(0, desc="reading the file")
+            summary, view, out = await in_thread(classify_file, state, path, mode_value, progress=shown)
         except Exception as exc:
             return warn(exc), None, None
-        rows = batch_rows(results, labels, label_set)
-        columns = batch_columns(label_set)
-        cut = sum(1 for r in results if r["note"])
-        note = f"{len(rows)} texts classified" + (f"; {cut} long texts were cut" if cut else "")
-        return (
-            note,
-            pd.DataFrame(rows, columns=columns),
-            download("predictions.csv", csv_text(rows, columns)),
-        )
+        if view.off:
+            gr.Warning(md(f"the file's labels are not compared: {view.off}"))
+        return file_message(summary, view), view.frame(), out
 
+    # Public as `classify_file`: an API client uploads a file (gradio_client's handle_file) and gets the
+    # message, the table and the labelled file, as the page does.
     batch_event = batch_button.click(
-        on_batch, [upload, batch_mode], [batch_message, table, batch_file], api_visibility="private"
+        on_batch, [upload, batch_mode], [batch_message, table, batch_file], api_name="classify_file"
     )
     batch_stop.click(None, None, None, cancels=[batch_event], api_visibility="private")
 

@@ -181,11 +181,8 @@ def json_text(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def read_upload(
-    path: str | None, settings: Settings, labels: LabelSet | None = None
-) -> tuple[list[str], list[int]]:
-    """Texts (and label ids of `labels`, -1 where none) of an uploaded CSV/JSONL/Parquet file; UserError
-    when unusable, labels outside the set included."""
+def check_upload(path: str | None, settings: Settings) -> Path:
+    """An uploaded texts file whose type and size are allowed; UserError otherwise."""
     if not path:
         raise UserError("upload a CSV, JSONL or Parquet file with a 'text' column first")
     file = Path(path)
@@ -193,6 +190,15 @@ def read_upload(
         raise UserError(f"{file.name}: use a .csv, .tsv, .jsonl, .json or .parquet file")
     if file.stat().st_size > settings.max_upload_mb * 1024 * 1024:
         raise UserError(f"{file.name} is larger than {settings.max_upload_mb} MB")
+    return file
+
+
+def read_upload(
+    path: str | None, settings: Settings, labels: LabelSet | None = None
+) -> tuple[list[str], list[int]]:
+    """Texts (and label ids of `labels`, -1 where none) of an uploaded CSV/JSONL/Parquet file; UserError
+    when unusable, labels outside the set included."""
+    file = check_upload(path, settings)
     try:
         ds = load_split(file, require_labels=False, labels=labels)
     except DataError as exc:

@@ -13,6 +13,7 @@ and `corrections_export` (a file, through the tab's own export button).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import re
@@ -24,11 +25,12 @@ import pandas as pd
 
 from gemma_emotion import annotators, review
 from gemma_emotion import corrections as core
+from gemma_emotion.batching import CancelToken
 from gemma_emotion.evaluate import load_report
 from gemma_emotion.labels import INVALID
 from gemma_emotion.review import ALL, SOURCES, QueueFilter, ReviewQueue
 from gemma_emotion.ui import plots
-from gemma_emotion.ui.common import api_endpoint, download, md, read_upload, warn
+from gemma_emotion.ui.common import api_endpoint, download, in_thread, md, read_upload, warn
 from gemma_emotion.ui.evaluate import list_reports
 from gemma_emotion.ui.state import AppState, UserError
 
@@ -143,16 +145,23 @@ def queue_from_report(state: AppState, folder: str, only_mistakes: bool = True) 
 
 
 def queue_from_texts(
-    state: AppState, texts: list[str], golds: list[int] | None = None, source_ref: str = "texts"
+    state: AppState,
+    texts: list[str],
+    golds: list[int] | None = None,
+    source_ref: str = "texts",
+    progress=None,
+    cancel: CancelToken | None = None,
 ) -> list[dict[str, Any]]:
-    """Texts scored by the loaded model (fine-tuned if an adapter is loaded), least confident first."""
+    """Texts scored by the loaded model (fine-tuned if an adapter is loaded), least confident first; scored
+    as the Classify tab's batches are (`classify_texts`: predict's path, in chunks, at most the settings'
+    batch limit), with `progress(done, total)` after each chunk and `cancel` stopping the job."""
     from gemma_emotion.ui.classify import classify_texts
 
     texts = [t for t in (texts or []) if isinstance(t, str) and t.strip()]
     if not texts:
         raise UserError("no texts: upload a file with a 'text' column or type one text per line")
     labels = state.labels  # `golds` are ids of the loaded model's set, as read_upload gave them
-    results = classify_texts(state, texts, "score")
+    results = classify_texts(state, texts, "score", progress=progress, cancel=cancel)
     rows = []
     for i, res in enumerate(results):
         gold = golds[i] if golds and i < len(golds) and golds[i] >= 0 else None
@@ -469,7 +478,13 @@ def build(state: AppState) -> dict[str, Any]:
         on_load_report, [queue, report, only_mistakes, *filters], [*shown, message], api_visibility="private"
     )
 
-    def on_load_texts(q: ReviewQueue, path, lines, *flt_v):
+    # The filters by name, not *args: gradio finds a gr.Progress only among the positional parameters.
+    async def on_load_texts(q: ReviewQueue, path, lines, gold_v, pred_v, conf_v, source_v, bar=gr.Progress()):
+        flt_v = (gold_v, pred_v, conf_v, source_v)
+
+        def shown(done: int, total: int) -> None:
+            bar((done, total), desc="scoring", unit="texts")
+
         try:
             texts, golds, ref = [], [], "texts"
             if path:
@@ -477,7 +492,7 @@ def build(state: AppState) -> dict[str, Any]:
                 ref = Path(path).name
             typed = [t for t in (lines or "").splitlines() if t.strip()]
             texts, golds = texts + typed, golds + [-1] * len(typed)
-            items = queue_from_texts(state, texts, golds, ref)
+            items = await in_thread(queue_from_texts, state, texts, golds, ref, progress=shown)
         except Exception as exc:
             return (*view(q, _filter(*flt_v)), warn(exc))
         flt = _filter(*flt_v)
@@ -595,7 +610,7 @@ def build(state: AppState) -> dict[str, Any]:
 
     # -- API ------------------------------------------------------------------------------------------
     @api_endpoint
-    def label_queue(
+    async def label_queue(
         report: str = "",
         texts: list[str] | None = None,
         only_mistakes: bool = True,
@@ -608,7 +623,10 @@ def build(state: AppState) -> dict[str, Any]:
         least confident first; filtered by gold, predicted, max_confidence and source."""
         if report and texts:
             raise UserError("give a report or texts, not both")
-        items = queue_from_report(state, report, only_mistakes) if report else queue_from_texts(state, texts)
+        if report:
+            items = await asyncio.to_thread(queue_from_report, state, report, only_mistakes)
+        else:  # model work in chunks: a cancelled request stops at the next one
+            items = await in_thread(queue_from_texts, state, texts)
         flt = QueueFilter(gold, predicted, max_confidence, source)
         kept = [items[i] for i in flt.indices(items)]
         return {"items": kept, "total": len(items), "shown": len(kept)}

@@ -51,10 +51,13 @@ from gemma_emotion.classify import BatchProgress, Classifier, Prediction, defaul
 from gemma_emotion.errors import UserError
 from gemma_emotion.labels import EMOTIONS, LabelSet
 from gemma_emotion.models import LoadedModel, LoadOptions, ModelLoadError
+from gemma_emotion.predict import Labels, Prepared, label_texts, predict_file
 from gemma_emotion.settings import NO_ADAPTER, Settings
 
 if TYPE_CHECKING:
     from gemma_emotion.evaluate import Report
+    from gemma_emotion.predict import ChunkHook, PredictOptions, PredictSummary
+    from gemma_emotion.predict import Progress as FileProgress
     from gemma_emotion.runs import RunInfo
 
 __all__ = ["AppState", "ComparedText", "LoadStatus", "RequestCancelled", "TextInput", "UserError"]
@@ -121,6 +124,15 @@ class ComparedText:
     finetuned: Prediction
     model: str
     adapter: str
+
+
+@dataclass
+class Pace:
+    """What a long job split over several calls of `AppState._chunked` (a file, labelled a piece of it at a
+    time) carries from one call to the next: the model version it started on, the chunk size reached."""
+
+    version: int | None = None
+    size: int | None = None
 
 
 @dataclass
@@ -425,6 +437,51 @@ class AppState:
 
         return self._chunked(texts, mode, work, thinking=thinking, progress=progress, cancel=cancel)
 
+    def label_many(
+        self,
+        texts: list[str],
+        mode: str = "score",
+        *,
+        adapter: bool = True,
+        progress: BatchProgress | None = None,
+        cancel: CancelToken | None = None,
+    ) -> list[dict[str, Any]]:
+        """Many texts through `predict.label_texts` (the path `predict` labels a file with), in chunks like
+        `predict_many`; one dict per text in the shape of `Prediction.to_dict()`."""
+
+        def work(clf: Classifier, part: list[str]) -> list[dict[str, Any]]:
+            return self.run_gpu("label", part, mode, bool(adapter), None).to_dicts()
+
+        return self._chunked(texts, mode, work, progress=progress, cancel=cancel)
+
+    def label_file(
+        self,
+        src: Path,
+        out: Path,
+        options: PredictOptions,
+        *,
+        progress: FileProgress | None = None,
+        on_chunk: ChunkHook | None = None,
+        cancel: CancelToken | None = None,
+    ) -> PredictSummary:
+        """A file labelled by `predict.predict_file` with the loaded model (no thinking). predict reads the
+        file, tokenises the next chunk ahead and writes the output; each of its chunks is labelled here in
+        pieces of about two seconds of model work, as `predict_many` runs a batch (one `Pace` for the whole
+        file), so a plain request waits for one piece at most and a cancelled job stops within one."""
+        # Waits for the first load (UserError when no model is there). `clf` tokenises outside the lock (it
+        # may), and the job is refused at its next piece if the model changes from this version.
+        with self.classifier() as clf:
+            pace = Pace(version=self.model_version)
+
+        def labeler(prepared: Prepared, within: Callable[[int, int], None]) -> Labels:
+            def work(_clf: Classifier, part: Prepared) -> list[Labels]:
+                return [self.run_gpu("label", part, options.mode, options.adapter, options.batch_size)]
+
+            parts = self._chunked(prepared, options.mode, work, progress=within, cancel=cancel, pace=pace)
+            return Labels.concat(parts)
+
+        return predict_file(clf, src, out, options, progress=progress, on_chunk=on_chunk, labeler=labeler)
+
     def compare_many(
         self,
         texts: list[str],
@@ -470,33 +527,44 @@ class AppState:
         return [ComparedText(b, t, lm.spec.name, lm.adapter) for b, t in zip(base, tuned)]
 
     def _chunked(
-        self, texts: list[str], mode: str, work, *, thinking: bool = False, progress=None, cancel=None
+        self,
+        texts,
+        mode: str,
+        work,
+        *,
+        thinking: bool = False,
+        progress=None,
+        cancel=None,
+        pace: Pace | None = None,
     ):
-        """`work(classifier, part)` over `texts` chunk by chunk (see predict_many); the results joined.
-        UserError when the model or adapter changes between two chunks: the rows would mix two models."""
-        texts = list(texts)
+        """`work(classifier, part)` over `texts` (a list, or predict's `Prepared`) chunk by chunk (see
+        predict_many); the results joined. UserError when the model or adapter changes between two chunks:
+        the rows would mix two models. `pace` carries a job's model version and chunk size over calls."""
+        texts = texts if isinstance(texts, Prepared) else list(texts)
         if self._lm is None:
             self._first_load_done.wait(LOAD_WAIT_S)
         lm = self._lm
+        pace = pace or Pace()
         chunks = Chunks(
             len(texts),
             default_batch_size(lm, mode) if lm is not None else 16,
             cancel=cancel,
             progress=progress,
+            size=pace.size,
         )
         out: list = []
-        version = None
         try:
             for part in chunks:
                 with self.classifier(thinking, priority=BULK) as clf, chunks.timed():
-                    if version is None:
-                        version = self.model_version
-                    elif version != self.model_version:
+                    if pace.version is None:
+                        pace.version = self.model_version
+                    elif pace.version != self.model_version:
                         raise UserError("the model or adapter was switched while this job ran; run it again")
                     out.extend(work(clf, texts[part]))
                 with self._bulk_lock:
                     self._bulk.chunks += 1
                     self._bulk.texts += part.stop - part.start
+            pace.size = chunks.size
         except RequestCancelled:
             with self._bulk_lock:
                 self._bulk.cancelled += 1
@@ -658,8 +726,9 @@ def _free_memory() -> None:
 # -- GPU work ---------------------------------------------------------------------------------------------
 # Every AppState of this process by its key (weakly: a state the app dropped may go).
 _STATES: weakref.WeakValueDictionary[str, AppState] = weakref.WeakValueDictionary()
-# Which settings' duration caps each kind of work: compare is classify work, twice.
-_DURATION_KEY = {"classify": "classify", "compare": "classify", "evaluate": "evaluate"}
+# Which settings' duration caps each kind of work: compare is classify work, twice; label is classify work
+# through predict's path.
+_DURATION_KEY = {"classify": "classify", "compare": "classify", "label": "classify", "evaluate": "evaluate"}
 
 
 def _serving(key: str, version: int) -> AppState:
@@ -697,6 +766,14 @@ def _compare_work(key: str, version: int, texts: list[str], mode: str) -> tuple[
     return _answer(lambda: (clf.predict(texts, mode, adapter=False), clf.predict(texts, mode, adapter=True)))
 
 
+def _label_work(
+    key: str, version: int, texts: list[str] | Prepared, mode: str, adapter: bool, batch_size: int | None
+) -> tuple[str, Any]:
+    """`predict.label_texts` of `texts` (or of a file's chunk, tokenised ahead): the labels as columns."""
+    clf = _serving(key, version).gpu_classifier(False)
+    return _answer(lambda: label_texts(clf, texts, mode, adapter=adapter, batch_size=batch_size))
+
+
 def _evaluate_work(
     key: str, version: int, texts: list[str], mode: str, adapter: bool, thinking: bool
 ) -> tuple[str, Any]:
@@ -724,13 +801,24 @@ def _compare_estimate(key: str, version: int, texts: list[str], mode: str) -> in
     return _rows_seconds(len(texts), mode, 2)
 
 
+def _label_estimate(
+    key: str, version: int, texts: list[str] | Prepared, mode: str, adapter: bool, batch_size: int | None
+) -> int:
+    return _rows_seconds(len(texts), mode, 1)
+
+
 def _evaluate_estimate(
     key: str, version: int, texts: list[str], mode: str, adapter: bool, thinking: bool
 ) -> int:
     return _rows_seconds(len(texts), mode, 1)
 
 
-_ESTIMATES = {"classify": _classify_estimate, "compare": _compare_estimate, "evaluate": _evaluate_estimate}
+_ESTIMATES = {
+    "classify": _classify_estimate,
+    "compare": _compare_estimate,
+    "label": _label_estimate,
+    "evaluate": _evaluate_estimate,
+}
 
 
 def gpu_seconds(task: str, *args: Any) -> int:
@@ -748,5 +836,6 @@ def _duration(task: str) -> Callable[..., int]:
 GPU_WORK: dict[str, Callable[..., tuple[str, Any]]] = {
     "classify": gpu.gpu_task(_duration("classify"))(_classify_work),
     "compare": gpu.gpu_task(_duration("compare"))(_compare_work),
+    "label": gpu.gpu_task(_duration("label"))(_label_work),
     "evaluate": gpu.gpu_task(_duration("evaluate"))(_evaluate_work),
 }
