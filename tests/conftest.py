@@ -5,6 +5,7 @@ The data comes from the copy bundled in the package, so the suite needs nothing 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -130,6 +131,15 @@ def tiny_words4(tmp_path_factory, shared_data) -> Path:
 
 
 VALENCE = ["negative", "positive", "surprise"]
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    """A CSV file of `rows` (dicts), header from the first row's keys."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 def label_set_cli(*args: str, runs: Path, timeout: float = 900) -> subprocess.CompletedProcess:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import write_csv
 
 from gemma_emotion.labels import LABELS, parse_answer
 
@@ -184,14 +185,6 @@ def test_classify_batch_keeps_order(client, direct):
 
 
 # -- Classify a file: the tab's event, public as /classify_file ------------------------------------------
-def write_rows(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 @pytest.mark.timeout(300)
 def test_classify_a_file_keeps_every_row_and_column_and_agrees_with_classify(client, shared_data, tmp_path):
     """An uploaded CSV with a column of its own: the download holds every row in input order with that
@@ -204,7 +197,7 @@ def test_classify_a_file_keeps_every_row_and_column_and_agrees_with_classify(cli
     rows = [{"id": str(100 - i), "text": t, "source": f"forum-{i % 3}"} for i, t in enumerate(texts)]
     rows[4]["text"] = "   "  # no text: no label, and the row keeps its place
     rows[7]["text"] = '=HYPERLINK("http://x") i feel great'  # a formula for a spreadsheet: disarmed
-    upload = write_rows(tmp_path / "posts.csv", rows)
+    upload = write_csv(tmp_path / "posts.csv", rows)
 
     message, table, out = client.predict(handle_file(str(upload)), "score", api_name="/classify_file")
 

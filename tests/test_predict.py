@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import write_csv
 
 from gemma_emotion.labels import LABELS
 from gemma_emotion.predict import (
@@ -46,14 +47,6 @@ def clf(tiny_gemma3):
 def test_rows(shared_data) -> list[dict]:
     with open(shared_data / "test.jsonl", encoding="utf-8") as fh:
         return [json.loads(line) for line in fh]
-
-
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def read_csv(path: Path) -> list[dict]:
