@@ -32,6 +32,9 @@
 #   bash benchmarks/gpu_session.sh predict # one GPU: `predict` end to end on 1,000,000 Parquet rows (embedded +
 #                                          # shipped adapter), cold and warm, with each speed-up switched off
 #                                          # once; the E4B shape on 200,000 rows; on a 2-GPU host, torchrun
+#   bash benchmarks/gpu_session.sh profile-predict  # one GPU, random weights (no GGUF): profile_predict.py
+#                                          # (score mode's parts, GPU busy share, CUDA graphs), then
+#                                          # predict-random, then QLoRA of the E4B shape at larger batches
 # The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel) and the
 # embedded model's tokenizer files in .gpu/kit (for the random-weight models). Each run has its own runs
 # folder /root/runs-g<GPU>-<NAME>, since the project allows one training at a time per runs folder.
@@ -296,5 +299,17 @@ predict-random)  # no GGUF to upload: the embedded model's shape with random wei
         --rows "${E4B_ROWS:-50000}" --data "$data" --workdir /root/predict-e4b --out "$out/predict-e4b-h200.json" \
         2>&1 | quiet > "$out/predict-e4b.log"
     grep '"texts_per_s"\|Error' "$out/predict-e4b.log" | tee -a "$log"
+    ;;
+profile-predict)
+    python3 benchmarks/random_model.py "${KIT:-.gpu/kit}" /root/rand270m 2>&1 | tail -1 | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 timeout 170 python3 benchmarks/profile_predict.py --model /root/rand270m \
+        --adapter gemma_emotion/assets/adapter --data "$data" --rows 65536 --out "$out/profile-predict-h200.json" \
+        2>&1 | quiet > "$out/profile-predict.log"
+    grep -v "^ \|^-\|^Name" "$out/profile-predict.log" | tail -30 | tee -a "$log"
+    PREDICT_TIMEOUT=170 E4B_TIMEOUT=100 bash "$0" predict-random
+    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout "${QLORA_TIMEOUT:-150}" \
+        python3 benchmarks/bench_e4b.py --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out/e4b" \
+        --workdir /root/e4b-work --stages qlora --qlora-batches 32,48,64 2>&1 | quiet > "$out/e4b.log"
+    grep '"mode"\|Error' "$out/e4b.log" | tee -a "$log"
     ;;
 esac
