@@ -113,6 +113,7 @@ class Classifier:
     _scored: list[tuple[int, ...]] = field(init=False, default_factory=list)  # each label's whole answer
     _one_token: bool = field(init=False, default=True)  # scored by distinct first tokens: the fast path
     _fast_encode: bool = field(init=False, default=False)
+    _backend: Callable | None = field(init=False, default=None, repr=False)  # see _token_ids
     # Fast tokenizers refuse to be entered from two threads at once ("Already borrowed"); `predict`
     # tokenises the next chunk in a worker thread while this one decodes generated answers.
     _tok_lock: threading.RLock = field(init=False, default_factory=threading.RLock, repr=False)
@@ -126,6 +127,14 @@ class Classifier:
         self._tail_ids = tok(tail, add_special_tokens=False)["input_ids"]
         # Rendering the template per text is slow; splicing the text's ids between the fixed head and
         # tail is exact when the tokenizer never merges across those borders, which we check here.
+        encode = getattr(getattr(tok, "backend_tokenizer", None), "encode_batch_fast", None)
+        probes = list(_PROBES)
+        same = (
+            encode is not None
+            and [e.ids for e in encode(probes, add_special_tokens=False)]
+            == (tok(probes, add_special_tokens=False)["input_ids"])
+        )
+        self._backend = encode if same else None
         self._fast_encode = all(
             self._encode_many([p], fast=True)[0].ids == self._encode_slow(p) for p in _PROBES
         )
@@ -259,7 +268,7 @@ class Classifier:
         stripped = [t.strip() for t in texts]
         cut = [len(t) > max_chars for t in stripped]
         stripped = [t[:max_chars] for t in stripped]
-        text_ids = tok(stripped, add_special_tokens=False)["input_ids"] if stripped else []
+        text_ids = self._token_ids(stripped) if stripped else []
         out = []
         for text, ids, was_cut in zip(stripped, text_ids, cut):
             truncated = was_cut or len(ids) > MAX_TEXT_TOKENS
@@ -272,6 +281,16 @@ class Classifier:
                 full = self._encode_slow(text)
             out.append(Encoded(full, truncated))
         return out
+
+    def _token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, no special tokens. Through the fast tokenizer's backend when it gives the
+        same ids: transformers' per-text conversion of the backend's answer holds the GIL for 40 % of the
+        time (16,000 texts: 0.62 of 1.56 s on 2 cores), time that `predict`'s model thread needs to launch
+        its kernels while the next chunk is tokenised."""
+        backend = self._backend
+        if backend is not None:
+            return [e.ids for e in backend(texts, add_special_tokens=False)]
+        return self.lm.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
     def _plan_label_tokens(self) -> None:
         """Which tokens each label is scored by, and whether the one-token fast path applies."""
@@ -633,7 +652,12 @@ def _left_pad(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple
 def default_batch_size(lm: LoadedModel, mode: str) -> int:
     """Large batches on a GPU, small ones on a CPU where they stop paying off."""
     if lm.device.type == "cuda":
-        # Score batches are forward passes of ~25 new tokens a row. With fused norms, 512 rows gave a median
-        # of 11,100-11,900 examples/s on an H200 against 9,300 at 1,024 (benchmarks/bench_score_batches.py).
-        return 512 if mode == "score" else 256
+        if mode != "score":
+            return 256
+        # Score batches are forward passes of ~25 new tokens a row, so a small model's batch is launch-bound
+        # until it is large: embedded shape + adapter, 65,536 texts on an H200 (profile_predict.py,
+        # 2026-12-02): 15,100 texts/s at 512 rows, 21,900 at 1,024, 23,600 at 2,048, 24,200 at 4,096.
+        # Larger models (the E4B shape) keep 512: their batches already fill the card.
+        hidden = getattr(lm.model.config.get_text_config(), "hidden_size", 0) or 0
+        return 2048 if 0 < hidden <= 1024 else 512
     return 16
