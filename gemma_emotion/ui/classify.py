@@ -347,7 +347,11 @@ def build(state: AppState) -> dict[str, Any]:
             "A larger file: the `gemma-emotion predict` command."
         )
         with gr.Row():
-            upload = gr.File(label="Texts file", file_types=[".csv", ".tsv", ".jsonl", ".json", ".parquet"])
+            upload = gr.File(
+                label="Texts file",
+                file_types=[".csv", ".tsv", ".jsonl", ".json", ".parquet"],
+                elem_id="classify-file-upload",
+            )
             with gr.Column():
                 batch_mode = gr.Radio(list(MODES), value="score", label="Mode")
                 # Filled with the upload's columns; empty means predict's guess. A custom value is allowed so

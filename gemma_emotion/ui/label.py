@@ -403,6 +403,7 @@ def build(state: AppState) -> dict[str, Any]:
                     label="Texts file (CSV, JSONL, Parquet)",
                     file_types=[".csv", ".tsv", ".jsonl", ".json", ".parquet"],
                     height=120,
+                    elem_id="label-upload",
                 )
                 pasted = gr.Textbox(label="…or one text per line", lines=3, elem_id="label-texts")
                 load_texts_btn = gr.Button("Score and load", elem_id="label-load-texts")
