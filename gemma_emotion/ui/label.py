@@ -187,6 +187,21 @@ def queue_items(
     return review.scored_items(rows, source_ref, state.corrections, model, adapter, state.labels)
 
 
+def load_texts(
+    state: AppState,
+    texts: list[str],
+    golds: list[int] | None = None,
+    source_ref: str = "texts",
+    upload: str | None = None,
+    progress=None,
+    cancel: CancelToken | None = None,
+) -> tuple[list[dict[str, Any]], str]:
+    """The Label tab's "Score and load": the texts scored (`score_texts`), as the queue's items (least
+    confident first) and as the download of every scored text (`scored_download`)."""
+    scored = score_texts(state, texts, golds, progress, cancel)
+    return queue_items(state, scored, source_ref), scored_download(state, scored, upload)
+
+
 def queue_from_texts(
     state: AppState,
     texts: list[str],
@@ -209,7 +224,12 @@ def scored_download(state: AppState, scored: list[dict[str, Any]], upload: str |
     inputs = {"text": [res["text"] for res in scored]}
     if any(res.get("gold") is not None for res in scored):
         inputs["gold"] = [res.get("gold") for res in scored]
-    labels = Labels.from_dicts(scored, state.labels.names, "score")
+    # The label set the texts were scored with (their probabilities' keys, in the set's order), which an
+    # adapter loaded meanwhile cannot change.
+    names = next(
+        (list(res["probabilities"]) for res in scored if res.get("probabilities")), state.labels.names
+    )
+    labels = Labels.from_dicts(scored, names, "score")
     name = labelled_name(Path(upload) if upload else Path("texts.csv"))
     return download(name, encode_table(output_table(pa.table(inputs), labels), name.rsplit(".", 1)[-1]))
 
@@ -531,9 +551,7 @@ def build(state: AppState) -> dict[str, Any]:
                 ref = Path(path).name
             typed = [t for t in (lines or "").splitlines() if t.strip()]
             texts, golds = texts + typed, golds + [-1] * len(typed)
-            scored = await in_thread(score_texts, state, texts, golds, progress=shown)
-            items = queue_items(state, scored, ref)
-            out = scored_download(state, scored, path)
+            items, out = await in_thread(load_texts, state, texts, golds, ref, path, progress=shown)
         except Exception as exc:
             return (*view(q, _filter(*flt_v)), warn(exc), None)
         flt = _filter(*flt_v)
