@@ -187,9 +187,8 @@ def test_classify_bars_and_label_buttons_follow_the_adapter(browser, client, app
 
     # Export: the file names the labels of the set.
     page.get_by_text("Export and share the corrections").click()
-    page.get_by_role(
-        "radio", name="csv"
-    ).check()  # the export format (the scored download is named *.csv too)
+    # By its role: the Label tab's scored download (texts-labelled.csv) is labelled "…csv" as well.
+    page.get_by_role("radio", name="csv").check()
     page.locator("#label-export").click()
     link = page.locator("#label-export-file a").first
     expect(link).to_be_visible()
