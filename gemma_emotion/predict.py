@@ -76,6 +76,28 @@ class PredictError(UserError, ValueError):
     """Input, output or resume record that cannot be used; the message is the whole story for the user."""
 
 
+CLI_COLUMN_HINT = "name it with --text-column"
+
+
+class TextColumnError(PredictError):
+    """The input has no column of a known text name (`wanted` None), or not the one asked for. The message
+    ends with how to name the column; `message(hint)` gives it with the hint of another caller (the app
+    names its field where the command names its flag)."""
+
+    def __init__(self, name: str, columns: Sequence[str], wanted: str | None = None) -> None:
+        self.name, self.columns, self.wanted = name, list(columns), wanted
+        super().__init__(self.message(CLI_COLUMN_HINT))
+
+    def message(self, hint: str) -> str:
+        found = ", ".join(self.columns) or "none"
+        if self.wanted is not None:
+            return f"{self.name}: no column {self.wanted!r} (found {found})"
+        return f"{self.name}: no text column (looked for {', '.join(TEXT_COLUMNS)}; found {found}); {hint}"
+
+    def __reduce__(self):  # a custom __init__: pickled (between processes) by its arguments
+        return type(self), (self.name, self.columns, self.wanted)
+
+
 # -- labelling a list of texts --------------------------------------------------------------------------
 def is_empty(text: Any) -> bool:
     """Rows with no text to classify (missing, not a string, or only whitespace): labelled null, counted."""
@@ -187,6 +209,30 @@ class Labels:
                 "truncated": bool(self.truncated[i]),
             })  # fmt: skip
         return out
+
+    @classmethod
+    def from_dicts(
+        cls, rows: Sequence[Mapping[str, Any]], names: Sequence[str], mode: str = "score"
+    ) -> Labels:
+        """The Labels that `to_dicts` gave `rows` (the app's answers), back as columns, so labels the app
+        holds as dicts are written as predict writes its own (`output_table`, `encode_table`). A row without
+        a label is an empty text; a label outside `names` an invalid answer."""
+        names = tuple(names)
+        n = len(rows)
+        empty = np.array([row.get("label") is None for row in rows], dtype=bool)
+        index = np.full(n, NO_LABEL, dtype=np.int8)
+        for i, row in enumerate(rows):
+            if not empty[i]:
+                index[i] = names.index(row["label"]) if row["label"] in names else len(names)
+        truncated = np.array([bool(row.get("truncated")) for row in rows], dtype=bool)
+        if mode == "score":
+            probs = np.full((n, len(names)), np.nan, dtype=np.float32)
+            for i, row in enumerate(rows):
+                if row.get("probabilities"):
+                    probs[i] = [row["probabilities"][name] for name in names]
+            return cls(mode, names, index, empty, truncated, probabilities=probs)
+        return cls(mode, names, index, empty, truncated, raw=[row.get("raw") for row in rows],
+                   lenient=[row.get("lenient") for row in rows])  # fmt: skip
 
     @classmethod
     def concat(cls, parts: Sequence[Labels]) -> Labels:
@@ -337,6 +383,19 @@ class Source:
 
     @classmethod
     def open(cls, path: str | os.PathLike, text_column: str | None = None) -> Source:
+        """The file checked, its columns read and its text column chosen: `text_column`, else the first of
+        TEXT_COLUMNS present (TextColumnError when there is none, or no column of that name)."""
+        source = cls.probe(path)
+        source.text_column = _pick_text_column(source.path, source.columns, text_column)
+        source.rows_hint = source._count_rows()
+        if source.rows_hint == 0:
+            raise PredictError(f"{source.path.name}: no rows")
+        return source
+
+    @classmethod
+    def probe(cls, path: str | os.PathLike) -> Source:
+        """The file checked and its columns read from its start, no text column chosen yet (`text_column`
+        is ""): what the app offers in its text-column field after an upload."""
         path = Path(path)
         if not path.exists():
             raise PredictError(f"{path}: no such file")
@@ -357,10 +416,6 @@ class Source:
         if fmt in ("csv", "tsv"):
             source.delimiter = "\t" if fmt == "tsv" else _sniff_delimiter(head)
         source.columns = source._probe_columns()
-        source.text_column = _pick_text_column(path, source.columns, text_column)
-        source.rows_hint = source._count_rows()
-        if source.rows_hint == 0:
-            raise PredictError(f"{path.name}: no rows")
         return source
 
     def _probe_columns(self) -> list[str]:
@@ -550,18 +605,20 @@ def _sniff_delimiter(head: bytes) -> str:
         return ","
 
 
+def guess_text_column(columns: Sequence[str]) -> str | None:
+    """The column predict labels when none is named: the first of TEXT_COLUMNS present, exactly so named."""
+    return next((name for name in TEXT_COLUMNS if name in columns), None)
+
+
 def _pick_text_column(path: Path, columns: list[str], wanted: str | None) -> str:
     if wanted:
         if wanted not in columns:
-            raise PredictError(f"{path.name}: no column {wanted!r} (found {', '.join(columns) or 'none'})")
+            raise TextColumnError(path.name, columns, wanted)
         return wanted
-    for name in TEXT_COLUMNS:
-        if name in columns:
-            return name
-    raise PredictError(
-        f"{path.name}: no text column (looked for {', '.join(TEXT_COLUMNS)}; "
-        f"found {', '.join(columns) or 'none'}); name it with --text-column"
-    )
+    found = guess_text_column(columns)
+    if found is None:
+        raise TextColumnError(path.name, columns)
+    return found
 
 
 def _texts_of(table: pa.Table, column: str, path: Path) -> list[str | None]:
@@ -609,23 +666,9 @@ class _TextSink:
         self.offset = offset
 
     def write(self, table: pa.Table) -> int:
-        if self.fmt == "jsonl":
-            import pandas as pd
-
-            # Arrow types kept in pandas: an integer column with a null stays integer (not 1.0).
-            frame = table.to_pandas(types_mapper=pd.ArrowDtype)
-            data = frame.to_json(orient="records", lines=True, force_ascii=False, date_format="iso")
-            self.fh.write(data.encode("utf-8"))
-        else:
-            import pyarrow.csv as pa_csv
-
-            table = _flat(self._conform(table))
-            options = pa_csv.WriteOptions(
-                include_header=self.offset == 0,
-                delimiter="\t" if self.fmt == "tsv" else ",",
-                quoting_style="all_valid",
-            )
-            pa_csv.write_csv(spreadsheet_safe_table(table), self.fh, options)
+        if self.fmt != "jsonl":
+            table = self._conform(table)
+        self.fh.write(encode_table(table, self.fmt, header=self.offset == 0))
         self.fh.flush()
         os.fsync(self.fh.fileno())
         self.offset = self.fh.tell()
@@ -655,6 +698,35 @@ class _TextSink:
     def close(self) -> None:
         if not self.fh.closed:
             self.fh.close()
+
+
+def encode_table(table: pa.Table, fmt: str, *, header: bool = True) -> bytes:
+    """`table` in `fmt` (csv, tsv, jsonl or parquet) as predict writes its output: CSV and TSV with every
+    cell quoted and a formula disarmed (`spreadsheet_safe_table`), nested values as JSON text; JSON Lines
+    with Arrow's types; `header` off for a CSV chunk appended after the first. The app's downloads of
+    labelled rows are made by it too, so they read as predict's output does."""
+    if fmt == "jsonl":
+        import pandas as pd
+
+        # Arrow types kept in pandas: an integer column with a null stays integer (not 1.0).
+        frame = table.to_pandas(types_mapper=pd.ArrowDtype)
+        data = frame.to_json(orient="records", lines=True, force_ascii=False, date_format="iso")
+        return data.encode("utf-8")
+    buffer = pa.BufferOutputStream()
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, buffer)
+    elif fmt in ("csv", "tsv"):
+        import pyarrow.csv as pa_csv
+
+        options = pa_csv.WriteOptions(
+            include_header=header, delimiter="\t" if fmt == "tsv" else ",", quoting_style="all_valid"
+        )
+        pa_csv.write_csv(spreadsheet_safe_table(_flat(table)), buffer, options)
+    else:
+        raise PredictError(f"cannot write {fmt!r}: use csv, tsv, jsonl or parquet")
+    return buffer.getvalue().to_pybytes()
 
 
 def _flat(table: pa.Table) -> pa.Table:

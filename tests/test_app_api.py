@@ -234,6 +234,131 @@ def test_a_file_over_the_row_limit_is_refused_and_the_app_stays_up(client, app, 
     assert client.predict("still serving", api_name="/classify")["label"] in LABELS
 
 
+@pytest.mark.timeout(300)
+def test_a_file_is_labelled_from_the_text_column_chosen_in_the_app(client, app, shared_data, tmp_path):
+    """ "Classify a file" with the column of texts chosen in the tab's Text column field (the endpoint's
+    text_column): a file whose texts are in `post` (no text name, so predict cannot guess) is refused with a
+    message naming the field, not the command's flag; with the field set every row is labelled, each as
+    /classify labels its text alone. A file whose guess is wrong (`review`, a status, comes before
+    `message` among the text names) is labelled from the column chosen."""
+    from gradio_client import handle_file
+
+    from gemma_emotion.data import load_split
+
+    texts = list(load_split(shared_data, "test", limit=12, seed=5)["text"])
+    rows = [{"id": str(i), "author": f"user{i % 4}", "post": t, "subject": f"thread {i // 3}"}
+            for i, t in enumerate(texts)]  # fmt: skip
+    upload = write_csv(tmp_path / "forum.csv", rows)
+
+    message, table, out = client.predict(handle_file(str(upload)), "score", api_name="/classify_file")
+    assert "forum.csv: no text column" in message and "found id, author, post, subject" in message
+    assert "'Text column' field" in message and "--text-column" not in message
+    assert table["data"] == [] and out is None
+    message, _, out = client.predict(handle_file(str(upload)), "score", "body", api_name="/classify_file")
+    assert "forum.csv: no column 'body'" in message and "'Text column' field" in message and out is None
+
+    message, table, out = client.predict(handle_file(str(upload)), "score", "post", api_name="/classify_file")
+    assert message.startswith("12 rows classified")
+    with open(out, newline="", encoding="utf-8") as fh:
+        got = list(csv.DictReader(fh))
+    assert list(got[0]) == [
+        "id",
+        "author",
+        "post",
+        "subject",
+        "label",
+        "confidence",
+        *[f"p_{n}" for n in LABELS],
+    ]
+    assert [r["post"] for r in got] == texts and [r["id"] for r in got] == [r["id"] for r in rows]
+    for text, row in zip(texts, got):
+        alone = client.predict(text, "score", False, True, api_name="/classify")
+        assert row["label"] == alone["label"], text
+        for name in LABELS:
+            assert float(row[f"p_{name}"]) == pytest.approx(alone["probabilities"][name], abs=1e-4)
+    assert [r[0] for r in table["data"]] == texts  # the page's table shows the chosen column's texts
+
+    statuses = ["approved", "pending", "approved", "rejected"]
+    wrong = write_csv(tmp_path / "moderated.csv",
+                      [{"review": s, "message": t} for s, t in zip(statuses, texts)])  # fmt: skip
+    _, guessed, _ = client.predict(handle_file(str(wrong)), "score", api_name="/classify_file")
+    assert [r[0] for r in guessed["data"]] == statuses  # the guess labels the statuses
+    message, table, out = client.predict(
+        handle_file(str(wrong)), "score", "message", api_name="/classify_file"
+    )
+    assert message.startswith("4 rows classified")
+    with open(out, newline="", encoding="utf-8") as fh:
+        got = list(csv.DictReader(fh))
+    assert [r["message"] for r in got] == texts[:4] and [r["review"] for r in got] == statuses
+    assert [r[0] for r in table["data"]] == texts[:4]
+    for text, row in zip(texts, got):
+        assert row["label"] == client.predict(text, "score", False, True, api_name="/classify")["label"]
+
+
+# -- the Label tab's "Score and load", public as /label_load_texts -----------------------------------------
+@pytest.mark.timeout(300)
+def test_the_label_tabs_download_holds_every_scored_text_as_the_tab_shows_it(client, shared_data, tmp_path):
+    """A labelled CSV (some labels blank, a formula, a repeated text) and two typed lines scored in the
+    Label tab: the download holds every scored text in input order, in the upload's format, with its gold
+    label, the model's label, confidence and each label's probability, the same as the queue the tab shows
+    (/label_queue scores the same texts) and as /classify; the item shown first is the least confident row.
+    A JSON Lines upload gives JSON Lines."""
+    import pandas as pd
+    from gradio_client import handle_file
+
+    from gemma_emotion.data import load_split
+    from gemma_emotion.files import read_csv_rows
+
+    ds = load_split(shared_data, "test", limit=10, seed=11)
+    rows = [
+        {"text": t, "label": LABELS[g] if i % 3 else ""}
+        for i, (t, g) in enumerate(zip(ds["text"], ds["label"]))
+    ]
+    rows[4]["text"] = "=SUM(A1:A9) i feel great"  # a formula for a spreadsheet: disarmed in the download
+    rows[7]["text"] = rows[2]["text"]  # a text twice: scored twice, one row each
+    typed = ["i lost my keys again", "what a lovely surprise party"]
+    upload = write_csv(tmp_path / "reviews.csv", rows)
+
+    progress, shown_text, info, chart, message, out = client.predict(
+        handle_file(str(upload)), "\n".join(typed), api_name="/label_load_texts"
+    )
+    assert message.startswith("loaded 12 texts") and "0 of 12 reviewed" in progress
+    assert Path(out).name == "reviews-labelled.csv"
+    assert b'"\'=SUM(A1:A9) i feel great"' in Path(out).read_bytes()  # disarmed for spreadsheets
+    got = read_csv_rows(out)  # each cell as the text it stands for
+    texts = [r["text"] for r in rows] + typed
+    assert list(got[0]) == ["text", "gold", "label", "confidence", *[f"p_{n}" for n in LABELS]]
+    assert [r["text"] for r in got] == texts
+    assert [r["gold"] for r in got] == [r["label"] for r in rows] + ["", ""]
+    queue = {it["text"]: it for it in client.predict(texts=texts, api_name="/label_queue")["items"]}
+    for row in got:
+        probs = {name: float(row[f"p_{name}"]) for name in LABELS}
+        assert row["label"] == max(probs, key=probs.get) and float(row["confidence"]) == max(probs.values())
+        item = queue[row["text"]]
+        assert row["label"] == item["predicted"]
+        assert probs == pytest.approx(item["probabilities"], abs=1e-5)
+    for row in (got[0], got[4], got[-1]):
+        alone = client.predict(row["text"], "score", False, True, api_name="/classify")
+        assert row["label"] == alone["label"]
+
+    # What the tab shows first: the least confident text, its label and confidence, its probability bars.
+    first = min(got, key=lambda r: float(r["confidence"]))
+    assert shown_text == first["text"]
+    assert f"predicted **{first['label']}** ({float(first['confidence']):.0%})" in info
+    bars = json.loads(chart["plot"])["data"][0]
+    assert dict(zip(bars["x"], bars["y"])) == pytest.approx(
+        {n: float(first[f"p_{n}"]) for n in LABELS}, abs=1e-5
+    )
+
+    lines = tmp_path / "posts.jsonl"
+    lines.write_text("".join(json.dumps({"text": t}) + "\n" for t in typed), encoding="utf-8")
+    *_, message, out = client.predict(handle_file(str(lines)), "", api_name="/label_load_texts")
+    assert message.startswith("loaded 2 texts") and Path(out).name == "posts-labelled.jsonl"
+    frame = pd.read_json(out, lines=True)
+    assert list(frame["text"]) == typed and "gold" not in frame
+    assert list(frame["label"]) == [r["label"] for r in got[-2:]]
+
+
 def test_empty_text_is_a_clear_error_and_the_app_stays_up(client, app):
     for empty in ("", "   \n "):
         assert "empty text" in app_error(client, empty, api_name="/classify")

@@ -96,6 +96,30 @@ def test_every_endpoint_follows_the_adapters_label_set(client, app, valence_file
     assert "negative, positive or surprise" in chat["prompt"][0]["content"]
 
 
+@pytest.mark.timeout(300)
+def test_the_label_tab_scores_a_file_of_the_sets_labels_and_downloads_them(client, valence_file, tmp_path):
+    """ "Score and load" in the Label tab on a file labelled with the adapter's names: its labels are read as
+    that set's (gold in the queue and the download), and the download has one probability per label."""
+    from gradio_client import handle_file
+
+    with open(valence_file, newline="", encoding="utf-8") as fh:
+        rows = [{"text": r["text"], "label": r["label"]} for r in list(csv.DictReader(fh))[:8]]
+    assert {r["label"] for r in rows} <= set(VALENCE)
+    upload = tmp_path / "valence.csv"
+    with open(upload, "w", newline="", encoding="utf-8") as fh:
+        csv.DictWriter(fh, fieldnames=["text", "label"]).writeheader()
+        csv.DictWriter(fh, fieldnames=["text", "label"]).writerows(rows)
+
+    *_, info, _chart, message, out = client.predict(
+        handle_file(str(upload)), "", api_name="/label_load_texts"
+    )
+    assert message.startswith("loaded 8 texts") and "gold" in info
+    got = list(csv.DictReader(io.StringIO(read_file(out))))
+    assert list(got[0]) == ["text", "gold", "label", "confidence", *[f"p_{n}" for n in VALENCE]]
+    assert [(r["text"], r["gold"]) for r in got] == [(r["text"], r["label"]) for r in rows]
+    assert all(r["label"] in VALENCE for r in got)
+
+
 @pytest.mark.timeout(900)
 def test_switching_adapters_switches_the_labels_and_keeps_the_corrections(client, app):
     client.predict(app["model"], "none", api_name="/load_model")
@@ -187,7 +211,8 @@ def test_classify_bars_and_label_buttons_follow_the_adapter(browser, client, app
 
     # Export: the file names the labels of the set.
     page.get_by_text("Export and share the corrections").click()
-    page.get_by_label("csv").check()
+    # By its role: the Label tab's scored download (texts-labelled.csv) is labelled "…csv" as well.
+    page.get_by_role("radio", name="csv").check()
     page.locator("#label-export").click()
     link = page.locator("#label-export-file a").first
     expect(link).to_be_visible()

@@ -415,3 +415,34 @@ def test_csv_cells_that_look_like_formulas_are_disarmed_but_numbers_are_not():
     for cell, armed in zip(cells, safe.column("a").to_pylist()):
         if cell is not None and cell not in ("-5", "-2.5e3"):
             assert armed == spreadsheet_safe(cell) and spreadsheet_text(armed) == cell
+
+
+@pytest.mark.parametrize("mode", ["score", "generate"])
+def test_labels_given_as_the_apps_dicts_are_written_as_predict_writes_its_own(clf, test_rows, tmp_path, mode):
+    """The app holds labels as `to_dicts()` answers; `Labels.from_dicts` turns them back into the same output
+    columns, and `encode_table` writes them as predict's own writer does (the Label tab's download)."""
+    from gemma_emotion.predict import Labels, encode_table, label_texts, output_table
+
+    texts = [r["text"] for r in test_rows[:5]] + ["   ", FORMULA_TEXT]
+    labels = label_texts(clf, texts, mode, adapter=False)
+    back = Labels.from_dicts(labels.to_dicts(), LABELS, mode)
+    for name, values in labels.columns().items():
+        assert back.columns()[name].equals(values), name
+    table = output_table(pa.table({"text": texts}), back)
+    src = write_csv(tmp_path / "in.csv", [{"text": t} for t in texts])
+    predict_file(clf, src, tmp_path / "out.csv", PredictOptions(mode=mode, adapter=False))
+    assert encode_table(table, "csv") == (tmp_path / "out.csv").read_bytes()
+    assert pq.read_table(pa.BufferReader(encode_table(table, "parquet"))).equals(table)
+
+
+def test_a_file_without_a_text_column_names_the_way_out_of_its_caller(tmp_path):
+    from gemma_emotion.predict import TextColumnError, guess_text_column
+
+    src = write_csv(tmp_path / "forum.csv", [{"id": "1", "post": "i am sad"}])
+    assert Source.probe(src).columns == ["id", "post"] and guess_text_column(["id", "post"]) is None
+    assert guess_text_column(["review", "message"]) == "review"  # the first text name present
+    with pytest.raises(TextColumnError) as info:
+        Source.open(src)
+    assert str(info.value).endswith("found id, post); name it with --text-column")
+    assert info.value.message("choose it in the field").endswith("found id, post); choose it in the field")
+    assert Source.open(src, "post").text_column == "post"

@@ -7,7 +7,9 @@ pass holds no thread). Many texts (`classify_batch`, and the Label tab's scoring
 ("Classify a file", `classify_file`) go through the `predict` command's path (`predict.label_texts`,
 `predict.predict_file`): in chunks, with progress, stopped by the Stop button or a cancelled request
 (`common.in_thread`), at most the settings' batch limit of texts or rows. The file's download is
-`predict`'s output: every column of the upload, then the labels. The API functions return plain dicts;
+`predict`'s output: every column of the upload, then the labels. The file's column of texts is predict's
+guess (text, sentence, …) unless chosen in the tab's "Text column" field, which an upload fills with its
+columns (`text_column` of the `classify_file` endpoint). The API functions return plain dicts;
 the tab adds the plot and the table on top of the same calls.
 """
 
@@ -36,6 +38,8 @@ from gemma_emotion.predict import (
     PredictOptions,
     PredictSummary,
     Source,
+    TextColumnError,
+    guess_text_column,
     output_names,
 )
 from gemma_emotion.ui import plots
@@ -43,6 +47,8 @@ from gemma_emotion.ui.common import BATCHED, api_endpoint, check_upload, in_thre
 from gemma_emotion.ui.state import AppState, TextInput, UserError
 
 EXAMPLES_FILE = ASSETS / "examples.json"
+TEXT_FIELD = "Text column"  # the label of "Classify a file"'s column field, which its messages name
+TEXT_COLUMN_HINT = f"choose the column that holds the texts in the '{TEXT_FIELD}' field"
 SHOWN_ROWS = 200  # a classified file's first rows in the page's table; the download holds them all
 MODE_INFO = (
     "score: the probability of each label of the model's label set (never invalid). "
@@ -145,21 +151,42 @@ def classify_texts(
 
 
 # -- a file of texts ------------------------------------------------------------------------------------
+def file_columns(state: AppState, path: str | None) -> tuple[list[str], str | None]:
+    """An uploaded texts file's columns and the one `predict` would label when none is chosen (None when
+    no column has a text name): what the text-column field offers after an upload."""
+    source = Source.probe(check_upload(path, state.settings))
+    return source.columns, guess_text_column(source.columns)
+
+
+def open_upload(file: Path, text_column: str | None) -> Source:
+    """`Source.open` with the text column the user chose (None: predict's guess); a file without the
+    column gets the app's message, which names the field to choose it in (predict's names its flag)."""
+    try:
+        return Source.open(file, text_column)
+    except TextColumnError as exc:
+        text = exc.message(TEXT_COLUMN_HINT)
+        if exc.wanted is not None:  # a name the file lacks (an API caller's): the same way out
+            text += f"; {TEXT_COLUMN_HINT}"
+        raise UserError(text) from exc
+
+
 def classify_file(
     state: AppState,
     path: str | None,
     mode: str = "score",
     finetuned: bool = True,
+    text_column: str | None = None,
     progress=None,
     cancel: CancelToken | None = None,
 ) -> tuple[PredictSummary, FileView, str]:
     """An uploaded file labelled by `predict.predict_file` into a fresh temporary folder: the summary, what
     the page shows, and the path of the output (the upload's format, a JSON array giving JSON Lines; every
-    column of the upload, then the labels). A file of more rows than the settings' batch limit is refused
+    column of the upload, then the labels). `text_column` is the column to label (None or blank: predict's
+    guess, the first of text, sentence, …). A file of more rows than the settings' batch limit is refused
     before any is labelled, pointing to the `predict` command."""
     check_mode(mode)
     file = check_upload(path, state.settings)
-    source = Source.open(file)
+    source = open_upload(file, (text_column or "").strip() or None)
     limit = state.settings.batch_text_limit()
     rows = source.rows_over(limit)
     if rows is not None:
@@ -169,7 +196,9 @@ def classify_file(
     options = PredictOptions(
         mode=mode, text_column=source.text_column, adapter=bool(finetuned), max_rows=limit
     )
-    view = FileView(state.labels, mode, source.text_column, pick_column(source.columns, LABEL_COLUMNS))
+    # The file's labels to compare with: a label column other than the one chosen as the texts.
+    gold = pick_column([c for c in source.columns if c != source.text_column], LABEL_COLUMNS)
+    view = FileView(state.labels, mode, source.text_column, gold)
     try:
         summary = state.label_file(file, out, options, progress=progress, on_chunk=view, cancel=cancel)
     except BaseException:
@@ -311,14 +340,30 @@ def build(state: AppState) -> dict[str, Any]:
 
     with gr.Accordion("Classify a file of texts", open=False):
         gr.Markdown(
-            "Upload a CSV, TSV, JSONL or Parquet file with a `text` column (a `label` column is optional: "
-            f"the labels are compared with it). Up to {state.settings.batch_text_limit():,} rows; the "
+            "Upload a CSV, TSV, JSONL or Parquet file with a `text` column, or choose its column of texts "
+            f"in **{TEXT_FIELD}** (a `label` column is optional: the labels are compared with it). Up to "
+            f"{state.settings.batch_text_limit():,} rows; the "
             "download holds every column of the file, then the label and its probabilities (score mode). "
             "A larger file: the `gemma-emotion predict` command."
         )
         with gr.Row():
-            upload = gr.File(label="Texts file", file_types=[".csv", ".tsv", ".jsonl", ".json", ".parquet"])
-            batch_mode = gr.Radio(list(MODES), value="score", label="Mode")
+            upload = gr.File(
+                label="Texts file",
+                file_types=[".csv", ".tsv", ".jsonl", ".json", ".parquet"],
+                elem_id="classify-file-upload",
+            )
+            with gr.Column():
+                batch_mode = gr.Radio(list(MODES), value="score", label="Mode")
+                # Filled with the upload's columns; empty means predict's guess. A custom value is allowed so
+                # that an API caller, whose session never saw the upload fill the choices, can name one.
+                text_col = gr.Dropdown(
+                    label=TEXT_FIELD,
+                    choices=[],
+                    value=None,
+                    allow_custom_value=True,
+                    info="the column to label; empty: text, sentence, tweet, content, … (the first present)",
+                    elem_id="classify-file-column",
+                )
         with gr.Row():
             batch_button = gr.Button("Classify file", elem_id="classify-file-button", scale=3)
             batch_stop = gr.Button("Stop", variant="stop", elem_id="classify-file-stop", scale=1)
@@ -360,14 +405,32 @@ def build(state: AppState) -> dict[str, Any]:
         **BATCHED,
     )
 
-    async def on_batch(path: str | None, mode_value: str, progress=gr.Progress()):
+    def on_upload(path: str | None):
+        """The text-column field filled with the new upload's columns, predict's guess chosen; when there is
+        no guess, the message says to choose. A file that cannot be read says so when it is classified."""
+        if not path:
+            return gr.Dropdown(choices=[], value=None), ""
+        try:
+            columns, guess = file_columns(state, path)
+        except Exception:
+            return gr.Dropdown(choices=[], value=None), ""
+        note = "" if guess else f"⚠️ {Path(path).name}: no column has a text name; {TEXT_COLUMN_HINT}"
+        return gr.Dropdown(choices=columns, value=guess), note
+
+    upload.change(
+        on_upload, [upload], [text_col, batch_message], api_visibility="private", concurrency_limit=None
+    )
+
+    async def on_batch(path: str | None, mode_value: str, column: str | None = None, progress=gr.Progress()):
         def shown(done: int, total: int | None) -> None:
             if total:
                 progress((done, total), desc="classifying", unit="texts")
 
         try:
             progress(0, desc="reading the file")
-            summary, view, out = await in_thread(classify_file, state, path, mode_value, progress=shown)
+            summary, view, out = await in_thread(
+                classify_file, state, path, mode_value, text_column=column, progress=shown
+            )
         except Exception as exc:
             return warn(exc), None, None
         if view.off:
@@ -375,9 +438,10 @@ def build(state: AppState) -> dict[str, Any]:
         return file_message(summary, view), view.frame(), out
 
     # Public as `classify_file`: an API client uploads a file (gradio_client's handle_file) and gets the
-    # message, the table and the labelled file, as the page does.
+    # message, the table and the labelled file, as the page does. Its text_column parameter comes last and
+    # defaults to empty (predict's guess), so calls made before it existed work as they did.
     batch_event = batch_button.click(
-        on_batch, [upload, batch_mode], [batch_message, table, batch_file], api_name="classify_file"
+        on_batch, [upload, batch_mode, text_col], [batch_message, table, batch_file], api_name="classify_file"
     )
     batch_stop.click(None, None, None, cancels=[batch_event], api_visibility="private")
 

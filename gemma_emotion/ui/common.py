@@ -40,7 +40,7 @@ import pandas as pd
 from gemma_emotion.batching import CancelToken
 from gemma_emotion.data import DataError, Preview, Table, load_split, preview, read_split
 from gemma_emotion.errors import UserError
-from gemma_emotion.files import atomic_write_text, csv_text  # noqa: F401 - the tabs' downloads
+from gemma_emotion.files import atomic_write_bytes, csv_text  # noqa: F401 - the tabs' downloads
 from gemma_emotion.labels import LabelSet, LabelSetError
 from gemma_emotion.settings import Settings
 
@@ -161,16 +161,18 @@ def md(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def download(name: str, content: str) -> str:
-    """Write `content` to a fresh temporary folder and return the path for a gr.File output.
+def download(name: str, content: str | bytes) -> str:
+    """Write `content` (text as UTF-8, or bytes: a Parquet file) to a fresh temporary folder and return the
+    path for a gr.File output.
 
     A copy rather than the report's own file, so the storage folder (and the corrections database in it)
     never has to be served.
     """
     folder = Path(tempfile.mkdtemp(prefix="gemma-emotion-"))
     path = folder / name
+    data = content.encode("utf-8") if isinstance(content, str) else content
     try:
-        atomic_write_text(path, content)  # a full disk leaves no half file behind
+        atomic_write_bytes(path, data)  # a full disk leaves no half file behind
     except OSError:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -1,14 +1,16 @@
 """The Label tab: review a queue of examples, fix their labels, export the corrections; the label API.
 
 A queue comes from an evaluation report (its mistakes and invalid answers), from texts without labels
-(scored by the loaded model, least confident first), or from the "wrong?" buttons of the Classify and
-Compare tabs. Each visitor has their own queue (`review.ReviewQueue` in a gr.State: the queue, its filters
+(scored by the loaded model, least confident first; the scored texts are offered as a download, in input
+order and the upload's format, written by `predict`'s writer), or from the "wrong?" buttons of the Classify
+and Compare tabs. Each visitor has their own queue (`review.ReviewQueue` in a gr.State: the queue, its filters
 and mark/skip/undo live in the core); the corrections they make go to the one shared `CorrectionStore`,
 made under the loaded model's label set: the label buttons are that set's (rendered again when another
 adapter loads), keys 1-9 pick the first nine, S skips, U undoes (see KEYBOARD_JS).
 
-API endpoints: `label_queue`, `label_submit`, `label_undo`, `corrections_list` (gr.api, JSON in and out)
-and `corrections_export` (a file, through the tab's own export button).
+API endpoints: `label_queue`, `label_submit`, `label_undo`, `corrections_list` (gr.api, JSON in and out),
+`corrections_export` (a file, through the tab's own export button) and `label_load_texts` (the tab's "Score
+and load": a file or lines in, the first item shown and the scored file out).
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from typing import Any
 
 import gradio as gr
 import pandas as pd
+import pyarrow as pa
 
 from gemma_emotion import annotators, review
 from gemma_emotion import corrections as core
 from gemma_emotion.batching import CancelToken
 from gemma_emotion.evaluate import load_report
 from gemma_emotion.labels import INVALID
+from gemma_emotion.predict import Labels, encode_table, output_table
 from gemma_emotion.review import ALL, SOURCES, QueueFilter, ReviewQueue
 from gemma_emotion.ui import plots
 from gemma_emotion.ui.common import api_endpoint, download, in_thread, md, read_upload, warn
@@ -144,6 +148,60 @@ def queue_from_report(state: AppState, folder: str, only_mistakes: bool = True) 
     return review.report_items(report, _report_ref(state, path), state.corrections, only_mistakes)
 
 
+def score_texts(
+    state: AppState,
+    texts: list[str],
+    golds: list[int] | None = None,
+    progress=None,
+    cancel: CancelToken | None = None,
+) -> list[dict[str, Any]]:
+    """Texts scored by the loaded model (fine-tuned if an adapter is loaded), in input order: the Classify
+    tab's result dicts (`classify_texts`: predict's path, in chunks, at most the settings' batch limit),
+    each with `gold`, the name of its label in `golds` (ids of the loaded model's set) or None. Blank texts
+    are left out (with their labels); `progress(done, total)` after each chunk, `cancel` stops the job."""
+    from gemma_emotion.ui.classify import classify_texts
+
+    golds = list(golds or [])
+    kept = [(t, golds[i] if i < len(golds) else -1) for i, t in enumerate(texts or [])
+            if isinstance(t, str) and t.strip()]  # fmt: skip
+    if not kept:
+        raise UserError("no texts: upload a file with a 'text' column or type one text per line")
+    names = state.labels.names
+    results = classify_texts(state, [t for t, _ in kept], "score", progress=progress, cancel=cancel)
+    for res, (_, gold) in zip(results, kept):
+        res["gold"] = names[gold] if 0 <= gold < len(names) else None
+    return results
+
+
+def queue_items(
+    state: AppState, scored: list[dict[str, Any]], source_ref: str = "texts"
+) -> list[dict[str, Any]]:
+    """The review items of `score_texts`' results, least confident first."""
+    rows = [
+        {"text": res["text"], "gold": res["gold"], "predicted": res["label"], "valid": res["valid"],
+         "raw": res["raw"], "probabilities": res["probabilities"] or {}}
+        for res in scored
+    ]  # fmt: skip
+    lm = state.model
+    model, adapter = (lm.spec.name, lm.adapter) if lm is not None else (None, None)
+    return review.scored_items(rows, source_ref, state.corrections, model, adapter, state.labels)
+
+
+def load_texts(
+    state: AppState,
+    texts: list[str],
+    golds: list[int] | None = None,
+    source_ref: str = "texts",
+    upload: str | None = None,
+    progress=None,
+    cancel: CancelToken | None = None,
+) -> tuple[list[dict[str, Any]], str]:
+    """The Label tab's "Score and load": the texts scored (`score_texts`), as the queue's items (least
+    confident first) and as the download of every scored text (`scored_download`)."""
+    scored = score_texts(state, texts, golds, progress, cancel)
+    return queue_items(state, scored, source_ref), scored_download(state, scored, upload)
+
+
 def queue_from_texts(
     state: AppState,
     texts: list[str],
@@ -152,32 +210,28 @@ def queue_from_texts(
     progress=None,
     cancel: CancelToken | None = None,
 ) -> list[dict[str, Any]]:
-    """Texts scored by the loaded model (fine-tuned if an adapter is loaded), least confident first; scored
-    as the Classify tab's batches are (`classify_texts`: predict's path, in chunks, at most the settings'
-    batch limit), with `progress(done, total)` after each chunk and `cancel` stopping the job."""
-    from gemma_emotion.ui.classify import classify_texts
+    """Texts scored by the loaded model (`score_texts`), as review items, least confident first."""
+    return queue_items(state, score_texts(state, texts, golds, progress, cancel), source_ref)
 
-    texts = [t for t in (texts or []) if isinstance(t, str) and t.strip()]
-    if not texts:
-        raise UserError("no texts: upload a file with a 'text' column or type one text per line")
-    labels = state.labels  # `golds` are ids of the loaded model's set, as read_upload gave them
-    results = classify_texts(state, texts, "score", progress=progress, cancel=cancel)
-    rows = []
-    for i, res in enumerate(results):
-        gold = golds[i] if golds and i < len(golds) and golds[i] >= 0 else None
-        rows.append(
-            {
-                "text": res["text"],
-                "gold": None if gold is None else labels.names[gold],
-                "predicted": res["label"],
-                "valid": res["valid"],
-                "raw": res["raw"],
-                "probabilities": res["probabilities"] or {},
-            }
-        )
-    lm = state.model
-    model, adapter = (lm.spec.name, lm.adapter) if lm is not None else (None, None)
-    return review.scored_items(rows, source_ref, state.corrections, model, adapter, labels)
+
+def scored_download(state: AppState, scored: list[dict[str, Any]], upload: str | None = None) -> str:
+    """`score_texts`' results as a file to download, in input order, written as `predict` writes its output
+    (`predict.output_table`, `predict.encode_table`): text, gold (when any text has a label), then label,
+    confidence and p_<label> for each label of the set. In the upload's format (a JSON array as JSON Lines,
+    typed texts alone as CSV), named like the Classify tab's labelled file."""
+    from gemma_emotion.ui.classify import labelled_name
+
+    inputs = {"text": [res["text"] for res in scored]}
+    if any(res.get("gold") is not None for res in scored):
+        inputs["gold"] = [res.get("gold") for res in scored]
+    # The label set the texts were scored with (their probabilities' keys, in the set's order), which an
+    # adapter loaded meanwhile cannot change.
+    names = next(
+        (list(res["probabilities"]) for res in scored if res.get("probabilities")), state.labels.names
+    )
+    labels = Labels.from_dicts(scored, names, "score")
+    name = labelled_name(Path(upload) if upload else Path("texts.csv"))
+    return download(name, encode_table(output_table(pa.table(inputs), labels), name.rsplit(".", 1)[-1]))
 
 
 # -- corrections ---------------------------------------------------------------------------------------
@@ -369,9 +423,13 @@ def build(state: AppState) -> dict[str, Any]:
                     label="Texts file (CSV, JSONL, Parquet)",
                     file_types=[".csv", ".tsv", ".jsonl", ".json", ".parquet"],
                     height=120,
+                    elem_id="label-upload",
                 )
                 pasted = gr.Textbox(label="…or one text per line", lines=3, elem_id="label-texts")
                 load_texts_btn = gr.Button("Score and load", elem_id="label-load-texts")
+                scored_file = gr.File(
+                    label="Download the scored texts", interactive=False, elem_id="label-scored-file"
+                )
             with gr.Accordion("Filters", open=False):
                 gold_f = gr.Dropdown([ALL, *state.labels.names], value=ALL, label="Gold label")
                 pred_f = gr.Dropdown([ALL, *state.labels.names, INVALID], value=ALL, label="Predicted label")
@@ -488,20 +546,28 @@ def build(state: AppState) -> dict[str, Any]:
         try:
             texts, golds, ref = [], [], "texts"
             if path:
-                texts, golds = read_upload(path, state.settings)
+                # Gold labels read as the loaded model's labels: the queue names them by that set.
+                texts, golds = read_upload(path, state.settings, state.labels)
                 ref = Path(path).name
             typed = [t for t in (lines or "").splitlines() if t.strip()]
             texts, golds = texts + typed, golds + [-1] * len(typed)
-            items = await in_thread(queue_from_texts, state, texts, golds, ref, progress=shown)
+            items, out = await in_thread(load_texts, state, texts, golds, ref, path, progress=shown)
         except Exception as exc:
-            return (*view(q, _filter(*flt_v)), warn(exc))
+            return (*view(q, _filter(*flt_v)), warn(exc), None)
         flt = _filter(*flt_v)
         q.load(items, flt)
-        return (*view(q, flt), f"loaded {len(items)} texts, least confident first")
+        return (
+            *view(q, flt),
+            f"loaded {len(items)} texts, least confident first; the download holds them all",
+            out,
+        )
 
+    # Public as `label_load_texts`: an API client uploads a file (gradio_client's handle_file) or sends lines
+    # and gets what the page shows of the queue's first item, the message and the scored file.
     load_texts_btn.click(
-        on_load_texts, [queue, upload, pasted, *filters], [*shown, message], api_visibility="private"
-    )
+        on_load_texts, [queue, upload, pasted, *filters], [*shown, message, scored_file],
+        api_name="label_load_texts",
+    )  # fmt: skip
 
     def on_label(name: str):
         def handler(q: ReviewQueue, who: str, profile: gr.OAuthProfile | None, *flt_v):
