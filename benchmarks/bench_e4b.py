@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import gzip
 import json
 import shutil
 import sys
@@ -93,7 +94,10 @@ def build_checkpoint(kit: Path, target: Path, shape: dict) -> Path:
     model.save_pretrained(target)
     del model
     for f in kit.iterdir():
-        if f.is_file() and f.name not in ("config.json", "model.safetensors", "generation_config.json"):
+        if f.suffix == ".gz":  # .gpu/kit carries tokenizer.json gzipped: 5 MiB, not 33
+            with gzip.open(f) as src, open(target / f.stem, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        elif f.is_file() and f.name not in ("config.json", "model.safetensors", "generation_config.json"):
             shutil.copy(f, target / f.name)
     return target
 

@@ -35,6 +35,10 @@
 #   bash benchmarks/gpu_session.sh profile-predict  # one GPU, random weights (no GGUF): profile_predict.py
 #                                          # (score mode's parts, GPU busy share, CUDA graphs), then
 #                                          # predict-random, then QLoRA of the E4B shape at larger batches
+#   bash benchmarks/gpu_session.sh serve   # one GPU, random weights (no GGUF): predict on 1,000,000 rows with
+#                                          # the faster encode and 2,048-row batches, the app's classify while
+#                                          # a training run shares the card (bench_serve_train.py), the E4B
+#                                          # shape's predict at 1,024 rows a batch, QLoRA at batches 32-64
 # The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel) and the
 # embedded model's tokenizer files in .gpu/kit (for the random-weight models). Each run has its own runs
 # folder /root/runs-g<GPU>-<NAME>, since the project allows one training at a time per runs folder.
@@ -311,5 +315,24 @@ profile-predict)
         python3 benchmarks/bench_e4b.py --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out/e4b" \
         --workdir /root/e4b-work --stages qlora --qlora-batches 32,48,64 2>&1 | quiet > "$out/e4b.log"
     grep '"mode"\|Error' "$out/e4b.log" | tee -a "$log"
+    ;;
+serve)
+    python3 benchmarks/random_model.py "${KIT:-.gpu/kit}" /root/rand270m 2>&1 | tail -1 | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 timeout 170 python3 benchmarks/bench_predict.py --model /root/rand270m \
+        --adapter gemma_emotion/assets/adapter --rows 1000000 --passes 2 --check 64 --data "$data" \
+        --workdir /root/predict-work --out "$out/predict-1m-h200.json" 2>&1 | quiet > "$out/predict.log"
+    grep '"texts_per_s"\|input:\|Error\|identical' "$out/predict.log" | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 timeout 120 python3 benchmarks/bench_serve_train.py --model /root/rand270m \
+        --adapter gemma_emotion/assets/adapter --data "$data" --train-size 8192 --burst 50 --rounds 3 \
+        --out "$out/serve-train-h200.json" 2>&1 | quiet > "$out/serve-train.log"
+    grep 'idle\|during\|status\|wrong\|peak' "$out/serve-train.log" | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 80 python3 benchmarks/bench_predict.py \
+        --model /root/rand270m --no-adapter --shape e4b --passes 1 --rows 50000 --batch-size 1024 --data "$data" \
+        --workdir /root/predict-e4b --out "$out/predict-e4b-b1024-h200.json" 2>&1 | quiet > "$out/predict-e4b.log"
+    grep '"texts_per_s"\|Error' "$out/predict-e4b.log" | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout "${QLORA_TIMEOUT:-150}" \
+        python3 benchmarks/bench_e4b.py --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out/e4b" \
+        --workdir /root/e4b-work --stages qlora --qlora-batches 32,48,64 2>&1 | quiet > "$out/e4b.log"
+    grep '"mode"\|Error\|examples_per_s\|peak' "$out/e4b.log" | tee -a "$log"
     ;;
 esac
