@@ -44,17 +44,16 @@ def forward_padded(clf: C.Classifier, ids: torch.Tensor, mask: torch.Tensor) -> 
     """`_label_probs` on an already padded batch of suffix ids (what follows the cached prefix)."""
     n = len(clf._prefix_ids)
     rows = ids.shape[0]
-    cache = clf._prefix_cache(rows)
+    model = clf.lm.inference_model()
+    cache = clf._prefix_cache(model, rows)
     full_mask = torch.cat([torch.ones(rows, n, dtype=mask.dtype, device=mask.device), mask], dim=1)
     positions = (full_mask.cumsum(-1) - 1).clamp(min=0)[:, n:]
     inputs = dict(
         input_ids=ids, attention_mask=full_mask, position_ids=positions, cache=cache, use_cache=True
     )
-    head = clf._label_head()
+    head = clf._label_head(model)
     logits = (
-        head(inputs)
-        if head is not None
-        else clf.lm.model(**inputs, logits_to_keep=1).logits[:, -1, clf._label_ids]
+        head(inputs) if head is not None else model(**inputs, logits_to_keep=1).logits[:, -1, clf._label_ids]
     )
     return torch.softmax(logits.float(), dim=-1)
 

@@ -361,12 +361,13 @@ class Classifier:
         prompts needs: the cache holding them, their attention mask and their last positions."""
         prefix = self._prefix_ids
         n = len(prefix)
+        model = self.lm.inference_model()
         if all(e.ids[:n] == prefix for e in batch) and n > 0:
             suffixes = [e.ids[n:] for e in batch]
-            cache = self._prefix_cache(len(batch))
+            cache = self._prefix_cache(model, len(batch))
         else:  # a template that does not keep the prefix intact: no sharing, still correct
             suffixes, n = [e.ids for e in batch], 0
-            cache = DynamicCache(config=self.lm.model.config) if keep_cache else None
+            cache = DynamicCache(config=model.config) if keep_cache else None
         input_ids, mask = _left_pad(suffixes, self.lm.tokenizer.pad_token_id, self.lm.device)
         full_mask = torch.cat([torch.ones(len(batch), n, dtype=mask.dtype, device=mask.device), mask], dim=1)
         positions = (full_mask.cumsum(-1) - 1).clamp(min=0)[:, n:]
@@ -377,9 +378,9 @@ class Classifier:
             cache=cache,
             use_cache=cache is not None,
         )
-        head = self._label_head()
+        head = self._label_head(model)
         if head is None:
-            logits = self.lm.model(**inputs, logits_to_keep=1).logits[:, -1, self._label_ids]
+            logits = model(**inputs, logits_to_keep=1).logits[:, -1, self._label_ids]
         else:
             logits = head(inputs)
         if not keep_cache:
@@ -429,7 +430,7 @@ class Classifier:
         mask = context.mask[index]
         attention = torch.cat([mask, torch.ones(len(index), steps, dtype=mask.dtype, device=mask.device)], 1)
         positions = context.last[index, None] + 1 + torch.arange(steps, device=mask.device)
-        logits = self.lm.model(
+        logits = self.lm.inference_model()(
             input_ids=inputs.repeat(len(rows), 1),
             attention_mask=attention,
             position_ids=positions,
@@ -442,30 +443,32 @@ class Classifier:
         picked = logp.gather(-1, wanted.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         return picked.masked_fill(wanted < 0, 0.0).sum(-1).view(len(rows), n_labels)
 
-    def _label_head(self) -> _LabelHead | None:
-        """The six-row LM head, once it has been checked against the model's own logits (else None)."""
+    def _label_head(self, model: torch.nn.Module) -> _LabelHead | None:
+        """The six-row LM head of `model`, once checked against the model's own logits (else None)."""
         store = self.__dict__.setdefault("_cache_store", {})
-        key = ("head", id(self.lm.model))
+        key = ("head", id(model))
         if key not in store:
-            head = _LabelHead.find(self.lm.model, self._label_ids)
+            head = _LabelHead.find(model, self._label_ids)
             if head is not None:
                 ids = torch.tensor(
                     [self._prefix_ids or self._encode_many(["x"])[0].ids], device=self.lm.device
                 )
-                full = self.lm.model(input_ids=ids, logits_to_keep=1).logits[:, -1, self._label_ids].float()
+                full = model(input_ids=ids, logits_to_keep=1).logits[:, -1, self._label_ids].float()
                 mine = head({"input_ids": ids}).float()
                 # Only the head's arithmetic differs (six rows instead of the whole vocabulary).
                 if not torch.allclose(full, mine, rtol=2e-2, atol=2e-2 * float(full.abs().max()) + 1e-4):
                     head = None
-            store[key] = head
-        return store[key]
+            store[key] = (model, head)  # the model held, so its id is not reused while the key lives
+        return store[key][1]
 
-    def _prefix_cache(self, batch_size: int) -> DynamicCache:
-        key = (self.lm.adapter, self.lm.adapter_active)  # base and fine-tuned prefixes differ
+    def _prefix_cache(self, model: torch.nn.Module, batch_size: int) -> DynamicCache:
+        # Base and fine-tuned prefixes differ, and so do the fp32 model's and each of its int8 copies'.
+        key = (self.lm.adapter, self.lm.adapter_active, id(model))
         store = self.__dict__.setdefault("_cache_store", {})
         if key not in store:
-            store[key] = prefix_cache(self.lm.model, torch.tensor([self._prefix_ids], device=self.lm.device))
-        return expand_cache(store[key], batch_size)
+            ids = torch.tensor([self._prefix_ids], device=self.lm.device)
+            store[key] = (model, prefix_cache(model, ids))  # the model held: its id stays its own
+        return expand_cache(store[key][1], batch_size)
 
     # -- generate mode --------------------------------------------------------------------------
     def _generate_batch(self, batch: list[Encoded]) -> list[Prediction]:

@@ -76,6 +76,9 @@ class LoadOptions:
     load_in_4bit: bool = False  # NF4 through bitsandbytes, CUDA only
     adapter: str | None = None  # a LoRA adapter folder to put on top
     attn_implementation: str = "sdpa"
+    # Score mode on a CPU through int8 copies of the decoder's projections (`LoadedModel.inference_model`,
+    # gemma_emotion.int8): 3.4x the texts/s of fp32 for the embedded model. False: fp32 throughout.
+    cpu_int8: bool = True
 
 
 @dataclass
@@ -89,6 +92,7 @@ class LoadedModel:
     dtype: torch.dtype
     load_in_4bit: bool = False
     adapter: str | None = None
+    cpu_int8: bool = True  # LoadOptions.cpu_int8
     stop_token_ids: list[int] = field(default_factory=list)
     # The label set predictions are asked for: the adapter's own (its labels.json), else the model
     # folder's (a merged fine-tune's labels.json), else the six emotions.
@@ -97,6 +101,8 @@ class LoadedModel:
     # The adapter merged into copies of the layers it changes, for the adapter's current weights.
     _merged: _MergedAdapter | None = field(default=None, init=False, repr=False)
     _merged_in_use: bool = field(default=False, init=False, repr=False)  # inside merged_adapter()
+    # int8 copies for score mode on a CPU (`inference_model`), by the state they were made for
+    _int8: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
     def has_adapter(self) -> bool:
@@ -126,6 +132,23 @@ class LoadedModel:
             return
         with self.model.disable_adapter():
             yield
+
+    def inference_model(self) -> torch.nn.Module:
+        """The module score mode runs now. On a CPU, an int8 copy of the model as it predicts in this
+        moment (the base, or the fine-tuned one inside `merged_adapter`; `gemma_emotion.int8`), made once
+        per state; elsewhere, for small models, or while the adapter runs unmerged, the model itself."""
+        if not self.cpu_int8 or self.device.type != "cpu" or self.load_in_4bit:
+            return self.model
+        if self.has_adapter and self.adapter_active and not self._merged_in_use:
+            return self.model  # a training adapter, or no room to merge: nothing fixed to copy
+        key = (id(self.model), self._merged.key if self._merged_in_use and self._merged else None)
+        if key not in self._int8:
+            from gemma_emotion import int8
+
+            if len(self._int8) >= 2:  # the base and one adapter state are kept; the oldest goes
+                self._int8.pop(next(iter(self._int8)))
+            self._int8[key] = int8.int8_copy(self.model) if int8.worth_it(self.model) else self.model
+        return self._int8[key]
 
     def use(self, adapter: bool) -> contextlib.AbstractContextManager:
         """Predict as the base model (`adapter=False`) or as the fine-tuned one within the block."""
@@ -181,6 +204,7 @@ class LoadedModel:
         self.adapter = adapter_dir
         self.labels = labels
         self._merged = None
+        self._int8 = {}
 
     def detach_adapter(self) -> None:
         """Remove the adapter and give back the plain base model."""
@@ -190,6 +214,7 @@ class LoadedModel:
         self.adapter = None
         self.labels = self.base_labels
         self._merged = None
+        self._int8 = {}
 
 
 @dataclass
@@ -402,6 +427,7 @@ def load_model(
         device=device,
         dtype=dtype,
         load_in_4bit=options.load_in_4bit,
+        cpu_int8=options.cpu_int8,
         stop_token_ids=stop_token_ids(tokenizer),
     )
     if options.adapter:

@@ -85,11 +85,11 @@ def test_score_mode_matches_an_uncached_forward(fixture, softcap, request):
     clf = Classifier(lm)
     preds = clf.predict(TEXTS, "score", batch_size=3)
     # The fast path (six LM-head rows) is what ran, not the full-vocabulary fallback.
-    assert clf._label_head() is not None
+    assert clf._label_head(lm.inference_model()) is not None
     # The prefix cache is shared by the rows as views, not copied (Gemma 4's KV-shared layers included).
     from gemma_emotion.classify import expand_cache
 
-    stored = next(v for k, v in clf._cache_store.items() if k[0] != "head" and k[0] != "prior")
+    stored = next(v[1] for k, v in clf._cache_store.items() if k[0] != "head" and k[0] != "prior")
     rows = expand_cache(stored, 3)
     kept = [(a, b) for a, b in zip(stored.layers, rows.layers) if a.keys is not None]
     assert kept and all(b.keys.shape[0] == 3 and b.keys.data_ptr() == a.keys.data_ptr() for a, b in kept)

