@@ -41,6 +41,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data" / "emotion"
 PROB_TOLERANCE = 1e-4
+# On a CPU the embedded model scores through int8 (gemma_emotion/int8.py): a text's probabilities move with
+# the batch it is in by up to 0.014 (bench_int8.py, 64 texts, alone against batches of 16) and 0.05 in one
+# run of 64; the label is checked as before, and so is the text the answer names.
+INT8_TOLERANCE = 0.06
 
 
 def free_port() -> int:
@@ -109,8 +113,9 @@ class Sampler(threading.Thread):
 class App:
     """The launched app, a client, the reference classifier and the checks of every answer."""
 
-    def __init__(self, client, proc: subprocess.Popen, expected: dict, status: dict):
+    def __init__(self, client, proc: subprocess.Popen, expected: dict, status: dict, tolerance: float):
         self.client, self.proc, self.expected, self.status = client, proc, expected, status
+        self.tolerance = tolerance
         self.errors: list[str] = []
         self.mismatches: list[str] = []
         self.client_cancels: list[str] = []
@@ -139,7 +144,7 @@ class App:
             same = res["text"] == text and res["label"] == want.label
             same = (
                 same
-                and max(abs(probs.get(k, -1) - v) for k, v in want.probabilities.items()) <= PROB_TOLERANCE
+                and max(abs(probs.get(k, -1) - v) for k, v in want.probabilities.items()) <= self.tolerance
             )
             if not same:
                 self.mismatches.append(f"{text[:40]!r}: got {res['label']} for {res['text'][:40]!r}")
@@ -327,8 +332,11 @@ def main() -> int:
 
         direct = Classifier(load_model(model, LoadOptions(adapter=status["adapter"])))
         expected = {t: direct.classify(t, "score") for t in texts}
+        with direct.lm.use(True):
+            int8 = direct.lm.inference_model() is not direct.lm.model
+        tolerance = INT8_TOLERANCE if int8 else PROB_TOLERANCE
         del direct
-        app = App(client, proc, expected, status)
+        app = App(client, proc, expected, status, tolerance)
         rss_ready = rss_mb(proc.pid)
         sampler.start()
 
@@ -361,6 +369,7 @@ def main() -> int:
     sent = "all requests"
     rows += [
         ("errors / wrong answers", f"{len(app.errors)} / {len(app.mismatches)} ({sent})"),
+        ("answers checked against", f"label, text, probabilities within {app.tolerance:g}"),
         ("client-side cancels, retried", str(len(app.client_cancels))),
     ]
     peak = max(sampler.samples or [rss_end])
