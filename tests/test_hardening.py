@@ -467,7 +467,15 @@ def test_sigkill_during_training(tiny_gemma3, shared_data, tmp_path, leaks):
     runs = tmp_path / "runs"
     env = {"HF_TOKEN": TOKEN}
     leaks["dirs"].append(runs)
-    config = {"model": str(tiny_gemma3), "data": str(shared_data), "train_size": 4000, "test_size": 0}
+    # All 16,000 rows, two epochs: the run must outlast a restart of the app on a fast machine too (4,000 rows
+    # had finished before the restarted app looked, on 2 cores of 2026-12-02).
+    config = {
+        "model": str(tiny_gemma3),
+        "data": str(shared_data),
+        "train_size": 16000,
+        "epochs": 2,
+        "test_size": 0,
+    }
     corrections = [("the storm kept me awake all night", "fear"), ("what a lovely gift", "joy")]
 
     def launch(tag: str):
