@@ -823,21 +823,28 @@ class PredictOptions:
 
 
 def identity(
-    model: str, adapter: str | None, labels: Sequence[str], *, calibrate: bool = False, thinking: bool = False
+    model: str,
+    adapter: str | None,
+    labels: Sequence[str],
+    *,
+    calibrate: bool = False,
+    thinking: bool = False,
+    int8: bool = True,
 ) -> dict:
-    """What the labels depend on besides the mode and text column; a resume must match it."""
+    """What the labels depend on besides the mode and text column; a resume must match it (`int8`: score
+    mode on a CPU through int8 copies, `LoadOptions.cpu_int8`, whose probabilities differ slightly)."""
 
     def where(ref: str | None) -> str | None:
         return os.path.abspath(ref) if ref and os.path.exists(ref) else ref
 
     return {"model": where(model), "adapter": where(adapter), "labels": list(labels),
-            "calibrate": bool(calibrate), "thinking": bool(thinking)}  # fmt: skip
+            "calibrate": bool(calibrate), "thinking": bool(thinking), "int8": bool(int8)}  # fmt: skip
 
 
 def identity_of(clf: Classifier, options: PredictOptions) -> dict:
     lm = clf.lm
     return identity(lm.spec.name, lm.adapter if options.adapter else None, clf.labels.names,
-                    calibrate=clf.calibrate, thinking=clf.enable_thinking)  # fmt: skip
+                    calibrate=clf.calibrate, thinking=clf.enable_thinking, int8=lm.cpu_int8)  # fmt: skip
 
 
 class PredictJob:

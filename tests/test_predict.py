@@ -147,6 +147,9 @@ def test_generate_mode_writes_the_raw_answer_and_whether_it_is_valid(clf, test_r
 
 
 def test_an_interrupted_run_resumes_and_refuses_other_settings_or_a_changed_input(clf, test_rows, tmp_path):
+    from gemma_emotion.classify import Classifier
+    from gemma_emotion.models import LoadOptions, load_model
+
     rows = [{"id": str(i), "text": r["text"]} for i, r in enumerate(test_rows[:30])]
     src = write_csv(tmp_path / "in.csv", rows)
     out = tmp_path / "out.csv"
@@ -165,6 +168,9 @@ def test_an_interrupted_run_resumes_and_refuses_other_settings_or_a_changed_inpu
 
     with pytest.raises(PredictError, match=r"other settings \(mode: 'score' → 'generate'\)"):
         predict_file(clf, src, out, PredictOptions(mode="generate", chunk_size=7))
+    fp32 = Classifier(load_model(clf.lm.spec.name, LoadOptions(cpu_int8=False)))  # as `--no-int8` loads it
+    with pytest.raises(PredictError, match=r"other settings \(int8: True → False\)"):
+        predict_file(fp32, src, out, options)
     (tmp_path / "mine.csv").write_text("precious\n")
     with pytest.raises(PredictError, match="already exists"):
         predict_file(clf, src, tmp_path / "mine.csv", options)  # an existing file with no record

@@ -76,7 +76,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              chunk_size=args.chunk_size, overwrite=args.overwrite)  # fmt: skip
     labels = cli_labels(args)
     who = identity(resolve_spec(args.model).name, cli_adapter(args), labels.names,
-                   calibrate=args.calibrate, thinking=args.thinking)  # fmt: skip
+                   calibrate=args.calibrate, thinking=args.thinking, int8=args.int8)  # fmt: skip
     # Input, output and the resume record are checked before the model loads: a mistake costs no wait.
     with PredictJob(args.input, args.out, options, who) as job:
         lm = load_for_cli(args)
