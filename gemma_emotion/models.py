@@ -77,7 +77,7 @@ class LoadOptions:
     adapter: str | None = None  # a LoRA adapter folder to put on top
     attn_implementation: str = "sdpa"
     # Score mode on a CPU through int8 copies of the decoder's projections (`LoadedModel.inference_model`,
-    # gemma_emotion.int8): 3.4x the texts/s of fp32 for the embedded model. False: fp32 throughout.
+    # gemma_emotion.int8): 3.2x the texts/s of fp32 for the embedded model (bench_int8.py). False: fp32.
     cpu_int8: bool = True
 
 
