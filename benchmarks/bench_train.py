@@ -69,7 +69,9 @@ def _peak_gib() -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
 
 
-def run_ours(args: argparse.Namespace, runs_dir: Path, shared_prefix: bool = True) -> Result:
+def run_ours(
+    args: argparse.Namespace, runs_dir: Path, shared_prefix: bool = True, int8: bool | None = None
+) -> Result:
     from gemma_emotion.config import TrainConfig
     from gemma_emotion.runfolder import LOG_FILE, read_log, read_record
     from gemma_emotion.train import train
@@ -77,8 +79,9 @@ def run_ours(args: argparse.Namespace, runs_dir: Path, shared_prefix: bool = Tru
     config = TrainConfig(
         model=args.model, data=args.data, train_size=args.train_size, epochs=args.epochs,
         max_length=args.max_length, seed=args.seed, test_size=0, batch_size=args.batch_size,
-        grad_accum=args.grad_accum, name=f"bench-{'shared' if shared_prefix else 'whole'}",
-        shared_prefix=shared_prefix,
+        grad_accum=args.grad_accum,
+        name=f"bench-{'shared' if shared_prefix else 'whole'}-{'int8' if int8 else 'float'}",
+        shared_prefix=shared_prefix, int8=int8,
     )  # fmt: skip
     _reset_peak()
     info = train(config, runs_dir, progress_bar=args.progress)
@@ -89,8 +92,9 @@ def run_ours(args: argparse.Namespace, runs_dir: Path, shared_prefix: bool = Tru
     log, _ = read_log(info.path / LOG_FILE)
     plan = record["plan"]
     shared = any(note.startswith("shared prefix:") for note in record.get("notes", []))
+    in_int8 = any(note.startswith("frozen base layers in int8") for note in record.get("notes", []))
     return Result(
-        name="ours, shared prefix" if shared else "ours, whole rows",
+        name=("ours, shared prefix" if shared else "ours, whole rows") + (", int8 base" if in_int8 else ""),
         examples=int(round(info.n_train * args.epochs)),
         tokens=int(m.get("train_tokens") or 0),
         seconds=float(m["train_runtime_s"]),
@@ -291,6 +295,13 @@ def format_table(results: list[Result]) -> str:
                 f"ratio {ours.name} / reference: {ours.examples_per_s / ref.examples_per_s:.2f}x examples/s, "
                 f"{ours.tokens_per_s / ref.tokens_per_s:.2f}x tokens/s"
             )
+    quick, plain = by_name.get("ours, shared prefix, int8 base"), by_name.get("ours, shared prefix")
+    if quick and plain and plain.examples_per_s and quick.losses and len(quick.losses) == len(plain.losses):
+        gap = max(abs(a - b) for a, b in zip(quick.losses, plain.losses))
+        lines.append(
+            f"ratio int8 base / fp32 (shared prefix): {quick.examples_per_s / plain.examples_per_s:.2f}x "
+            f"examples/s; loss curves ({len(quick.losses)} points): largest difference {gap:.2e}"
+        )
     shared, whole = by_name.get("ours, shared prefix"), by_name.get("ours, whole rows")
     if shared and whole and whole.examples_per_s:
         # Both count every row's whole tokens, so the two ratios agree; the examples/s one is the figure.
@@ -319,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         help="rows per forward pass within a reference batch (default: all of them on CUDA, 8 on a CPU)",
     )  # fmt: skip
     p.add_argument("--skip-reference", action="store_true")
+    p.add_argument(
+        "--int8", choices=("auto", "on", "off", "both"), default="auto",
+        help="frozen base layers in int8 on a CPU (TrainConfig.int8): auto, on, off, or both in turn",
+    )  # fmt: skip
     p.add_argument(
         "--shared-prefix", choices=("on", "off", "both"), default="on",
         help="our path with the shared prompt prefix run once per batch (on, the default), every row whole "
@@ -356,8 +371,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.shared_prefix]
+    int8s = {"auto": [None], "on": [True], "off": [False], "both": [True, False]}[args.int8]
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        results = [run_ours(args, Path(tmp), shared) for shared in modes]
+        results = [run_ours(args, Path(tmp), shared, int8) for shared in modes for int8 in int8s]
     print(format_table(results), file=sys.stderr, flush=True)  # kept should the reference run out of memory
     if not args.skip_reference:
         results.append(run_reference(args))

@@ -310,6 +310,14 @@ class TrainConfig:
         group="advanced",
         none="auto",
     )
+    int8: bool = option(
+        False,
+        help="on a CPU, run the frozen base layers under LoRA in int8 (their products and their input "
+        "gradients; the adapter trains in fp32): 1.5x the examples/s of fp32; off by default until a "
+        "full-size run shows it keeps accuracy (1,000 rows: 75.6 against 76.3 percent, macro-F1 equal)",
+        label="CPU: frozen base layers in int8 (faster, not yet the default)",
+        group="advanced",
+    )
     save_steps: int | None = option(
         None,
         help="save a checkpoint (adapter, optimizer, scheduler, RNG state) every N steps for --resume; the "

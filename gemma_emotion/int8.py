@@ -3,7 +3,9 @@
 Owns `Int8Linear` (weights in int8 with one scale per output channel; each row of the input quantised on
 the fly to int8 with its own scale; the product in int32 through `torch._int_mm`, exact) and `int8_copy`
 (the model with every linear layer but the LM head so replaced, sharing every other tensor with the
-original, its LoRA layers taken out: build it while the adapter is merged, `LoadedModel.inference_model`).
+original, its LoRA layers taken out: build it while the adapter is merged, `LoadedModel.inference_model`),
+and for LoRA training on a CPU `freeze_base_layers_in_int8`: each LoRA layer's frozen base in int8, its
+input's gradient an int8 product too (`FrozenInt8Linear`; the adapter's own weights train in fp32).
 
 Why: on a CPU score mode is bound by the decoder's fp32 products (issue 19's 30 texts/s, issue 21's burst).
 Measured 2026-12-02 on this project's 2-core machine (benchmarks/README.md, "CPU int8"): a 1,024 x 640 x
@@ -41,12 +43,57 @@ class Int8Linear(torch.nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features).float()
+        return self.product(x)
+
+    def product(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.detach().reshape(-1, self.in_features).float()
         row = flat.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
         out = torch._int_mm(torch.round(flat / row).to(torch.int8), self.weight_t).float() * row * self.scale
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+
+class _FrozenInt8Product(torch.autograd.Function):
+    """x @ W^T for a frozen W in int8, forward and the input's gradient both as int8 products."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, layer: Int8Linear) -> torch.Tensor:  # type: ignore[override]
+        ctx.layer = layer
+        return layer.product(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        layer = ctx.layer
+        # dx = g @ W = sum over outputs n of g[m, n] * scale[n] * Wq[n, k]: the weight's per-output scale
+        # sits on the summed index, so it goes into g before g is quantised per row.
+        flat = grad.reshape(-1, layer.out_features).float() * layer.scale
+        row = flat.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
+        dx = torch._int_mm(torch.round(flat / row).to(torch.int8), layer.weight_t.t()).float() * row
+        return dx.reshape(*grad.shape[:-1], layer.in_features).to(grad.dtype), None
+
+
+class FrozenInt8Linear(Int8Linear):
+    """A frozen base layer under LoRA in CPU training: its products in int8, its input's gradient too (the
+    LoRA weights beside it train in fp32 as before)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled() or not x.requires_grad:
+            return super().forward(x)
+        return _FrozenInt8Product.apply(x, self)
+
+
+def freeze_base_layers_in_int8(model: torch.nn.Module) -> int:
+    """Put every LoRA layer's frozen base layer of `model` in int8 for training on a CPU; the count."""
+    from peft.tuners.lora import LoraLayer
+
+    done = 0
+    for layer in [m for m in model.modules() if isinstance(m, LoraLayer)]:
+        base = layer.base_layer
+        if type(base) is torch.nn.Linear and not base.weight.requires_grad:
+            layer.base_layer = FrozenInt8Linear(base)
+            done += 1
+    return done
 
 
 def linear_weights(model: torch.nn.Module) -> int:

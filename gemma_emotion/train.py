@@ -314,7 +314,8 @@ def _train_and_evaluate(
     )  # fmt: skip
     _log_tensorboard_to(trainer, run.dir / "tensorboard")
     verify_tokenisation(trainer.train_dataset, train["text"], train["label"], classifier)
-    run.update(notes=[*run.record.get("notes", []), trainer.shared_prefix_note])
+    notes = [trainer.shared_prefix_note] + ([trainer.int8_note] if trainer.int8_note else [])
+    run.update(notes=[*run.record.get("notes", []), *notes])
     lm.model, lm.adapter = trainer.model, TRAINING_ADAPTER  # the classifier sees the adapter being trained
     if point is not None and hasattr(trainer, "_total_train_tokens"):
         trainer._total_train_tokens = int(point.state.get("tokens") or 0)  # TRL's count goes on

@@ -8,7 +8,7 @@ stopping and the optional tracker included. `LeanSFTTrainer`'s loss step is TRL'
 per-step reads back to the CPU, and runs the prompt prefix every row shares once per batch
 (`shared_prefix`, unless the config turns it off); its training order is fixed by seed and epoch
 (`sampling`); `answer_positions_only` makes TRL's fused LM head score only the answer positions on a CPU
-too.
+too. With `TrainConfig.int8` the frozen base layers under LoRA run in int8 on a CPU (`gemma_emotion.int8`).
 """
 
 from __future__ import annotations
@@ -174,7 +174,17 @@ def build_trainer(
         trainer.shared_prefix, trainer.shared_prefix_note = prefix_length(
             trainer.model, rows["input_ids"], rows["labels"]
         )
+    trainer.int8_note = _int8_base(trainer.model, lm, config)
     return trainer
+
+
+def _int8_base(model: Any, lm: LoadedModel, config: TrainConfig) -> str | None:
+    """Frozen base layers in int8 on a CPU (gemma_emotion.int8); the note for the run, None when off."""
+    from gemma_emotion import int8
+
+    if lm.device.type != "cpu" or lm.load_in_4bit or not config.int8:
+        return None
+    return f"frozen base layers in int8: {int8.freeze_base_layers_in_int8(model)} (--int8)"
 
 
 LEAN_LOSS = True  # benchmarks switch it off to measure TRL's own loss step

@@ -84,3 +84,43 @@ def test_embedded_model_in_int8_gives_the_labels_of_fp32(shared_data) -> None:
     assert [p.probabilities for p in tuned] != [p.probabilities for p in base]
     lm.detach_adapter()
     assert lm._int8 == {}
+
+
+def test_a_frozen_int8_base_layer_passes_gradients_close_to_the_float_layers() -> None:
+    from gemma_emotion.int8 import FrozenInt8Linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(640, 256).requires_grad_(False)
+    layer = FrozenInt8Linear(linear)
+    x = torch.randn(4, 30, 640, requires_grad=True)
+    g = torch.randn(4, 30, 256)
+    (linear(x) * g).sum().backward()
+    want, x.grad = x.grad.clone(), None
+    (layer(x) * g).sum().backward()
+    assert float((x.grad - want).norm() / want.norm()) < 0.02
+    assert layer(x.detach()).requires_grad is False  # no graph where none is asked for
+
+
+def test_training_with_int8_base_layers_completes_and_its_adapter_serves(tiny_gemma3, shared_data, tmp_path):
+    """`--int8` (off by default): every LoRA layer's base in int8, the run completes with a falling loss,
+    the note says so, and the adapter (LoRA weights only) loads and labels."""
+    from gemma_emotion.config import TrainConfig
+    from gemma_emotion.models import lora_target_modules
+    from gemma_emotion.runfolder import LOG_FILE, read_log
+    from gemma_emotion.train import train
+
+    config = TrainConfig(model=str(tiny_gemma3), data=str(shared_data), train_size=64, epochs=2, test_size=0,
+                         int8=True, name="int8")  # fmt: skip
+    info = train(config, tmp_path)
+    assert info.status == "completed", info.error
+    record = json.loads((info.path / "run.json").read_text())
+    n = len(lora_target_modules(load_model(str(tiny_gemma3)).model))
+    assert f"frozen base layers in int8: {n} (--int8)" in record["notes"]
+    losses = [r["loss"] for r in read_log(info.path / LOG_FILE)[0] if r.get("kind") == "train"]
+    assert losses and losses[-1] < losses[0]
+    lm = load_model(str(tiny_gemma3), LoadOptions(adapter=str(info.adapter_dir)))
+    assert all(p.valid for p in Classifier(lm).predict(TEXTS))
+    default = train(TrainConfig(model=str(tiny_gemma3), data=str(shared_data), train_size=16, test_size=0,
+                             name="default"), tmp_path)  # fmt: skip
+    notes = json.loads((default.path / "run.json").read_text())["notes"]
+    assert default.status == "completed" and not any("int8" in note for note in notes)
