@@ -322,36 +322,39 @@ def _train_and_evaluate(
     stop.check()
 
     run.update(phase="training")
-    with stop.deferred(), answer_positions_only():
-        result = trainer.train(resume_from_checkpoint=str(point.folder) if point else None)
-    if not is_main_process():
-        return  # the main process saves the adapter and evaluates
-    adapter_dir = _save_adapter(trainer.model, run.dir, config.model, labels)
-    steps = trainer.state.global_step
-    train_loss, runtime = result.training_loss, result.metrics.get("train_runtime", 0.0)
-    if point is not None:  # the Trainer's figures cover this process's steps; the run's cover them all
-        trained = steps - point.step
-        before = float(point.state.get("loss_sum") or 0.0), int(point.state.get("loss_steps") or 0)
-        train_loss = (before[0] + train_loss * trained) / max(before[1] + trained, 1)
-        runtime += float(point.state.get("train_runtime_s") or 0.0)
-    metrics = {
-        "train_loss": round(train_loss, 6),
-        "final_loss": callback.last_loss,
-        "steps": steps,
-        "epochs": round(trainer.state.epoch or 0.0, 4),
-        "train_runtime_s": round(runtime, 2),
-        "train_examples_per_s": round(result.metrics.get("train_samples_per_second", 0.0), 3),
-        "train_tokens": callback.tokens,
-    }
-    if callback.stopped or stop.requested():
-        run.update(
-            status="stopped",
-            phase="done",
-            finished_at=utc_now(),
-            metrics=metrics,
-            ended=_ended("stopped", run.dir, steps),
-        )
-        return
+    # Deferred until a stopped run's adapter and metrics are written: a SIGTERM that lands just after the
+    # last step (the runner's stop) would otherwise end the run with neither (seen on a fast machine).
+    with stop.deferred():
+        with answer_positions_only():
+            result = trainer.train(resume_from_checkpoint=str(point.folder) if point else None)
+        if not is_main_process():
+            return  # the main process saves the adapter and evaluates
+        adapter_dir = _save_adapter(trainer.model, run.dir, config.model, labels)
+        steps = trainer.state.global_step
+        train_loss, runtime = result.training_loss, result.metrics.get("train_runtime", 0.0)
+        if point is not None:  # the Trainer's figures cover this process's steps; the run's cover them all
+            trained = steps - point.step
+            before = float(point.state.get("loss_sum") or 0.0), int(point.state.get("loss_steps") or 0)
+            train_loss = (before[0] + train_loss * trained) / max(before[1] + trained, 1)
+            runtime += float(point.state.get("train_runtime_s") or 0.0)
+        metrics = {
+            "train_loss": round(train_loss, 6),
+            "final_loss": callback.last_loss,
+            "steps": steps,
+            "epochs": round(trainer.state.epoch or 0.0, 4),
+            "train_runtime_s": round(runtime, 2),
+            "train_examples_per_s": round(result.metrics.get("train_samples_per_second", 0.0), 3),
+            "train_tokens": callback.tokens,
+        }
+        if callback.stopped or stop.requested():
+            run.update(
+                status="stopped",
+                phase="done",
+                finished_at=utc_now(),
+                metrics=metrics,
+                ended=_ended("stopped", run.dir, steps),
+            )
+            return
     ended = _end_of_training(trainer, config, run.dir)
 
     # Free the optimizer state before evaluating; the model itself stays loaded for both passes.
