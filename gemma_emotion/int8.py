@@ -46,9 +46,7 @@ class Int8Linear(torch.nn.Module):
         return self.product(x)
 
     def product(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.detach().reshape(-1, self.in_features).float()
-        row = flat.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
-        out = torch._int_mm(torch.round(flat / row).to(torch.int8), self.weight_t).float() * row * self.scale
+        out = _int8_product(x.detach().reshape(-1, self.in_features), self.weight_t) * self.scale
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
@@ -67,9 +65,7 @@ class _FrozenInt8Product(torch.autograd.Function):
         layer = ctx.layer
         # dx = g @ W = sum over outputs n of g[m, n] * scale[n] * Wq[n, k]: the weight's per-output scale
         # sits on the summed index, so it goes into g before g is quantised per row.
-        flat = grad.reshape(-1, layer.out_features).float() * layer.scale
-        row = flat.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
-        dx = torch._int_mm(torch.round(flat / row).to(torch.int8), layer.weight_t.t()).float() * row
+        dx = _int8_product(grad.reshape(-1, layer.out_features).float() * layer.scale, layer.weight_t.t())
         return dx.reshape(*grad.shape[:-1], layer.in_features).to(grad.dtype), None
 
 
@@ -107,18 +103,24 @@ def worth_it(model: torch.nn.Module) -> bool:
 def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
     """`model` as it predicts now (base, or with its adapter merged into the base weights), its linear
     layers in int8. Shares every parameter and buffer with `model`; only the int8 weights are new."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
+    from gemma_emotion.models import _remove_adapter_layers
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's wrapper off
     shared = {id(t): t for t in itertools.chain(base.parameters(), base.buffers())}
     out = copy.deepcopy(base, shared)
-    for name, module in list(out.named_modules()):
-        if isinstance(module, BaseTunerLayer):  # the LoRA layer's own layer back in its place
-            _replace(out, name, module.get_base_layer())
+    _remove_adapter_layers(out)  # each LoRA layer's own layer back in its place
     for name, module in list(out.named_modules()):
         if _replaceable(name, module):
             _replace(out, name, Int8Linear(module))
     return out.eval()
+
+
+def _int8_product(flat: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """`flat` (rows, in) times the int8 `weight` (in, out), each row quantised with its own scale; the
+    result in fp32 with the rows' scales applied (the weight's are the caller's)."""
+    flat = flat.float()
+    row = flat.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
+    return torch._int_mm(torch.round(flat / row).to(torch.int8), weight).float() * row
 
 
 def _replace(root: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
