@@ -103,12 +103,16 @@ def worth_it(model: torch.nn.Module) -> bool:
 def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
     """`model` as it predicts now (base, or with its adapter merged into the base weights), its linear
     layers in int8. Shares every parameter and buffer with `model`; only the int8 weights are new."""
-    from gemma_emotion.models import _remove_adapter_layers
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's wrapper off
     shared = {id(t): t for t in itertools.chain(base.parameters(), base.buffers())}
     out = copy.deepcopy(base, shared)
-    _remove_adapter_layers(out)  # each LoRA layer's own layer back in its place
+    # Each LoRA layer's own layer back in its place (models._remove_adapter_layers does the same; importing
+    # it here would make models and int8 import each other).
+    for name, module in list(out.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            _replace(out, name, module.get_base_layer())
     for name, module in list(out.named_modules()):
         if _replaceable(name, module):
             _replace(out, name, Int8Linear(module))
