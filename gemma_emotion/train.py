@@ -174,12 +174,17 @@ def run_training(
         )
         raise
     except Exception as exc:  # noqa: BLE001 - every failure ends up in run.json, whatever its type
+        tail = traceback.format_exception(exc)
         if stop.requested() and not isinstance(exc, (UserError, ValueError, TokenisationError)):
+            # What the stop cut short is kept (not as an error: the user asked for the stop).
             run.update(
-                status="stopped", phase="done", finished_at=utc_now(), ended=_ended("stopped", run_dir)
+                status="stopped",
+                phase="done",
+                finished_at=utc_now(),
+                traceback="".join(tail).splitlines()[-TRACEBACK_LINES:],
+                ended=_ended("stopped", run_dir),
             )
         else:
-            tail = traceback.format_exception(exc)
             run.update(
                 status="failed",
                 phase="done",
@@ -322,8 +327,8 @@ def _train_and_evaluate(
     stop.check()
 
     run.update(phase="training")
-    # Deferred until a stopped run's adapter and metrics are written: a SIGTERM that lands just after the
-    # last step (the runner's stop) would otherwise end the run with neither (seen on a fast machine).
+    # Deferred until the run's adapter and metrics are written: a SIGTERM that lands just after the last
+    # step (the runner's stop) would otherwise end the run with neither (seen twice in CI).
     with stop.deferred():
         with answer_positions_only():
             result = trainer.train(resume_from_checkpoint=str(point.folder) if point else None)
@@ -355,7 +360,10 @@ def _train_and_evaluate(
                 ended=_ended("stopped", run.dir, steps),
             )
             return
-    ended = _end_of_training(trainer, config, run.dir)
+        ended = _end_of_training(trainer, config, run.dir)
+        run.update(phase="evaluating", metrics=metrics)
+    # A stop that came after the last step's check ends the run here, its adapter and metrics written.
+    stop.check()
 
     # Free the optimizer state before evaluating; the model itself stays loaded for both passes.
     model = trainer.model
@@ -366,7 +374,6 @@ def _train_and_evaluate(
         torch.cuda.empty_cache()
     lm.model, lm.adapter, lm.labels = model, str(adapter_dir), labels
     model.eval()
-    run.update(phase="evaluating", metrics=metrics)
     if data.test is not None:
         metrics.update(_evaluate_both(lm, data.test, run, config, progress_bar))
     write_adapter_card(adapter_dir)  # again, now with the reports' results

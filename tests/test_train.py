@@ -33,6 +33,7 @@ from gemma_emotion.runs import (
     RunNotFound,
     RunRegistry,
 )
+from gemma_emotion.stopping import StopSignal
 from gemma_emotion.train import (
     ENV_FAULT,
     TrainConfig,
@@ -604,6 +605,31 @@ def test_a_stop_before_training_ends_the_run_without_loading(tmp_path, small_dat
     (run.dir / "STOP").touch()
     info = run_training(run.dir)
     assert info.status == "stopped" and info.adapter_dir is None and info.error is None
+
+
+def test_a_stop_landing_just_after_the_last_step_keeps_the_adapter_and_the_metrics(
+    tiny_gemma3, shared_data, tmp_path, monkeypatch
+):
+    """The runner's SIGTERM can arrive after the callback's last look at the stop request (a fast machine,
+    a short run): the run ends stopped before its evaluation, with the trained adapter and its figures."""
+    import gemma_emotion.train as train_mod
+
+    config = TrainConfig(model=str(tiny_gemma3), data=str(shared_data), train_size=16, epochs=1, test_size=4)
+    run = RunRegistry(tmp_path).create(config, pid=os.getpid())
+    stop = StopSignal(run.dir)
+    end_of_training = train_mod._end_of_training
+
+    def signal_then_end(*args, **kwargs):
+        stop._handle(signal.SIGTERM, None)  # what the installed handler does when SIGTERM lands here
+        return end_of_training(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "_end_of_training", signal_then_end)
+    info = run_training(run.dir, stop=stop)
+    assert info.status == "stopped" and info.error is None, (info.status, info.error)
+    steps = info.metrics["steps"]
+    assert steps > 0 and info.ended == {"reason": "stopped", "step": steps}
+    assert (info.adapter_dir / "adapter_config.json").is_file()
+    assert "n_test" not in info.metrics  # the evaluation it skipped
 
 
 # -- the registry -------------------------------------------------------------------------------------
