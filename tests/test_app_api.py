@@ -359,6 +359,40 @@ def test_the_label_tabs_download_holds_every_scored_text_as_the_tab_shows_it(cli
     assert list(frame["label"]) == [r["label"] for r in got[-2:]]
 
 
+def test_the_label_tab_scores_the_upload_column_chosen_in_its_text_column_field(client, app, tmp_path):
+    """The Label tab's upload has the Classify tab's Text column field (the endpoint's `column`, last): a
+    file whose texts are in `post` is refused with a message naming the field until the column is chosen;
+    then every post is scored, with the file's `emotion` column as the gold labels."""
+    from gradio_client import handle_file
+
+    from gemma_emotion.files import read_csv_rows
+
+    posts = ["i lost my keys again", "what a lovely surprise party", "i am furious with the landlord"]
+    golds = ["sadness", "surprise", "anger"]
+    rows = [{"id": str(i), "post": p, "emotion": g} for i, (p, g) in enumerate(zip(posts, golds))]
+    upload = write_csv(tmp_path / "forum.csv", rows)
+
+    *_, message, out = client.predict(handle_file(str(upload)), "", api_name="/label_load_texts")
+    assert "forum.csv: no text column" in message and "found id, post, emotion" in message
+    assert "'Text column' field" in message and "--text-column" not in message and out is None
+    *_, message, out = client.predict(
+        path=handle_file(str(upload)), lines="", column="body", api_name="/label_load_texts"
+    )
+    assert "forum.csv: no column 'body'" in message and out is None
+
+    *_, message, out = client.predict(
+        path=handle_file(str(upload)), lines="", column="post", api_name="/label_load_texts"
+    )
+    assert message.startswith("loaded 3 texts") and Path(out).name == "forum-labelled.csv"
+    got = read_csv_rows(out)
+    assert [r["text"] for r in got] == posts and [r["gold"] for r in got] == golds
+    for row in got:
+        assert (
+            row["label"] == client.predict(row["text"], "score", False, True, api_name="/classify")["label"]
+        )
+    assert app["proc"].poll() is None
+
+
 def test_empty_text_is_a_clear_error_and_the_app_stays_up(client, app):
     for empty in ("", "   \n "):
         assert "empty text" in app_error(client, empty, api_name="/classify")

@@ -187,3 +187,32 @@ def test_classify_a_file_with_its_text_column_chosen_in_the_field(browser, app, 
     assert all(page.get_by_text(text, exact=True).count() >= 1 for text in texts)  # in the table's cells
     shot(page, "classify-file-column")
     page.close()
+
+
+@pytest.mark.timeout(300)
+def test_the_label_tab_scores_the_column_chosen_in_its_text_column_field(browser, app, tmp_path):
+    """The Label tab's upload fills its Text column field with the file's columns (the message says to
+    choose when no column has a text name); with `post` chosen, "Score and load" queues the posts."""
+    from playwright.sync_api import expect
+
+    posts = ["i lost my keys again", "what a lovely surprise party"]
+    upload = write_csv(tmp_path / "board.csv", [{"id": str(i), "post": p} for i, p in enumerate(posts)])
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(60_000)
+    page.goto(app)
+    expect(page.locator("#model-status")).to_contain_text("✅", timeout=120_000)
+    open_tab(page, "Label")
+    page.locator("#label-upload input[type=file]").set_input_files(str(upload))
+    message = page.locator("#label-message textarea")
+    expect(message).to_have_value(re.compile(r"board\.csv: no column has a text name; .*'Text column' field"))
+    column = page.locator("#label-upload-column input")
+    column.click()
+    expect(page.get_by_role("option")).to_have_text([re.compile(rf"\b{c}$") for c in ("id", "post")])
+    page.get_by_role("option", name="post").click()
+    expect(column).to_have_value("post")
+    page.locator("#label-load-texts").click()
+    expect(message).to_have_value(re.compile(r"^loaded 2 texts"))
+    expect(page.locator("#label-text textarea")).to_have_value(re.compile("|".join(map(re.escape, posts))))
+    shot(page, "label-upload-column")
+    page.close()

@@ -158,6 +158,32 @@ def file_columns(state: AppState, path: str | None) -> tuple[list[str], str | No
     return source.columns, guess_text_column(source.columns)
 
 
+def column_field(state: AppState, path: str | None) -> tuple[dict, str]:
+    """What a text-column field shows after an upload: the file's columns with predict's guess chosen,
+    and a note when there is no guess (empty for a file that cannot be read: that is said when it is
+    used). Shared by the Classify and Label tabs' uploads."""
+    if not path:
+        return gr.update(choices=[], value=None), ""
+    try:
+        columns, guess = file_columns(state, path)
+    except Exception:  # noqa: BLE001 - reported by the action that reads the file
+        return gr.update(choices=[], value=None), ""
+    note = "" if guess else f"⚠️ {Path(path).name}: no column has a text name; {TEXT_COLUMN_HINT}"
+    return gr.update(choices=columns, value=guess), note
+
+
+def chosen_columns(state: AppState, path: str | None, text_column: str | None) -> tuple[str, str | None]:
+    """The upload's column of texts (the one chosen, else predict's guess; the app's message when neither
+    is there) and its column of labels to compare with: a label column other than the texts'."""
+    source = open_upload(check_upload(path, state.settings), (text_column or "").strip() or None)
+    return source.text_column, gold_column(source)
+
+
+def gold_column(source: Source) -> str | None:
+    """The file's labels to compare with: a label column other than the one chosen as the texts."""
+    return pick_column([c for c in source.columns if c != source.text_column], LABEL_COLUMNS)
+
+
 def open_upload(file: Path, text_column: str | None) -> Source:
     """`Source.open` with the text column the user chose (None: predict's guess); a file without the
     column gets the app's message, which names the field to choose it in (predict's names its flag)."""
@@ -196,9 +222,7 @@ def classify_file(
     options = PredictOptions(
         mode=mode, text_column=source.text_column, adapter=bool(finetuned), max_rows=limit
     )
-    # The file's labels to compare with: a label column other than the one chosen as the texts.
-    gold = pick_column([c for c in source.columns if c != source.text_column], LABEL_COLUMNS)
-    view = FileView(state.labels, mode, source.text_column, gold)
+    view = FileView(state.labels, mode, source.text_column, gold_column(source))
     try:
         summary = state.label_file(file, out, options, progress=progress, on_chunk=view, cancel=cancel)
     except BaseException:
@@ -405,21 +429,10 @@ def build(state: AppState) -> dict[str, Any]:
         **BATCHED,
     )
 
-    def on_upload(path: str | None):
-        """The text-column field filled with the new upload's columns, predict's guess chosen; when there is
-        no guess, the message says to choose. A file that cannot be read says so when it is classified."""
-        if not path:
-            return gr.Dropdown(choices=[], value=None), ""
-        try:
-            columns, guess = file_columns(state, path)
-        except Exception:
-            return gr.Dropdown(choices=[], value=None), ""
-        note = "" if guess else f"⚠️ {Path(path).name}: no column has a text name; {TEXT_COLUMN_HINT}"
-        return gr.Dropdown(choices=columns, value=guess), note
-
     upload.change(
-        on_upload, [upload], [text_col, batch_message], api_visibility="private", concurrency_limit=None
-    )
+        lambda path: column_field(state, path), [upload], [text_col, batch_message],
+        api_visibility="private", concurrency_limit=None,
+    )  # fmt: skip
 
     async def on_batch(path: str | None, mode_value: str, column: str | None = None, progress=gr.Progress()):
         def shown(done: int, total: int | None) -> None:

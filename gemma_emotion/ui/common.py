@@ -196,13 +196,19 @@ def check_upload(path: str | None, settings: Settings) -> Path:
 
 
 def read_upload(
-    path: str | None, settings: Settings, labels: LabelSet | None = None
+    path: str | None,
+    settings: Settings,
+    labels: LabelSet | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
 ) -> tuple[list[str], list[int]]:
-    """Texts (and label ids of `labels`, -1 where none) of an uploaded CSV/JSONL/Parquet file; UserError
-    when unusable, labels outside the set included."""
+    """Texts (and label ids of `labels`, -1 where none) of an uploaded CSV/JSONL/Parquet file, from the
+    columns named (None: the usual names); UserError when unusable, labels outside the set included."""
     file = check_upload(path, settings)
     try:
-        ds = load_split(file, require_labels=False, labels=labels)
+        ds = load_split(
+            file, require_labels=False, labels=labels, text_column=text_column, label_column=label_column
+        )
     except DataError as exc:
         # The message names gradio's temporary path; the user knows the file by its name.
         raise UserError(str(exc).replace(str(file), file.name)) from exc

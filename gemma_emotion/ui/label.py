@@ -34,6 +34,7 @@ from gemma_emotion.labels import INVALID
 from gemma_emotion.predict import Labels, encode_table, output_table
 from gemma_emotion.review import ALL, SOURCES, QueueFilter, ReviewQueue
 from gemma_emotion.ui import plots
+from gemma_emotion.ui.classify import TEXT_FIELD, chosen_columns, classify_texts, column_field, labelled_name
 from gemma_emotion.ui.common import api_endpoint, download, in_thread, md, read_upload, warn
 from gemma_emotion.ui.evaluate import list_reports
 from gemma_emotion.ui.state import AppState, UserError
@@ -159,8 +160,6 @@ def score_texts(
     tab's result dicts (`classify_texts`: predict's path, in chunks, at most the settings' batch limit),
     each with `gold`, the name of its label in `golds` (ids of the loaded model's set) or None. Blank texts
     are left out (with their labels); `progress(done, total)` after each chunk, `cancel` stops the job."""
-    from gemma_emotion.ui.classify import classify_texts
-
     golds = list(golds or [])
     kept = [(t, golds[i] if i < len(golds) else -1) for i, t in enumerate(texts or [])
             if isinstance(t, str) and t.strip()]  # fmt: skip
@@ -219,8 +218,6 @@ def scored_download(state: AppState, scored: list[dict[str, Any]], upload: str |
     (`predict.output_table`, `predict.encode_table`): text, gold (when any text has a label), then label,
     confidence and p_<label> for each label of the set. In the upload's format (a JSON array as JSON Lines,
     typed texts alone as CSV), named like the Classify tab's labelled file."""
-    from gemma_emotion.ui.classify import labelled_name
-
     inputs = {"text": [res["text"] for res in scored]}
     if any(res.get("gold") is not None for res in scored):
         inputs["gold"] = [res.get("gold") for res in scored]
@@ -425,6 +422,15 @@ def build(state: AppState) -> dict[str, Any]:
                     height=120,
                     elem_id="label-upload",
                 )
+                # As in the Classify tab: filled with the upload's columns, predict's guess chosen.
+                text_col = gr.Dropdown(
+                    label=TEXT_FIELD,
+                    choices=[],
+                    value=None,
+                    allow_custom_value=True,
+                    info="the upload's column of texts; empty: text, sentence, tweet, … (the first present)",
+                    elem_id="label-upload-column",
+                )
                 pasted = gr.Textbox(label="…or one text per line", lines=3, elem_id="label-texts")
                 load_texts_btn = gr.Button("Score and load", elem_id="label-load-texts")
                 scored_file = gr.File(
@@ -537,7 +543,9 @@ def build(state: AppState) -> dict[str, Any]:
     )
 
     # The filters by name, not *args: gradio finds a gr.Progress only among the positional parameters.
-    async def on_load_texts(q: ReviewQueue, path, lines, gold_v, pred_v, conf_v, source_v, bar=gr.Progress()):
+    async def on_load_texts(
+        q: ReviewQueue, path, lines, gold_v, pred_v, conf_v, source_v, column=None, bar=gr.Progress()
+    ):
         flt_v = (gold_v, pred_v, conf_v, source_v)
 
         def shown(done: int, total: int) -> None:
@@ -547,7 +555,8 @@ def build(state: AppState) -> dict[str, Any]:
             texts, golds, ref = [], [], "texts"
             if path:
                 # Gold labels read as the loaded model's labels: the queue names them by that set.
-                texts, golds = read_upload(path, state.settings, state.labels)
+                text_column, gold_column = chosen_columns(state, path, column)
+                texts, golds = read_upload(path, state.settings, state.labels, text_column, gold_column)
                 ref = Path(path).name
             typed = [t for t in (lines or "").splitlines() if t.strip()]
             texts, golds = texts + typed, golds + [-1] * len(typed)
@@ -563,10 +572,15 @@ def build(state: AppState) -> dict[str, Any]:
         )
 
     # Public as `label_load_texts`: an API client uploads a file (gradio_client's handle_file) or sends lines
-    # and gets what the page shows of the queue's first item, the message and the scored file.
+    # (and may name the file's text column, last) and gets what the page shows of the queue's first item,
+    # the message and the scored file.
     load_texts_btn.click(
-        on_load_texts, [queue, upload, pasted, *filters], [*shown, message, scored_file],
+        on_load_texts, [queue, upload, pasted, *filters, text_col], [*shown, message, scored_file],
         api_name="label_load_texts",
+    )  # fmt: skip
+    upload.change(
+        lambda path: column_field(state, path), [upload], [text_col, message],
+        api_visibility="private", concurrency_limit=None,
     )  # fmt: skip
 
     def on_label(name: str):
