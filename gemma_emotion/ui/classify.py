@@ -172,6 +172,20 @@ def column_field(state: AppState, path: str | None) -> tuple[dict, str]:
     return gr.update(choices=columns, value=guess), note
 
 
+def text_column_field(elem_id: str) -> gr.Dropdown:
+    """An upload's Text column field (Classify and Label tabs), filled by `column_field` on upload. Empty
+    means predict's guess; a custom value is allowed so that an API caller, whose session never saw the
+    upload fill the choices, can name one."""
+    return gr.Dropdown(
+        label=TEXT_FIELD,
+        choices=[],
+        value=None,
+        allow_custom_value=True,
+        info="the column of texts; empty: text, sentence, tweet, content, … (the first present)",
+        elem_id=elem_id,
+    )
+
+
 def chosen_columns(state: AppState, path: str | None, text_column: str | None) -> tuple[str, str | None]:
     """The upload's column of texts (the one chosen, else predict's guess; the app's message when neither
     is there) and its column of labels to compare with: a label column other than the texts'."""
@@ -378,16 +392,7 @@ def build(state: AppState) -> dict[str, Any]:
             )
             with gr.Column():
                 batch_mode = gr.Radio(list(MODES), value="score", label="Mode")
-                # Filled with the upload's columns; empty means predict's guess. A custom value is allowed so
-                # that an API caller, whose session never saw the upload fill the choices, can name one.
-                text_col = gr.Dropdown(
-                    label=TEXT_FIELD,
-                    choices=[],
-                    value=None,
-                    allow_custom_value=True,
-                    info="the column to label; empty: text, sentence, tweet, content, … (the first present)",
-                    elem_id="classify-file-column",
-                )
+                text_col = text_column_field("classify-file-column")
         with gr.Row():
             batch_button = gr.Button("Classify file", elem_id="classify-file-button", scale=3)
             batch_stop = gr.Button("Stop", variant="stop", elem_id="classify-file-stop", scale=1)

@@ -34,7 +34,13 @@ from gemma_emotion.labels import INVALID
 from gemma_emotion.predict import Labels, encode_table, output_table
 from gemma_emotion.review import ALL, SOURCES, QueueFilter, ReviewQueue
 from gemma_emotion.ui import plots
-from gemma_emotion.ui.classify import TEXT_FIELD, chosen_columns, classify_texts, column_field, labelled_name
+from gemma_emotion.ui.classify import (
+    chosen_columns,
+    classify_texts,
+    column_field,
+    labelled_name,
+    text_column_field,
+)
 from gemma_emotion.ui.common import api_endpoint, download, in_thread, md, read_upload, warn
 from gemma_emotion.ui.evaluate import list_reports
 from gemma_emotion.ui.state import AppState, UserError
@@ -422,15 +428,7 @@ def build(state: AppState) -> dict[str, Any]:
                     height=120,
                     elem_id="label-upload",
                 )
-                # As in the Classify tab: filled with the upload's columns, predict's guess chosen.
-                text_col = gr.Dropdown(
-                    label=TEXT_FIELD,
-                    choices=[],
-                    value=None,
-                    allow_custom_value=True,
-                    info="the upload's column of texts; empty: text, sentence, tweet, … (the first present)",
-                    elem_id="label-upload-column",
-                )
+                text_col = text_column_field("label-upload-column")
                 pasted = gr.Textbox(label="…or one text per line", lines=3, elem_id="label-texts")
                 load_texts_btn = gr.Button("Score and load", elem_id="label-load-texts")
                 scored_file = gr.File(
