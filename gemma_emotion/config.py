@@ -313,8 +313,8 @@ class TrainConfig:
     int8: bool = option(
         False,
         help="on a CPU, run the frozen base layers under LoRA in int8 (their products and their input "
-        "gradients; the adapter trains in fp32): 1.5x the examples/s of fp32; off by default until a "
-        "full-size run shows it keeps accuracy (1,000 rows: 75.6 against 76.3 percent, macro-F1 equal)",
+        "gradients; the adapter trains in fp32): 1.5x the examples/s of fp32; off by default: the shipped "
+        "setting trained so on a CPU scored 92.95 against the shipped adapter's 93.45 percent",
         label="CPU: frozen base layers in int8 (faster, not yet the default)",
         group="advanced",
     )
