@@ -630,6 +630,13 @@ def test_a_stop_landing_just_after_the_last_step_keeps_the_adapter_and_the_metri
     assert steps > 0 and info.ended == {"reason": "stopped", "step": steps}
     assert (info.adapter_dir / "adapter_config.json").is_file()
     assert "n_test" not in info.metrics  # the evaluation it skipped
+    # Resumed, it has no step left to train: it evaluates and completes, every step logged once.
+    monkeypatch.setattr(train_mod, "_end_of_training", end_of_training)
+    done = train_mod.resume(run.dir.name, tmp_path)
+    assert done.status == "completed" and done.ended == {"reason": "completed", "step": steps}, done.error
+    assert done.metrics["steps"] == steps and done.metrics["n_test"] == 4
+    logged = [r["step"] for r in RunRegistry(tmp_path).log(run.dir.name) if r.get("kind") == "train"]
+    assert logged == sorted(set(logged)) and logged[-1] == steps
 
 
 # -- the registry -------------------------------------------------------------------------------------
