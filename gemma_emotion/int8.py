@@ -3,7 +3,8 @@
 Owns `Int8Linear` (weights in int8 with one scale per output channel; each row of the input quantised on
 the fly to int8 with its own scale; the product in int32 through `torch._int_mm`, exact) and `int8_copy`
 (the model with every linear layer but the LM head so replaced, sharing every other tensor with the
-original, its LoRA layers taken out: build it while the adapter is merged, `LoadedModel.inference_model`),
+original, its LoRA layers taken out by `remove_adapter_layers`: build it while the adapter is merged,
+`LoadedModel.inference_model`),
 and for LoRA training on a CPU `freeze_base_layers_in_int8`: each LoRA layer's frozen base in int8, its
 input's gradient an int8 product too (`FrozenInt8Linear`; the adapter's own weights train in fp32).
 
@@ -103,16 +104,11 @@ def worth_it(model: torch.nn.Module) -> bool:
 def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
     """`model` as it predicts now (base, or with its adapter merged into the base weights), its linear
     layers in int8. Shares every parameter and buffer with `model`; only the int8 weights are new."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's wrapper off
     shared = {id(t): t for t in itertools.chain(base.parameters(), base.buffers())}
     out = copy.deepcopy(base, shared)
-    # Each LoRA layer's own layer back in its place (models._remove_adapter_layers does the same; importing
-    # it here would make models and int8 import each other).
-    for name, module in list(out.named_modules()):
-        if isinstance(module, BaseTunerLayer):
-            _replace(out, name, module.get_base_layer())
+    remove_adapter_layers(out)
     for name, module in list(out.named_modules()):
         if _replaceable(name, module):
             _replace(out, name, Int8Linear(module))
@@ -125,6 +121,18 @@ def _int8_product(flat: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     flat = flat.float()
     row = flat.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
     return torch._int_mm(torch.round(flat / row).to(torch.int8), weight).float() * row
+
+
+def remove_adapter_layers(model: torch.nn.Module) -> None:
+    """Put every PEFT layer's original layer back in its place (what PeftModel.unload does); here because
+    the int8 copy needs it and `models` (detaching an adapter) already imports this module."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            _replace(model, name, module.get_base_layer())
+    if hasattr(model, "peft_config"):
+        del model.peft_config
 
 
 def _replace(root: torch.nn.Module, name: str, module: torch.nn.Module) -> None:

@@ -198,7 +198,9 @@ class LoadedModel:
             # PEFT puts its layers into the model before it loads their weights, and a shape mismatch is
             # found only after the layers that fit were filled: take them out, or the "base" model would
             # go on answering with part of a foreign adapter.
-            _remove_adapter_layers(self.model)
+            from gemma_emotion.int8 import remove_adapter_layers
+
+            remove_adapter_layers(self.model)
             raise ModelLoadError(f"adapter {adapter_dir} does not fit model {self.spec.name}: {exc}") from exc
         self.model.eval()
         self.adapter = adapter_dir
@@ -298,19 +300,6 @@ def _merge_budget(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0] // 4
     return 2 * 2**30
-
-
-def _remove_adapter_layers(model: torch.nn.Module) -> None:
-    """Put every PEFT layer's original layer back in its place (what PeftModel.unload does)."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    for name, module in list(model.named_modules()):
-        if isinstance(module, BaseTunerLayer):
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, module.get_base_layer())
-    if hasattr(model, "peft_config"):
-        del model.peft_config
 
 
 def preferred_sdpa_backends() -> list:

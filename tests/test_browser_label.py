@@ -29,6 +29,17 @@ def app(tiny_gemma3, shared_data, tmp_path_factory):
         yield url
 
 
+def loaded_page(browser, url: str):
+    """A new page on the app, once its model has loaded."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    expect(page.locator("#model-status")).to_contain_text("✅", timeout=120_000)
+    return page
+
+
 def reviewed(n: int, total: int) -> re.Pattern:
     return re.compile(rf"\b{n} of {total} reviewed")
 
@@ -45,10 +56,7 @@ def test_label_mistakes_with_keys_and_buttons_then_wrong_from_classify(browser, 
     total = mistakes["shown"]
     first, second = mistakes["items"][0]["text"], mistakes["items"][1]["text"]
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.set_default_timeout(60_000)
-    page.goto(app)
-    expect(page.locator("#model-status")).to_contain_text("✅", timeout=120_000)
+    page = loaded_page(browser, app)
     open_tab(page, "Label")
     progress = page.locator("#label-progress")
     expect(progress).to_contain_text("No queue yet")
@@ -120,10 +128,7 @@ def test_score_a_file_in_the_label_tab_and_download_what_it_shows(browser, app, 
     rows = [{"text": t, "label": LABELS[g]} for t, g in zip(ds["text"], ds["label"])]
     upload = write_csv(tmp_path / "mine.csv", rows)
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.set_default_timeout(60_000)
-    page.goto(app)
-    expect(page.locator("#model-status")).to_contain_text("✅", timeout=120_000)
+    page = loaded_page(browser, app)
     open_tab(page, "Label")
     page.locator("#label-upload input[type=file]").set_input_files(str(upload))
     page.get_by_text(upload.name).first.wait_for()
@@ -159,10 +164,7 @@ def test_classify_a_file_with_its_text_column_chosen_in_the_field(browser, app, 
     upload = write_csv(tmp_path / "forum.csv", [{"id": str(i), "author": "ann", "post": t}
                                                 for i, t in enumerate(texts)])  # fmt: skip
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.set_default_timeout(60_000)
-    page.goto(app)
-    expect(page.locator("#model-status")).to_contain_text("✅", timeout=120_000)
+    page = loaded_page(browser, app)
     button = page.locator("#classify-file-button")
     for _ in range(3):  # a click on the accordion while the page settles can be lost; a second one closes it
         if button.is_visible():
@@ -198,10 +200,7 @@ def test_the_label_tab_scores_the_column_chosen_in_its_text_column_field(browser
     posts = ["i lost my keys again", "what a lovely surprise party"]
     upload = write_csv(tmp_path / "board.csv", [{"id": str(i), "post": p} for i, p in enumerate(posts)])
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.set_default_timeout(60_000)
-    page.goto(app)
-    expect(page.locator("#model-status")).to_contain_text("✅", timeout=120_000)
+    page = loaded_page(browser, app)
     open_tab(page, "Label")
     page.locator("#label-upload input[type=file]").set_input_files(str(upload))
     message = page.locator("#label-message textarea")
