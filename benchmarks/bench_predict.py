@@ -138,6 +138,10 @@ class StubClassifier:
             progress(len(encoded), len(encoded))
         return torch.from_numpy(probs.astype(np.float32))
 
+    def submit_scores(self, encoded, *, adapter=True, batch_size=None, progress=None):
+        probs = self.score_encoded(encoded, progress=progress)
+        return lambda: probs
+
     def classify(self, text: str, mode: str = "score", *, adapter: bool = True):
         probs = self.score_encoded(self.encode([text]))[0]
         return SimpleNamespace(
