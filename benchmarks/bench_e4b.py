@@ -30,9 +30,11 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
+import torch.utils.checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -271,6 +273,8 @@ def training(ckpt: Path, data: str, four_bit: bool, specs: list[str], args, rate
             except Exception as exc:  # noqa: BLE001 - an out-of-memory batch is a result too
                 msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
                 print(spec, msg, flush=True)
+                # the whole message and traceback (with --checkpoint-debug, the recomputed ops that differ)
+                (out / name.replace(".txt", ".error.txt")).write_text(traceback.format_exc())
                 weights = "nf4" if four_bit else "bf16"
                 results.append({"weights": weights, "batch": spec, "shared_prefix": shared, "error": msg})
                 gc.collect()
@@ -306,6 +310,10 @@ def main() -> None:
         "both, one after the other on the same load",
     )  # fmt: skip
     ap.add_argument("--tiny", action="store_true", help="a scaled-down shape, to check the script on a CPU")
+    ap.add_argument(
+        "--checkpoint-debug", action="store_true",
+        help="torch.utils.checkpoint's debug mode: a CheckpointError names the recomputed ops that differ",
+    )  # fmt: skip
     args = ap.parse_args()
 
     out = Path(args.out)
@@ -313,6 +321,8 @@ def main() -> None:
     from gemma_emotion import fused
 
     fused.NATIVE_DTYPE = args.norms == "native"
+    if args.checkpoint_debug:
+        torch.utils.checkpoint.set_checkpoint_debug_enabled(True)
     work = Path(args.workdir or tempfile.mkdtemp())
     rate = matmul_rate()
     result: dict = {
@@ -320,7 +330,9 @@ def main() -> None:
         "torch": torch.__version__, "matmul_tflops": rate / 1e12, "norms": args.norms, "runs": [],
     }  # fmt: skip
     print(f"{result['device']}: bf16 matmul {rate / 1e12:.0f} TFLOP/s", flush=True)
-    ckpt = build_checkpoint(Path(args.tokenizer), work / "e4b", TINY if args.tiny else E4B)
+    ckpt = work / ("e4b-tiny" if args.tiny else "e4b")  # reused when there (bench_predict.py --shape e4b)
+    if not any(ckpt.glob("model*.safetensors*")):
+        build_checkpoint(Path(args.tokenizer), ckpt, TINY if args.tiny else E4B)
     texts = list(load_split(args.data, "test")["text"])[: args.limit]
     stages = args.stages.split(",")
 

@@ -39,6 +39,14 @@
 #                                          # the faster encode and 2,048-row batches, the app's classify while
 #                                          # a training run shares the card (bench_serve_train.py), the E4B
 #                                          # shape's predict at 1,024 rows a batch, QLoRA at batches 32-64
+#   bash benchmarks/gpu_session.sh s9-predict  # one GPU, random weights: predict on 1,000,000 rows with the
+#                                          # queued chunks (and one pass without), the E4B shape through load_model
+#   bash benchmarks/gpu_session.sh s9-qlora    # QLoRA of the E4B shape on whole rows at batches 64-128; the
+#                                          # shared prefix's CheckpointError under torch's checkpoint debug mode
+#   bash benchmarks/gpu_session.sh s9-lora     # bf16 LoRA of the E4B shape (batch 64, profiled); the embedded
+#                                          # shape's training at batches 128 and 256
+#   bash benchmarks/gpu_session.sh s9-real     # the real embedded model (every GGUF piece uploaded): Gemma 3's
+#                                          # norms on bf16 against fp32 copies, the shipped setting at batch 256
 # The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel) and the
 # embedded model's tokenizer files in .gpu/kit (for the random-weight models). Each run has its own runs
 # folder /root/runs-g<GPU>-<NAME>, since the project allows one training at a time per runs folder.
@@ -334,5 +342,50 @@ serve)
         python3 benchmarks/bench_e4b.py --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out/e4b" \
         --workdir /root/e4b-work --stages qlora --qlora-batches 32,48,64 2>&1 | quiet > "$out/e4b.log"
     grep '"mode"\|Error\|examples_per_s\|peak' "$out/e4b.log" | tee -a "$log"
+    ;;
+s9-predict)  # ninth session, call 1 (after `source .gpu/remote.sh`): predict with the queued chunks and
+    # Gemma 3's norms on bf16, 1,000,000 rows cold and warm plus one pass without the queue; the E4B shape's
+    # predict through load_model (its checkpoint stays in /root/e4b-work for the calls after)
+    python3 benchmarks/random_model.py "${KIT:-.gpu/kit}" /root/rand270m 2>&1 | tail -1 | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 timeout 330 python3 benchmarks/bench_predict.py --model /root/rand270m \
+        --adapter gemma_emotion/assets/adapter --rows 1000000 --passes 2 --check 64 --ablate queue --data "$data" \
+        --workdir /root/predict-work --out "$out/predict-1m-h200-s9.json" 2>&1 | quiet > "$out/predict.log"
+    grep '"texts_per_s"\|input:\|Error\|identical' "$out/predict.log" | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 200 python3 benchmarks/bench_predict.py \
+        --shape e4b --kit "${KIT:-.gpu/kit}" --passes 1 --rows 50000 --data "$data" --workdir /root/e4b-work \
+        --out "$out/predict-e4b-h200-s9.json" 2>&1 | quiet > "$out/predict-e4b.log"
+    grep '"texts_per_s"\|Error' "$out/predict-e4b.log" | tee -a "$log"
+    ;;
+s9-qlora)  # call 2: QLoRA of the E4B shape on whole rows (the GPU default) at batches 64-128, then the shared
+    # prefix under gradient checkpointing with torch's checkpoint debug mode (the CheckpointError's details)
+    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 330 python3 benchmarks/bench_e4b.py \
+        --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out/qlora" --workdir /root/e4b-work --stages qlora \
+        --qlora-batches 64,96,128 --shared-prefix off 2>&1 | quiet > "$out/qlora.log"
+    grep '"mode"\|Error' "$out/qlora.log" | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 150 python3 benchmarks/bench_e4b.py \
+        --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out/qlora-shared" --workdir /root/e4b-work \
+        --stages qlora --qlora-batches 32 --shared-prefix on --checkpoint-debug 2>&1 | quiet > "$out/qlora-shared.log"
+    grep '"mode"\|Error' "$out/qlora-shared.log" | tee -a "$log"
+    ;;
+s9-lora)  # call 3: bf16 LoRA of the E4B shape at batch 64 on whole rows with a profile of one step; the
+    # embedded shape's training at batches 128 and 256 on whole rows (8,192 rows)
+    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 200 python3 benchmarks/bench_e4b.py \
+        --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out/lora" --workdir /root/e4b-work --stages lora \
+        --lora-batches 64 --shared-prefix off --profile 2>&1 | quiet > "$out/lora.log"
+    grep '"mode"\|Error' "$out/lora.log" | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 timeout 200 python3 benchmarks/profile_gpu.py --shape-from "${KIT:-.gpu/kit}" --data "$data" \
+        --out "$out/profile" --stages train --train-variants 128:lean:whole,256:lean:whole --train-rows 8192 \
+        2>&1 | quiet > "$out/profile.log"
+    grep '"examples_per_s"\|Error' "$out/profile.log" | tee -a "$log"
+    ;;
+s9-real)  # last call, once every GGUF piece is there: the real embedded model. Gemma 3's norms on bf16 against
+    # the exact fp32 copies (accuracy on the test split, speed), then the shipped setting trained at batch 256
+    python3 -c "from gemma_emotion.embedded import ensure_embedded_checkpoint as e; print(e())" > "$out/convert.log" 2>&1
+    tail -1 "$out/convert.log" | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 timeout 120 python3 benchmarks/bench_norms.py --data "$data" --device cuda --repeat 16 \
+        --out "$out/norms-bf16-h200.json" 2>&1 | quiet > "$out/norms.log"
+    grep "fp32_copies\|bf16\|identical\|largest\|Error" "$out/norms.log" | tee -a "$log"
+    train 0 b256-bal --data "$data" --balance --test-size 2000 --eval-generate --batch-size 256
+    tar czf "$out/b256.tgz" -C "$root" --exclude=trainer --exclude=adapter runs-g0-b256-bal runs-g0-b256-bal.out
     ;;
 esac

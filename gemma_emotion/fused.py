@@ -6,7 +6,9 @@ kernels over the whole activation; in score mode on an H200 these were most of t
 kernel on CUDA. Each layer's formula (Gemma 3 scales by 1 + w, Gemma 4 by w or not at all) is recognised by
 comparing its own forward with the candidates on random inputs; a layer that matches none keeps its own.
 Where the result is the same (Gemma 4's formulas on a bf16 model), the kernel runs on the bf16 activation
-itself instead of on an fp32 copy of it.
+itself instead of on an fp32 copy of it. Gemma 3's `1 + w` is not a bf16 number: training keeps the fp32
+copies (exact), inference runs on bf16 with `1 + w` rounded to bf16 (`ONE_PLUS_IN_BF16`), where the two
+casts per norm were a quarter of score mode's GPU time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ FORMULAS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
     "none": None,  # Gemma 4 without one
 }
 NATIVE_DTYPE = True  # Gemma 4's norms run on bf16 directly (`_native`); benchmarks switch it off to compare
+# Gemma 3's norms in inference on a bf16 model: one kernel on the bf16 activation with `1 + w` rounded to
+# bf16, instead of a cast to fp32, the kernel and a cast back. The weight's rounding moves a norm's output
+# by at most about one bf16 step more; measured on the embedded model + shipped adapter in bf16 (CPU, test
+# split): see benchmarks/README.md, "Gemma 3's norms on bf16". Benchmarks switch it off to compare.
+ONE_PLUS_IN_BF16 = True
 
 
 def fuse_rms_norms(model: torch.nn.Module) -> int:
@@ -46,6 +53,8 @@ def _fused_forward(self: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
 def _apply(module: torch.nn.Module, formula: str, hidden: torch.Tensor) -> torch.Tensor:
     if _native(module, formula, hidden):
         return _apply_native(module, hidden)
+    if _one_plus_native(formula, hidden):
+        return _apply_native(module, hidden, _one_plus_weight(module, hidden.dtype))
     make = FORMULAS[formula]
     weight = None if make is None else make(module.weight)
     out = F.rms_norm(hidden.float(), (hidden.shape[-1],), weight=weight, eps=module.eps)
@@ -65,8 +74,31 @@ def _native(module: torch.nn.Module, formula: str, hidden: torch.Tensor) -> bool
     return formula == "none" or (formula == "weight" and module.weight.dtype == hidden.dtype)
 
 
-def _apply_native(module: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    weight = getattr(module, "weight", None)
+def _one_plus_native(formula: str, hidden: torch.Tensor) -> bool:
+    """Gemma 3's norm on the bf16 activation: inference only (no gradient), as `ONE_PLUS_IN_BF16` says."""
+    return (
+        ONE_PLUS_IN_BF16
+        and formula == "one_plus_weight"
+        and hidden.dtype in (torch.bfloat16, torch.float16)
+        and not torch.is_grad_enabled()
+    )
+
+
+def _one_plus_weight(module: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
+    """`1 + w` in `dtype`, made once per weight (a new weight, or one changed in place, makes it again)."""
+    weight = module.weight
+    key = (dtype, weight.data_ptr(), weight._version)
+    cached = getattr(module, "_one_plus_cache", None)
+    if cached is None or cached[0] != key:
+        cached = (key, (1.0 + weight.detach().float()).to(dtype))
+        module._one_plus_cache = cached
+    return cached[1]
+
+
+def _apply_native(
+    module: torch.nn.Module, hidden: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    weight = getattr(module, "weight", None) if weight is None else weight
     shape = (hidden.shape[-1],)
     kind = hidden.device.type
     if torch.is_autocast_enabled(kind):  # autocast may hand rms_norm fp32 copies: keep the kernel on bf16

@@ -64,6 +64,8 @@ HEAD_BYTES = 1 << 20  # the input's first MiB is hashed into its fingerprint
 # Read and tokenise the next chunk, and write the last one, in worker threads while the model labels this
 # one; benchmarks switch it off to measure what it gives.
 OVERLAP = True
+# Queue the next chunk on the device before reading the last one back; benchmarks switch it off to compare.
+QUEUE_AHEAD = True
 CUDA_CHUNK = 16384  # rows per chunk on a GPU: ~1 s of work, and long enough to batch texts by length well
 CPU_CHUNK = 512  # on a CPU a chunk of this size is 10-20 s of work between two durable points
 _CSV_BLOCK = 1 << 22  # bytes pyarrow's CSV reader parses at a time
@@ -1064,6 +1066,9 @@ class PredictJob:
                     if queued is not None:
                         finish(*queued)
                     queued = (chunk, labelled)
+                    if not QUEUE_AHEAD:
+                        finish(*queued)
+                        queued = None
                 if queued is not None:
                     finish(*queued)
                 if written is not None:
