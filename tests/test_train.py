@@ -990,3 +990,44 @@ def test_the_runner_refuses_a_start_whose_process_could_not_import_the_package(t
     with pytest.raises(RunsError, match="pip install -e"):
         Runner(tmp_path / "runs").start(TrainConfig(model="x", train_size=8))
     assert not (tmp_path / "runs").exists()  # refused before any run folder
+
+
+def test_checkpointed_layers_are_recomputed_under_the_forwards_attention_kernels(
+    tiny_gemma3, shared_data, tmp_path, monkeypatch
+):
+    """Gradient checkpointing runs each layer again in the backward pass. On an H200 the recompute ran
+    outside the forward's attention-kernel choice and torch raised CheckpointError (QLoRA of the E4B shape,
+    first batch of every process). A CPU has no kernel choice, so the choice is a marker here: every run of
+    a checkpointed layer, the recompute included, must happen inside it."""
+    from gemma_emotion import models
+    from gemma_emotion.models import load_model
+
+    inside = [False]
+
+    @contextlib.contextmanager
+    def marked_kernels(device):
+        before, inside[0] = inside[0], True
+        try:
+            yield
+        finally:
+            inside[0] = before
+
+    monkeypatch.setattr(models, "attention_kernels", marked_kernels)
+    lm = load_model(str(tiny_gemma3))
+    ds = load_split(shared_data, "validation", limit=4, seed=2)
+    config = TrainConfig(model="x", lora_dropout=0.0, shared_prefix=False)  # whole rows, as on a GPU
+    trainer = build_trainer(lm, ds, config, plan_training(config, device_type="cpu"), tmp_path / "out")
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train's loop, which this skips
+    model = trainer.model
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+    layer = next(m for m in model.modules() if type(m).__name__.endswith("DecoderLayer"))
+    seen: list[bool] = []
+    hook = layer.self_attn.register_forward_hook(lambda *_: seen.append(inside[0]))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(ds))])
+    try:
+        loss = trainer.training_step(model, dict(batch))
+    finally:
+        hook.remove()
+    assert float(loss) > 0
+    assert seen == [True, True]  # the forward, then its recompute in the backward pass
