@@ -202,7 +202,7 @@ def _lean_trainer_class() -> type:
     import torch
     from trl import SFTTrainer
 
-    from gemma_emotion import models
+    from gemma_emotion.models import attention_kernels
     from gemma_emotion.shared_prefix import fused_outputs as shared_prefix_outputs
 
     class LeanSFTTrainer(SFTTrainer):
@@ -219,23 +219,11 @@ def _lean_trainer_class() -> type:
             batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
             return EpochSeededLengthSampler([len(ids) for ids in dataset["input_ids"]], batch, seed)
 
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            # Gradient checkpointing runs each layer's forward again in the backward pass, after
-            # compute_loss's block has ended. The recompute must choose the same attention kernel and the
-            # same adapter input casts as the forward, or torch raises CheckpointError for saved tensors of
-            # other shapes: on an H200, QLoRA of the Gemma 4 E4B shape failed so on a process's first batch
-            # (the forward's memory-efficient attention, the recompute's flash attention; ninth session).
-            with contextlib.ExitStack() as stack:
-                stack.enter_context(models.attention_kernels(model.device))
-                if LEAN_LOSS:
-                    stack.enter_context(self._lean_casts())
-                return super().training_step(model, inputs, num_items_in_batch)
-
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not (LEAN_LOSS and model.training):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             inputs["use_cache"] = False
-            with self._lean_autocast(), models.attention_kernels(model.device):
+            with self._lean_autocast(), attention_kernels(model.device):
                 if self.shared_prefix:
                     out = shared_prefix_outputs(model, inputs, self.shared_prefix)
                 else:
@@ -258,18 +246,12 @@ def _lean_trainer_class() -> type:
             # switched off: the same bf16 product without two copies of each adapted layer's input.
             if not (self.args.bf16 and self.model.device.type == "cuda"):
                 return contextlib.nullcontext()
-            stack = contextlib.ExitStack()
-            stack.enter_context(torch.autocast("cuda", dtype=torch.bfloat16))
-            stack.enter_context(self._lean_casts())
-            return stack
-
-        def _lean_casts(self) -> contextlib.AbstractContextManager:
-            """PEFT's cast of each adapted layer's input switched off where the lean step runs in bf16."""
-            if not (self.args.bf16 and self.model.device.type == "cuda"):
-                return contextlib.nullcontext()
             from peft.helpers import disable_input_dtype_casting
 
-            return disable_input_dtype_casting(self.model)
+            stack = contextlib.ExitStack()
+            stack.enter_context(torch.autocast("cuda", dtype=torch.bfloat16))
+            stack.enter_context(disable_input_dtype_casting(self.model))
+            return stack
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             if self._lean_stats is not None and "loss" in logs:
