@@ -42,6 +42,7 @@ MIN_BATCH_TOKENS = 4096
 # Score mode with whole label answers: the continuation rows of one model call hold at most this many
 # logits (rows x positions x vocabulary), e.g. 256 rows of two positions over Gemma's 262k vocabulary.
 MAX_CONTINUATION_LOGITS = 2**27
+LARGE_CARD_BYTES = 48 * 2**30  # cards with this much memory score large models 1,024 rows at a time
 PINNED_COPIES = True  # CUDA batches built in pinned memory and copied without blocking; benchmarks switch it
 _MARK = "\u2063TEXT\u2063"  # a placeholder that no tokenizer merges with its neighbours
 _CONTENT_FREE = ("N/A", "[MASK]", "...")
@@ -680,7 +681,12 @@ def default_batch_size(lm: LoadedModel, mode: str) -> int:
         # Score batches are forward passes of ~25 new tokens a row, so a small model's batch is launch-bound
         # until it is large: embedded shape + adapter, 65,536 texts on an H200 (profile_predict.py,
         # 2026-12-02): 15,100 texts/s at 512 rows, 21,900 at 1,024, 23,600 at 2,048, 24,200 at 4,096.
-        # Larger models (the E4B shape) keep 512: their batches already fill the card.
+        # Larger models fill the card sooner, but still gain from 1,024 rows where memory allows: the Gemma 4
+        # E4B shape ran 2,264 texts/s at 512 and 2,397 at 1,024 on a first pass over 50,000 rows, at 18.7 and
+        # 22.3 GiB peak (H200, bench_predict.py, ninth session); cards under 48 GiB keep 512.
         hidden = getattr(lm.model.config.get_text_config(), "hidden_size", 0) or 0
-        return 2048 if 0 < hidden <= 1024 else 512
+        if 0 < hidden <= 1024:
+            return 2048
+        total = torch.cuda.get_device_properties(lm.device).total_memory
+        return 1024 if total >= LARGE_CARD_BYTES else 512
     return 16
