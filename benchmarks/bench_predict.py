@@ -55,11 +55,7 @@ from gemma_emotion.labels import EMOTIONS, LABELS  # noqa: E402
 from gemma_emotion.predict import PredictOptions, predict_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-ABLATIONS = {
-    "overlap": (predict_module, "OVERLAP"),
-    "pinned": (classify_module, "PINNED_COPIES"),
-    "queue": (predict_module, "QUEUE_AHEAD"),
-}
+ABLATIONS = {"overlap": (predict_module, "OVERLAP"), "pinned": (classify_module, "PINNED_COPIES")}
 
 
 class RssSampler:
@@ -142,10 +138,6 @@ class StubClassifier:
         if progress:
             progress(len(encoded), len(encoded))
         return torch.from_numpy(probs.astype(np.float32))
-
-    def submit_scores(self, encoded, *, adapter=True, batch_size=None, progress=None):
-        probs = self.score_encoded(encoded, progress=progress)
-        return lambda: probs
 
     def classify(self, text: str, mode: str = "score", *, adapter: bool = True):
         probs = self.score_encoded(self.encode([text]))[0]

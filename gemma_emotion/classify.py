@@ -201,22 +201,8 @@ class Classifier:
         progress: BatchProgress | None = None,
     ) -> torch.Tensor:
         """Score mode: the label probabilities of each prompt as an (n, labels) CPU tensor, in input order."""
-        return self.submit_scores(encoded, adapter=adapter, batch_size=batch_size, progress=progress)()
-
-    def submit_scores(
-        self,
-        encoded: Sequence[Encoded],
-        *,
-        adapter: bool = True,
-        batch_size: int | None = None,
-        progress: BatchProgress | None = None,
-    ) -> Callable[[], torch.Tensor]:
-        """Score mode, queued: every batch is sent to the device now, and the function returned reads the
-        probabilities back (as `score_encoded` returns them), waiting for the device only then. A caller
-        with more texts can queue them before reading these back, so the GPU never waits for the CPU's work
-        between two calls (`predict` does, chunk after chunk)."""
         if not encoded:
-            return lambda: torch.empty(0, len(self.labels.names))
+            return torch.empty(0, len(self.labels.names))
         batches = self._plan(encoded, "score", batch_size or default_batch_size(self.lm, "score"))
         done = 0
         with torch.inference_mode(), self.lm.use(adapter), attention_kernels(self.lm.device):
@@ -228,16 +214,10 @@ class Classifier:
                 done += len(idx)
                 if progress:
                     progress(done, len(encoded))
-            planned = torch.cat(pending).float()
-        order = torch.tensor([i for idx in batches for i in idx])
-
-        def read_back() -> torch.Tensor:
-            on_host = planned.cpu()
-            probs = torch.empty_like(on_host)
-            probs[order] = on_host
-            return probs
-
-        return read_back
+            planned = torch.cat(pending).float().cpu()
+        probs = torch.empty_like(planned)
+        probs[torch.tensor([i for idx in batches for i in idx])] = planned
+        return probs
 
     def _plan(self, encoded: Sequence[Encoded], mode: str, batch_size: int) -> list[list[int]]:
         # Score mode runs only what follows the cached prefix, so that is the width that gets padded.

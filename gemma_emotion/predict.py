@@ -16,10 +16,8 @@ is written twice. CSV, TSV and JSONL are appended to OUTPUT itself. A Parquet fi
 to a temporary name, then renamed), and when every chunk is done the parts are copied into OUTPUT as its
 row groups, one part at a time, and removed. `overwrite` starts over.
 
-Memory is bounded by the chunk size: at most a chunk being read and tokenised in a worker thread, one queued
-on the model's device, the one before it being read back and one being written are held at a time,
-whatever the length of the file. Queuing the next chunk before reading the last one back keeps a GPU busy
-while the CPU counts and writes.
+Memory is bounded by the chunk size: at most a chunk being read and tokenised in a worker thread, one being
+labelled and one being written are held at a time, whatever the length of the file.
 """
 
 from __future__ import annotations
@@ -64,8 +62,6 @@ HEAD_BYTES = 1 << 20  # the input's first MiB is hashed into its fingerprint
 # Read and tokenise the next chunk, and write the last one, in worker threads while the model labels this
 # one; benchmarks switch it off to measure what it gives.
 OVERLAP = True
-# Queue the next chunk on the device before reading the last one back; benchmarks switch it off to compare.
-QUEUE_AHEAD = True
 CUDA_CHUNK = 16384  # rows per chunk on a GPU: ~1 s of work, and long enough to batch texts by length well
 CPU_CHUNK = 512  # on a CPU a chunk of this size is 10-20 s of work between two durable points
 _CSV_BLOCK = 1 << 22  # bytes pyarrow's CSV reader parses at a time
@@ -275,21 +271,6 @@ def label_texts(
     """Label texts with the classifier, in input order. Empty texts (None, "", whitespace) are not sent to
     the model: they get no label and are counted. Texts over the model's limit are cut, as
     `Classifier.predict` cuts them, and flagged in `truncated`."""
-    return start_labels(clf, texts, mode, adapter=adapter, batch_size=batch_size, progress=progress)()
-
-
-def start_labels(
-    clf: Classifier,
-    texts: Sequence[str | None] | Prepared,
-    mode: str = "score",
-    *,
-    adapter: bool = True,
-    batch_size: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> Callable[[], Labels]:
-    """`label_texts` in two steps: in score mode the texts are queued on the model's device now and the
-    function returned waits for their labels (`Classifier.submit_scores`); in generate mode the work is
-    done now."""
     from gemma_emotion.classify import MODES
 
     if mode not in MODES:
@@ -305,17 +286,13 @@ def start_labels(
     truncated[keep] = [e.truncated for e in encoded]
     index = np.full(n, NO_LABEL, dtype=np.int8)
     if mode == "score":
-        scored = clf.submit_scores(encoded, adapter=adapter, batch_size=batch_size, progress=progress)
-
-        def scores() -> Labels:
-            probs = np.full((n, len(names)), np.nan, dtype=np.float32)
-            if len(keep):
-                probs[keep] = scored().numpy()
-                index[keep] = probs[keep].argmax(axis=1)  # the first of equal values, as Classifier.predict
-            return Labels(mode, names, index, empty, truncated, probabilities=probs,
-                          seconds=time.perf_counter() - start)  # fmt: skip
-
-        return scores
+        probs = np.full((n, len(names)), np.nan, dtype=np.float32)
+        if len(keep):
+            scored = clf.score_encoded(encoded, adapter=adapter, batch_size=batch_size, progress=progress)
+            probs[keep] = scored.numpy()
+            index[keep] = probs[keep].argmax(axis=1)  # the first of equal values, as Classifier.predict
+        return Labels(mode, names, index, empty, truncated, probabilities=probs,
+                      seconds=time.perf_counter() - start)  # fmt: skip
     raw: list[str | None] = [None] * n
     lenient: list[str | None] = [None] * n
     if len(keep):
@@ -324,9 +301,8 @@ def start_labels(
         for i, pred in zip(prep.keep, preds):
             index[i] = names.index(pred.label) if pred.valid else len(names)
             raw[i], lenient[i] = pred.raw, pred.lenient
-    labels = Labels(mode, names, index, empty, truncated, raw=raw, lenient=lenient,
-                    seconds=time.perf_counter() - start)  # fmt: skip
-    return lambda: labels
+    return Labels(mode, names, index, empty, truncated, raw=raw, lenient=lenient,
+                  seconds=time.perf_counter() - start)  # fmt: skip
 
 
 def output_names(mode: str, names: Sequence[str]) -> list[str]:
@@ -1005,7 +981,6 @@ class PredictJob:
             total = opts.max_rows if total is None else min(total, opts.max_rows)
         left = None if opts.max_rows is None else max(0, opts.max_rows - skipped)
         if progress and self.ranks.main:
-            progress = _forward_only(progress)  # a queued chunk counts before the one before it is written
             progress(skipped, total)
         sink = self._sink(state) if self.ranks.main else None
         # In generate mode tokenising is a sliver of the time; it stays next to the model.
@@ -1024,59 +999,41 @@ class PredictJob:
             ThreadPoolExecutor(1, "predict-write") if OVERLAP else _Inline() as writer,
         ):
             written: Future | None = None
-            queued: tuple[pa.Table, Callable[[], Labels]] | None = None
-
-            def finish(chunk: pa.Table, labelled: Callable[[], Labels]) -> None:
-                """Chunk `chunk`'s labels read back, gathered from every process, counted and written."""
-                nonlocal done, written
-                shares = self.ranks.gather(labelled())
-                done += chunk.num_rows
-                if not self.ranks.main:
-                    return
-                labels = Labels.concat(shares)
-                if on_chunk:
-                    on_chunk(chunk, labels)
-                counts.add(labels.counts())
-                if written is not None:
-                    written.result()  # one chunk being written at a time, in order
-                written = writer.submit(self._write, sink, state, output_table(chunk, labels),
-                                        done, Counts.from_dict(asdict(counts)))  # fmt: skip
-                if progress:
-                    progress(done, total)
-
             items = prepared()
             upcoming = reader.submit(next, items, None)
             try:
                 while (item := upcoming.result()) is not None:
                     chunk, prep = item
                     upcoming = reader.submit(next, items, None)  # read and tokenise the next chunk meanwhile
-                    base = done + (queued[0].num_rows if queued else 0)
 
-                    def within(k: int, _n: int, base: int = base, rows: int = chunk.num_rows) -> None:
+                    def within(k: int, _n: int, base: int = done, rows: int = chunk.num_rows) -> None:
                         if progress and self.ranks.main:
                             progress(base + min(rows, k * self.ranks.world), total)
 
                     if labeler is not None:
-                        labels = labeler(prep, within)
-                        labelled: Callable[[], Labels] = lambda labels=labels: labels  # noqa: E731
+                        mine = labeler(prep, within)
                     else:
-                        # Queued on the device; the previous chunk is read back and written while it runs.
-                        labelled = start_labels(clf, prep, opts.mode, adapter=opts.adapter,
-                                                batch_size=opts.batch_size, progress=within)  # fmt: skip
-                    if queued is not None:
-                        finish(*queued)
-                    queued = (chunk, labelled)
-                    if not QUEUE_AHEAD:
-                        finish(*queued)
-                        queued = None
-                if queued is not None:
-                    finish(*queued)
+                        mine = label_texts(clf, prep, opts.mode, adapter=opts.adapter,
+                                           batch_size=opts.batch_size, progress=within)  # fmt: skip
+                    shares = self.ranks.gather(mine)
+                    done += chunk.num_rows
+                    if not self.ranks.main:
+                        continue
+                    labels = Labels.concat(shares)
+                    if on_chunk:
+                        on_chunk(chunk, labels)
+                    counts.add(labels.counts())
+                    if written is not None:
+                        written.result()  # one chunk being written at a time, in order
+                    written = writer.submit(self._write, sink, state, output_table(chunk, labels),
+                                            done, Counts.from_dict(asdict(counts)))  # fmt: skip
+                    if progress:
+                        progress(done, total)
                 if written is not None:
                     written.result()
             finally:
                 # On an error or Ctrl-C: let the reader leave the generator and the writer finish the chunk
-                # it holds (then recorded, so a rerun does not redo it) before the file is closed. A chunk
-                # queued but not yet written is dropped: a rerun labels it again.
+                # it holds (then recorded, so a rerun does not redo it) before the file is closed.
                 for pending in (upcoming, written):
                     with contextlib.suppress(BaseException):
                         pending is not None and pending.result()
@@ -1140,19 +1097,6 @@ class PredictJob:
         state_path(self.output).unlink(missing_ok=True)
         shutil.rmtree(parts_dir(self.output), ignore_errors=True)
         self.close()
-
-
-def _forward_only(progress: Progress) -> Progress:
-    """`progress`, called only with counts past the last one it was given (and always with a final total)."""
-    last = -1
-
-    def report(done: int, total: int | None) -> None:
-        nonlocal last
-        if done > last or total == done:
-            last = max(last, done)
-            progress(done, total)
-
-    return report
 
 
 class _Inline:
