@@ -660,13 +660,15 @@ def default_batch_size(lm: LoadedModel, mode: str) -> int:
             return 256
         # Score batches are forward passes of ~25 new tokens a row, so a small model's batch is launch-bound
         # until it is large: embedded shape + adapter, 65,536 texts on an H200 (profile_predict.py,
-        # 2026-12-02): 15,100 texts/s at 512 rows, 21,900 at 1,024, 23,600 at 2,048, 24,200 at 4,096.
+        # 2026-12-02): 15,100 texts/s at 512 rows, 21,900 at 1,024, 23,600 at 2,048, 24,200 at 4,096. In
+        # `predict` on 500,000 rows, 4,096 rows ran 18,797 texts/s cold and 20,093 warm against 17,280 and
+        # 19,973 at 2,048 (bench_predict.py, ninth session), at 6.9 GiB of GPU memory against 5.0.
         # Larger models fill the card sooner, but still gain from 1,024 rows where memory allows: the Gemma 4
         # E4B shape ran 2,264 texts/s at 512 and 2,397 at 1,024 on a first pass over 50,000 rows, at 18.7 and
         # 22.3 GiB peak (H200, bench_predict.py, ninth session); cards under 48 GiB keep 512.
         hidden = getattr(lm.model.config.get_text_config(), "hidden_size", 0) or 0
         if 0 < hidden <= 1024:
-            return 2048
+            return 4096
         total = torch.cuda.get_device_properties(lm.device).total_memory
         return 1024 if total >= LARGE_CARD_BYTES else 512
     return 16

@@ -368,7 +368,7 @@ def test_gemma4_norms_run_on_bf16_with_the_models_own_outputs_and_gradients(tiny
     own = {a: run(a) for a in (False, True)}
     calls = []
     orig = fused._apply_native
-    monkeypatch.setattr(fused, "_apply_native", lambda m, h: calls.append(h.dtype) or orig(m, h))
+    monkeypatch.setattr(fused, "_apply_native", lambda m, h, *w: calls.append(h.dtype) or orig(m, h, *w))
     fused.fuse_rms_norms(model)
     for autocast in (False, True):
         logits, grads = run(autocast)
@@ -379,6 +379,42 @@ def test_gemma4_norms_run_on_bf16_with_the_models_own_outputs_and_gradients(tiny
             assert g.dtype == ref.dtype
             assert torch.allclose(g.float(), ref.float(), atol=1e-3 * float(ref.abs().max()) + 1e-6)
     assert calls and set(calls) == {torch.bfloat16}
+
+
+def test_gemma3_norms_run_on_bf16_in_inference_and_exactly_in_training(tiny_gemma3, monkeypatch):
+    """Gemma 3's `1 + w` is not a bf16 number: inference runs the norm on the bf16 activation with `1 + w`
+    rounded to bf16 (one kernel, labels unchanged on the real model: benchmarks/README.md), training keeps
+    the exact fp32 path, bit for bit the model's own."""
+    from gemma_emotion import fused
+
+    lm = load_model(str(tiny_gemma3))
+    model = lm.model.to(torch.bfloat16)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn_like(p) * 0.3)
+    ids = torch.tensor([[2, 100, 200, 300, 400, 500]])
+    with torch.inference_mode():
+        own_inference = model(input_ids=ids).logits.float()
+    own_training = model(input_ids=ids).logits.float()
+    native = []
+    orig = fused._apply_native
+    monkeypatch.setattr(fused, "_apply_native", lambda m, h, *w: native.append(bool(w)) or orig(m, h, *w))
+    assert fused.fuse_rms_norms(model) > 0
+    native.clear()  # recognising each norm tried the candidates
+    training = model(input_ids=ids).logits.float()
+    assert native == [] and torch.equal(training, own_training)
+    with torch.inference_mode():
+        inference = model(input_ids=ids).logits.float()
+    assert native and all(native)  # every norm on bf16, with the rounded `1 + w`
+    assert not torch.equal(inference, own_inference)  # the rounding is real...
+    scale = float(own_inference.abs().max())
+    assert float((inference - own_inference).abs().max()) < 0.05 * scale  # ...and small
+    monkeypatch.setattr(fused, "ONE_PLUS_IN_BF16", False)
+    native.clear()
+    with torch.inference_mode():
+        exact = model(input_ids=ids).logits.float()
+    assert native == [] and torch.equal(exact, own_inference)
 
 
 def test_a_norm_with_an_unknown_formula_keeps_its_own_forward():
@@ -398,10 +434,10 @@ def test_a_norm_with_an_unknown_formula_keeps_its_own_forward():
 
 @pytest.mark.parametrize(
     ("hidden", "card_gib", "expected"),
-    [(640, 16, 2048), (640, 141, 2048), (2560, 141, 1024), (2560, 24, 512), (0, 80, 1024)],
+    [(640, 16, 4096), (640, 141, 4096), (2560, 141, 1024), (2560, 24, 512), (0, 80, 1024)],
 )
 def test_score_batches_on_a_gpu_follow_the_model_and_the_cards_memory(hidden, card_gib, expected):
-    """The rows a CUDA score batch holds: small models 2,048 whatever the card; larger ones 1,024 on a card
+    """The rows a CUDA score batch holds: small models 4,096 whatever the card; larger ones 1,024 on a card
     of 48 GiB or more (measured faster on an H200), 512 below it. Generate mode and the CPU keep theirs."""
     from types import SimpleNamespace
 
