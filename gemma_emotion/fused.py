@@ -67,7 +67,7 @@ def _native(module: torch.nn.Module, formula: str, hidden: torch.Tensor) -> bool
     The fused kernel computes in fp32 whatever its input and rounds once at the end, as Gemma 4's own
     `(x.float() * rstd * w.float()).type_as(x)` does, so a bf16 input and a bf16 weight give the same
     numbers without the two fp32 copies of the activation (and their two casts back in the backward).
-    Gemma 3's `1 + w` is not a bf16 number, so it keeps the fp32 path.
+    Gemma 3's `1 + w` is not a bf16 number: exact only on the fp32 path (`_one_plus_native` for inference).
     """
     if not NATIVE_DTYPE or hidden.dtype not in (torch.bfloat16, torch.float16):
         return False
