@@ -46,6 +46,8 @@
 #   bash benchmarks/gpu_session.sh s9-lora     # bf16 LoRA of the E4B shape (batch 64, profiled); the embedded
 #                                          # shape's training at batches 128 and 256
 #   bash benchmarks/gpu_session.sh s9-confirm  # QLoRA after the CheckpointError fix; E4B predict, 200,000 rows
+#   bash benchmarks/gpu_session.sh s10       # next: the CheckpointError as a user meets it, with each pass's
+#                                          # attention kernels logged; predict on 1,000,000 rows at 4,096 a batch
 #   bash benchmarks/gpu_session.sh s9-real     # the real embedded model (every GGUF piece uploaded): Gemma 3's
 #                                          # norms on bf16 against fp32 copies, the shipped setting at batch 256
 # The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel) and the
@@ -404,5 +406,20 @@ s9-confirm)  # after the trainer's fix for the CheckpointError: QLoRA of the E4B
         --shape e4b --kit "${KIT:-.gpu/kit}" --passes 1 --rows 200000 --batch-size 1024 --data "$data" \
         --workdir /root/e4b-work --out "$out/predict-e4b-200k-h200.json" 2>&1 | quiet > "$out/predict-e4b.log"
     grep '"texts_per_s"\|Error' "$out/predict-e4b.log" | tee -a "$log"
+    ;;
+s10)  # next session's first call (after `source .gpu/remote.sh`; random weights, no GGUF): the CheckpointError
+    # first, as a user meets it (QLoRA `train` of the E4B shape) and with each pass's attention kernels logged;
+    # then predict on 1,000,000 rows with the 4,096-row default
+    mkdir -p /root/e4b-work
+    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 240 python3 \
+        benchmarks/diagnose_sdpa_checkpoint.py --tokenizer "${KIT:-.gpu/kit}" --data "$data" --workdir /root/e4b-work \
+        --out "$out/sdpa-checkpoint-h200.json" 2>&1 | quiet > "$out/sdpa.log"
+    grep 'step\|calls' "$out/sdpa.log" | tee -a "$log"
+    train 0 qlora-user --model /root/e4b-work/e4b --data "$data" --load-in-4bit --train-size 256 --test-size 0
+    python3 benchmarks/random_model.py "${KIT:-.gpu/kit}" /root/rand270m 2>&1 | tail -1 | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 timeout 200 python3 benchmarks/bench_predict.py --model /root/rand270m \
+        --adapter gemma_emotion/assets/adapter --rows 1000000 --passes 2 --check 64 --data "$data" \
+        --workdir /root/predict-work --out "$out/predict-1m-h200-b4096.json" 2>&1 | quiet > "$out/predict.log"
+    grep '"texts_per_s"\|Error\|identical' "$out/predict.log" | tee -a "$log"
     ;;
 esac
