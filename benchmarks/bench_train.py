@@ -21,6 +21,8 @@ loading or evaluation). Needs no gradio.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import gc
 import json
 import math
@@ -69,8 +71,39 @@ def _peak_gib() -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
 
 
+@contextlib.contextmanager
+def _cpu_bf16(mode: str):
+    """A CPU run in bf16 mixed precision, which the product does not plan: "autocast" sets the plan's bf16
+    (the trainer's autocast over the fp32 model), "weights" also loads the frozen model in bf16, as on a
+    GPU. "off": the product's own plan."""
+    if mode == "off":
+        yield
+        return
+    from gemma_emotion import models
+    from gemma_emotion import train as train_mod
+
+    plan_training, load_model = train_mod.plan_training, models.load_model
+
+    def planned(*a, **kw):
+        plan = plan_training(*a, **kw)
+        plan.bf16 = True
+        return plan
+
+    def loaded(spec, options=None):
+        options = options or models.LoadOptions()
+        return load_model(spec, dataclasses.replace(options, dtype="bfloat16"))
+
+    train_mod.plan_training = planned
+    if mode == "weights":
+        models.load_model = loaded  # train() imports it from models when it runs
+    try:
+        yield
+    finally:
+        train_mod.plan_training, models.load_model = plan_training, load_model
+
+
 def run_ours(
-    args: argparse.Namespace, runs_dir: Path, shared_prefix: bool = True, int8: bool | None = None
+    args: argparse.Namespace, runs_dir: Path, shared_prefix: bool = True, int8: bool = False
 ) -> Result:
     from gemma_emotion.config import TrainConfig
     from gemma_emotion.runfolder import LOG_FILE, read_log, read_record
@@ -84,7 +117,8 @@ def run_ours(
         shared_prefix=shared_prefix, int8=int8,
     )  # fmt: skip
     _reset_peak()
-    info = train(config, runs_dir, progress_bar=args.progress)
+    with _cpu_bf16(args.cpu_bf16):
+        info = train(config, runs_dir, progress_bar=args.progress)
     if info.status != "completed":
         raise SystemExit(f"our run ended {info.status}: {info.error}")
     m = info.metrics or {}
@@ -331,8 +365,13 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     p.add_argument("--skip-reference", action="store_true")
     p.add_argument(
-        "--int8", choices=("auto", "on", "off", "both"), default="auto",
-        help="frozen base layers in int8 on a CPU (TrainConfig.int8): auto, on, off, or both in turn",
+        "--cpu-bf16", choices=("off", "autocast", "weights"), default="off",
+        help="a CPU run in bf16 mixed precision (not the product's plan): autocast over the fp32 model, or "
+        "the model loaded in bf16 too",
+    )  # fmt: skip
+    p.add_argument(
+        "--int8", choices=("on", "off", "both"), default="off",
+        help="frozen base layers in int8 on a CPU (TrainConfig.int8, off by default): on, off, or both",
     )  # fmt: skip
     p.add_argument(
         "--shared-prefix", choices=("on", "off", "both"), default="on",
@@ -371,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.shared_prefix]
-    int8s = {"auto": [None], "on": [True], "off": [False], "both": [True, False]}[args.int8]
+    int8s = {"on": [True], "off": [False], "both": [True, False]}[args.int8]
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         results = [run_ours(args, Path(tmp), shared, int8) for shared in modes for int8 in int8s]
     print(format_table(results), file=sys.stderr, flush=True)  # kept should the reference run out of memory
