@@ -80,6 +80,15 @@ def matmul_rate(n: int = 8192, reps: int = 50) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
+def shaped_checkpoint(kit: Path, work: Path, tiny: bool = False) -> Path:
+    """The random E4B-shaped (or tiny) checkpoint in `work`, built once and reused by the scripts after it
+    (bench_e4b.py, bench_predict.py --shape e4b, diagnose_sdpa_checkpoint.py)."""
+    target = work / ("e4b-tiny" if tiny else "e4b")
+    if not any(target.glob("model*.safetensors*")):
+        build_checkpoint(kit, target, TINY if tiny else E4B)
+    return target
+
+
 def build_checkpoint(kit: Path, target: Path, shape: dict) -> Path:
     from transformers import Gemma4ForCausalLM, Gemma4TextConfig
 
@@ -330,9 +339,7 @@ def main() -> None:
         "torch": torch.__version__, "matmul_tflops": rate / 1e12, "norms": args.norms, "runs": [],
     }  # fmt: skip
     print(f"{result['device']}: bf16 matmul {rate / 1e12:.0f} TFLOP/s", flush=True)
-    ckpt = work / ("e4b-tiny" if args.tiny else "e4b")  # reused when there (bench_predict.py --shape e4b)
-    if not any(ckpt.glob("model*.safetensors*")):
-        build_checkpoint(Path(args.tokenizer), ckpt, TINY if args.tiny else E4B)
+    ckpt = shaped_checkpoint(Path(args.tokenizer), work, args.tiny)
     texts = list(load_split(args.data, "test")["text"])[: args.limit]
     stages = args.stages.split(",")
 

@@ -159,11 +159,10 @@ def load_classifier(args: argparse.Namespace):
         # A checkpoint loaded through the project's own load path, as a user's E4B is (fused norms, attention
         # kernels): a model built in memory ran at half the rate (1,242 against bench_e4b.py's 2,358
         # texts/s, seventh session). Written once into the work folder, reused by later runs.
-        from bench_e4b import E4B, TINY, build_checkpoint
+        from bench_e4b import shaped_checkpoint
 
-        ckpt = Path(args.workdir or tempfile.gettempdir()) / args.shape  # bench_e4b.py's --workdir/e4b
-        if not any(ckpt.glob("model*.safetensors*")):
-            build_checkpoint(Path(args.kit), ckpt, E4B if args.shape == "e4b" else TINY)
+        work = Path(args.workdir or tempfile.gettempdir())
+        ckpt = shaped_checkpoint(Path(args.kit), work, tiny=args.shape == "e4b-tiny")
         model, adapter = str(ckpt), None
         t0 = time.perf_counter()
     lm = load_model(model, LoadOptions(device=args.device, dtype=args.dtype, adapter=adapter))

@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_e4b import E4B, TINY, build_checkpoint  # noqa: E402
+from bench_e4b import shaped_checkpoint  # noqa: E402
 
 from gemma_emotion.data import load_split  # noqa: E402
 
@@ -96,9 +96,7 @@ def main() -> None:
 
     cuda = torch.cuda.is_available()
     work = Path(args.workdir or tempfile.mkdtemp())
-    ckpt = work / ("e4b-tiny" if args.tiny else "e4b")
-    if not any(ckpt.glob("model*.safetensors*")):
-        build_checkpoint(Path(args.tokenizer), ckpt, TINY if args.tiny else E4B)
+    ckpt = shaped_checkpoint(Path(args.tokenizer), work, args.tiny)
     lm = load_model(str(ckpt), LoadOptions(load_in_4bit=cuda))
     config = TrainConfig(model="x", batch_size=args.batch, grad_accum=1, max_length=args.seq,
                          load_in_4bit=cuda, shared_prefix=False)  # fmt: skip

@@ -345,18 +345,23 @@ def test_fused_rms_norms_give_the_models_own_outputs(fixture, request):
     assert formulas == ({"one_plus_weight"} if fixture == "tiny_gemma3" else {"weight", "none"})
 
 
+def _bf16_with_moved_norms(model_dir) -> tuple[torch.nn.Module, torch.Tensor]:
+    """A tiny model in bf16 with its norm weights moved off their init (so `1 + w` and `w` differ from
+    constants), and one row of token ids."""
+    model = load_model(str(model_dir)).model.to(torch.bfloat16)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn_like(p) * 0.3)
+    return model, torch.tensor([[2, 100, 200, 300, 400, 500]])
+
+
 def test_gemma4_norms_run_on_bf16_with_the_models_own_outputs_and_gradients(tiny_gemma4, monkeypatch):
     """In bf16, Gemma 4's norms skip the fp32 copies (one rounding either way): same logits and gradients,
     under autocast too, which must not hand the kernel fp32 copies or change the output's dtype."""
     from gemma_emotion import fused
 
-    lm = load_model(str(tiny_gemma4))
-    model = lm.model.to(torch.bfloat16)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.add_(torch.randn_like(p) * 0.3)
-    ids = torch.tensor([[2, 100, 200, 300, 400, 500]])
+    model, ids = _bf16_with_moved_norms(tiny_gemma4)
 
     def run(autocast: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         model.zero_grad(set_to_none=True)
@@ -387,13 +392,7 @@ def test_gemma3_norms_run_on_bf16_in_inference_and_exactly_in_training(tiny_gemm
     the exact fp32 path, bit for bit the model's own."""
     from gemma_emotion import fused
 
-    lm = load_model(str(tiny_gemma3))
-    model = lm.model.to(torch.bfloat16)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.add_(torch.randn_like(p) * 0.3)
-    ids = torch.tensor([[2, 100, 200, 300, 400, 500]])
+    model, ids = _bf16_with_moved_norms(tiny_gemma3)
     with torch.inference_mode():
         own_inference = model(input_ids=ids).logits.float()
     own_training = model(input_ids=ids).logits.float()
