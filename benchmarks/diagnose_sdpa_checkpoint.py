@@ -76,6 +76,20 @@ def logging_sdpa(log: list, limit: int):
     return sdpa
 
 
+def step_kernels(variant: str, cuda: bool):
+    """The attention kernels allowed for a whole training step (forward and the backward's recompute)."""
+    import contextlib
+
+    if not cuda or variant not in ("no-cudnn-step", "efficient-step"):
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    allowed = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    if variant == "no-cudnn-step":
+        allowed.insert(0, SDPBackend.FLASH_ATTENTION)
+    return sdpa_kernel(allowed)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizer", required=True)
@@ -86,6 +100,11 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--calls", type=int, default=1000, help="SDPA calls logged per step")
     ap.add_argument("--out", default="sdpa-checkpoint.json")
+    variants = ["as-is", "no-cudnn-step", "efficient-step", "reentrant"]
+    ap.add_argument("--variant", default="as-is", choices=variants,
+                    help="as-is: the trainer unchanged; no-cudnn-step: the whole step (forward and backward) "
+                         "with cuDNN attention off; efficient-step: the whole step with only the "
+                         "memory-efficient and math kernels; reentrant: reentrant checkpointing")  # fmt: skip
     args = ap.parse_args()
 
     from gemma_emotion.config import TrainConfig
@@ -111,11 +130,12 @@ def main() -> None:
     trainer.current_gradient_accumulation_steps = 1
     model = trainer.model
     model.train()
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    reentrant = args.variant == "reentrant"
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
     model.enable_input_require_grads()
     rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
     result: dict = {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
-                    "batch": args.batch, "steps": []}  # fmt: skip
+                    "batch": args.batch, "variant": args.variant, "steps": []}  # fmt: skip
     for step in range(2):
         batch = trainer.data_collator(rows[step * args.batch : (step + 1) * args.batch])
         batch = {k: v.to(lm.device) for k, v in batch.items()}
@@ -125,7 +145,8 @@ def main() -> None:
             torch.nn.functional.scaled_dot_product_attention,
         )
         try:
-            loss = trainer.training_step(model, batch)
+            with step_kernels(args.variant, cuda):
+                loss = trainer.training_step(model, batch)
             outcome = {"loss": float(loss)}
         except Exception as exc:  # noqa: BLE001 - the error is the finding
             outcome = {"error": f"{type(exc).__name__}: {exc}"[:2000],

@@ -46,8 +46,10 @@
 #   bash benchmarks/gpu_session.sh s9-lora     # bf16 LoRA of the E4B shape (batch 64, profiled); the embedded
 #                                          # shape's training at batches 128 and 256
 #   bash benchmarks/gpu_session.sh s9-confirm  # s9-qlora on another machine; E4B predict, 200,000 rows
-#   bash benchmarks/gpu_session.sh s10       # next: the CheckpointError as a user meets it, with each pass's
-#                                          # attention kernels logged; predict on 1,000,000 rows at 4,096 a batch
+#   bash benchmarks/gpu_session.sh s10       # the CheckpointError with each pass's attention kernels logged, as
+#                                          # the trainer is and under each candidate fix (one process each)
+#   bash benchmarks/gpu_session.sh s10-user  # a user's QLoRA `train` of the E4B shape; predict on 1,000,000
+#                                          # rows at 4,096 a batch
 #   bash benchmarks/gpu_session.sh s9-real     # the real embedded model (every GGUF piece uploaded): Gemma 3's
 #                                          # norms on bf16 against fp32 copies, the shipped setting at batch 256
 # The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel) and the
@@ -399,15 +401,20 @@ s9-confirm)  # a second machine, after a trainer change meant for the Checkpoint
         --workdir /root/e4b-work --out "$out/predict-e4b-200k-h200.json" 2>&1 | quiet > "$out/predict-e4b.log"
     grep '"texts_per_s"\|Error' "$out/predict-e4b.log" | tee -a "$log"
     ;;
-s10)  # next session's first call (after `source .gpu/remote.sh`; random weights, no GGUF): the CheckpointError
-    # first, as a user meets it (QLoRA `train` of the E4B shape) and with each pass's attention kernels logged;
-    # then predict on 1,000,000 rows with the 4,096-row default
+s10)  # first call (after `source .gpu/remote.sh`; random weights, no GGUF): the CheckpointError with each
+    # pass's attention kernels logged, as the trainer is and with each candidate fix, one process each
     mkdir -p /root/e4b-work
-    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 240 python3 \
-        benchmarks/diagnose_sdpa_checkpoint.py --tokenizer "${KIT:-.gpu/kit}" --data "$data" --workdir /root/e4b-work \
-        --out "$out/sdpa-checkpoint-h200.json" 2>&1 | quiet > "$out/sdpa.log"
-    grep 'step\|calls' "$out/sdpa.log" | tee -a "$log"
-    train 0 qlora-user --model /root/e4b-work/e4b --data "$data" --load-in-4bit --train-size 256 --test-size 0
+    for variant in as-is no-cudnn-step efficient-step reentrant; do
+        CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 150 python3 \
+            benchmarks/diagnose_sdpa_checkpoint.py --tokenizer "${KIT:-.gpu/kit}" --data "$data" \
+            --workdir /root/e4b-work --variant $variant --calls 200 \
+            --out "$out/sdpa-checkpoint-$variant-h200.json" 2>&1 | quiet > "$out/sdpa-$variant.log"
+        echo "== $variant" | tee -a "$log"
+        grep 'step\|calls\|Error' "$out/sdpa-$variant.log" | cut -c1-400 | tee -a "$log"
+    done
+    ;;
+s10-user)  # a user's QLoRA `train` of the E4B shape on its plan's batch; predict, 1,000,000 rows at 4,096
+    train 0 qlora-user --model /root/e4b-work/e4b --data "$data" --load-in-4bit --train-size 512 --test-size 0
     python3 benchmarks/random_model.py "${KIT:-.gpu/kit}" /root/rand270m 2>&1 | tail -1 | tee -a "$log"
     CUDA_VISIBLE_DEVICES=0 timeout 200 python3 benchmarks/bench_predict.py --model /root/rand270m \
         --adapter gemma_emotion/assets/adapter --rows 1000000 --passes 2 --check 64 --data "$data" \
