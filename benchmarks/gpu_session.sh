@@ -404,8 +404,8 @@ s9-confirm)  # a second machine, after a trainer change meant for the Checkpoint
 s10)  # first call (after `source .gpu/remote.sh`; random weights, no GGUF): the CheckpointError with each
     # pass's attention kernels logged, as the trainer is and with each candidate fix, one process each
     mkdir -p /root/e4b-work
-    for variant in as-is no-cudnn-step efficient-step reentrant; do
-        CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 150 python3 \
+    for variant in as-is reentrant no-cudnn-step efficient-step; do
+        CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 200 python3 \
             benchmarks/diagnose_sdpa_checkpoint.py --tokenizer "${KIT:-.gpu/kit}" --data "$data" \
             --workdir /root/e4b-work --variant $variant --calls 200 \
             --out "$out/sdpa-checkpoint-$variant-h200.json" 2>&1 | quiet > "$out/sdpa-$variant.log"
