@@ -9,6 +9,7 @@ base and fine-tuned predictions: the adapter is switched off and on, never copie
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -327,7 +328,23 @@ def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager
         return contextlib.nullcontext()
     from torch.nn.attention import sdpa_kernel
 
+    _settle_default_sdpa_order(device)
     return sdpa_kernel(SDPA_BACKENDS or preferred_sdpa_backends(), set_priority=True)
+
+
+@functools.cache
+def _settle_default_sdpa_order(device: torch.device) -> None:
+    """Let PyTorch choose its default attention order now, before `attention_kernels` sets ours.
+
+    PyTorch picks its default order at the first attention call of a process (cuDNN first on Hopper and
+    Blackwell, `priority_order` in ATen's sdp_utils.cpp) and writes it over any order set before. Without
+    this call the first training step ran cuDNN attention in the forward pass and, once the block had
+    restored the order, the memory-efficient kernel in the backward's recompute of the checkpointed layers:
+    torch's CheckpointError on the first step of every QLoRA run of the E4B shape on an H200
+    (benchmarks/diagnose_sdpa_checkpoint.py, benchmarks/README.md "GPU, tenth session").
+    """
+    q = torch.zeros(1, 1, 8, 8, device=device, dtype=torch.bfloat16)
+    torch.nn.functional.scaled_dot_product_attention(q, q, q)
 
 
 def pick_device(device: str | None = None) -> torch.device:

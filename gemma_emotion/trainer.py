@@ -219,6 +219,12 @@ def _lean_trainer_class() -> type:
             batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
             return EpochSeededLengthSampler([len(ids) for ids in dataset["input_ids"]], batch, seed)
 
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            # The backward pass recomputes the checkpointed layers' attention: outside the forward's kernel
+            # order it may pick another kernel, whose saved tensors differ (torch's CheckpointError).
+            with attention_kernels(model.device):
+                return super().training_step(model, inputs, num_items_in_batch)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not (LEAN_LOSS and model.training):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)

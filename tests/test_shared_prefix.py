@@ -228,3 +228,51 @@ def test_two_processes_have_the_same_loss_curve_with_and_without_the_shared_pref
         curves[name] = [r["loss"] for r in log if r["kind"] == "train"]
     assert len(curves["shared"]) == 6  # 32 rows, 8 a process, 2 processes: 2 steps an epoch
     assert curves["shared"] == pytest.approx(curves["whole"], rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("n_prefix", [0, None], ids=["whole-rows", "shared-prefix"])
+def test_the_backward_recomputes_attention_under_the_forwards_kernel_order(
+    n_prefix, tiny_gemma4, shared_data, tmp_path, monkeypatch
+):
+    """Checkpointed layers recompute attention in the backward pass; a kernel order set only around the
+    forward let CUDA pick another kernel there (torch's CheckpointError on an H200). Every attention call
+    of a training step, the recompute's included, runs inside `attention_kernels`."""
+    import contextlib
+
+    from gemma_emotion import models
+
+    depth = [0]
+
+    @contextlib.contextmanager
+    def counting_kernels(device):
+        depth[0] += 1
+        try:
+            yield
+        finally:
+            depth[0] -= 1
+
+    monkeypatch.setattr(models, "attention_kernels", counting_kernels)
+    lm, trainer, batch = _trainer(tiny_gemma4, shared_data, tmp_path)
+    trainer.shared_prefix = trainer.shared_prefix if n_prefix is None else n_prefix
+    model = trainer.model
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+    trainer.create_optimizer_and_scheduler(num_training_steps=1)
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop
+    model.train()
+
+    calls: list[tuple[bool, bool]] = []  # (in the backward pass, inside attention_kernels)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording_sdpa(*args, **kwargs):
+        calls.append((torch._C._current_graph_task_id() != -1, depth[0] > 0))
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording_sdpa)
+    with answer_positions_only():
+        loss = trainer.training_step(model, dict(batch))
+    assert torch.isfinite(loss)
+    layers = lm.model.config.get_text_config().num_hidden_layers
+    assert sum(not backward for backward, _ in calls) >= layers
+    assert sum(backward for backward, _ in calls) >= layers  # the recompute ran
+    assert all(inside for _, inside in calls), calls
