@@ -48,6 +48,8 @@
 #   bash benchmarks/gpu_session.sh s9-confirm  # s9-qlora on another machine; E4B predict, 200,000 rows
 #   bash benchmarks/gpu_session.sh s10       # the CheckpointError with each pass's attention kernels logged, as
 #                                          # the trainer is and under each candidate fix (one process each)
+#   bash benchmarks/gpu_session.sh s10-train # QLoRA of the E4B shape at batches 64-128 after the fix; predict
+#                                          # on 1,000,000 rows under py-spy
 #   bash benchmarks/gpu_session.sh s10-user  # a user's QLoRA `train` of the E4B shape; predict on 1,000,000
 #                                          # rows at 4,096 a batch
 #   bash benchmarks/gpu_session.sh s9-real     # the real embedded model (every GGUF piece uploaded): Gemma 3's
@@ -420,5 +422,24 @@ s10-user)  # a user's QLoRA `train` of the E4B shape on its plan's batch; predic
         --adapter gemma_emotion/assets/adapter --rows 1000000 --passes 2 --check 64 --data "$data" \
         --workdir /root/predict-work --out "$out/predict-1m-h200-b4096.json" 2>&1 | quiet > "$out/predict.log"
     grep '"texts_per_s"\|Error\|identical' "$out/predict.log" | tee -a "$log"
+    ;;
+s10-train)  # QLoRA of the E4B shape after the attention-order fix: whole rows at batches 64-128 in one process
+    # (batch 64 first, as a 16 GB card's plan picks it), the shared prefix at 64; predict on 1,000,000 rows
+    # under py-spy (wheel in .gpu/tools), its main thread's stacks as collapsed text
+    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 300 python3 benchmarks/bench_e4b.py \
+        --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out/qlora" --workdir /root/e4b-work --stages qlora \
+        --qlora-batches 64,96,128 --shared-prefix off 2>&1 | quiet > "$out/qlora.log"
+    grep '"mode"\|Error' "$out/qlora.log" | cut -c1-600 | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 150 python3 benchmarks/bench_e4b.py \
+        --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out/qlora-shared" --workdir /root/e4b-work \
+        --stages qlora --qlora-batches 64 --shared-prefix on 2>&1 | quiet > "$out/qlora-shared.log"
+    grep '"mode"\|Error' "$out/qlora-shared.log" | cut -c1-600 | tee -a "$log"
+    python3 -m pip install -q --target "$GPU_CACHE/tools" .gpu/tools/*.whl 2>&1 | grep -v WARNING
+    [ -d /root/rand270m ] || python3 benchmarks/random_model.py "${KIT:-.gpu/kit}" /root/rand270m 2>&1 | tail -1
+    CUDA_VISIBLE_DEVICES=0 timeout 200 "$GPU_CACHE/tools/bin/py-spy" record -r 100 --threads --format raw \
+        -o "$out/predict-pyspy.txt" -- python3 benchmarks/bench_predict.py --model /root/rand270m \
+        --adapter gemma_emotion/assets/adapter --rows 1000000 --passes 2 --check 0 --data "$data" \
+        --workdir /root/predict-work --out "$out/predict-1m-pyspy-h200.json" 2>&1 | quiet > "$out/predict.log"
+    grep '"texts_per_s"\|Error' "$out/predict.log" | tee -a "$log"
     ;;
 esac
