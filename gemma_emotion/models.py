@@ -343,7 +343,7 @@ def _settle_default_sdpa_order(device: torch.device) -> None:
     torch's CheckpointError on the first step of every QLoRA run of the E4B shape on an H200
     (benchmarks/diagnose_sdpa_checkpoint.py, benchmarks/README.md "GPU, tenth session").
     """
-    q = torch.zeros(1, 1, 8, 8, device=device, dtype=torch.bfloat16)
+    q = torch.zeros(1, 1, 8, 8, device=device, dtype=torch.float16)  # fp16: every CUDA card has it
     torch.nn.functional.scaled_dot_product_attention(q, q, q)
 
 

@@ -229,7 +229,7 @@ def _lean_trainer_class() -> type:
             if not (LEAN_LOSS and model.training):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             inputs["use_cache"] = False
-            with self._lean_autocast(), attention_kernels(model.device):
+            with self._lean_autocast():  # the attention kernels are training_step's, backward included
                 if self.shared_prefix:
                     out = shared_prefix_outputs(model, inputs, self.shared_prefix)
                 else:
