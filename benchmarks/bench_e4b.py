@@ -157,7 +157,7 @@ def score(
     clf.predict(texts, batch_size=batch)
     sync()
     warm_secs = time.perf_counter() - t0
-    n_tokens = sum(len(e.ids) for e in clf._encode_many(texts))
+    n_tokens = sum(map(len, clf._encode_many(texts).rows()))
     params = decoder_params(lm.model)
     r = {
         "mode": "score", "weights": "nf4" if four_bit else "bf16", "examples_per_s": len(texts) / secs,

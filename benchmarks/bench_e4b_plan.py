@@ -84,7 +84,7 @@ def main() -> None:
     lm = build(Path(args.tokenizer), TINY if args.tiny else E4B)
     clf = classify.Classifier(lm)
     texts = list(load_split(args.data, "test")["text"])[: args.limit]
-    real = sum(len(e.ids) - len(clf._prefix_ids) for e in clf._encode_many(texts))
+    real = int(clf._encode_many(texts).lengths.sum())
     params = decoder_params(lm.model)
     result: dict = {
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",

@@ -189,7 +189,7 @@ def main() -> None:
         results["score_merged_unmerged_agreement"] = same / len(texts)
     if gpu:
         results["score_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
-        n_tokens = sum(len(e.ids) - len(clf._prefix_ids) for e in clf._encode_many(texts))
+        n_tokens = int(clf._encode_many(texts).lengths.sum())
         body = sum(p.numel() for n, p in lm.model.named_parameters() if "embed" not in n and p.dim() == 2)
         results["score_tokens_per_example"] = (n_tokens / len(texts)) + len(clf._prefix_ids)
         results["score_body_params"] = body

@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gemma_emotion import classify as classify_module  # noqa: E402
 from gemma_emotion import predict as predict_module  # noqa: E402
-from gemma_emotion.classify import Encoded  # noqa: E402
+from gemma_emotion.classify import EncodedTexts  # noqa: E402
 from gemma_emotion.distributed import Ranks  # noqa: E402
 from gemma_emotion.labels import EMOTIONS, LABELS  # noqa: E402
 from gemma_emotion.predict import PredictOptions, predict_file  # noqa: E402
@@ -126,13 +126,16 @@ class StubClassifier:
     labels = EMOTIONS
 
     def __init__(self) -> None:
-        self.lm = SimpleNamespace(device=torch.device("cpu"), spec=SimpleNamespace(name="stub"), adapter=None)
+        self.lm = SimpleNamespace(
+            device=torch.device("cpu"), spec=SimpleNamespace(name="stub"), adapter=None, cpu_int8=False
+        )
 
-    def encode(self, texts: list[str]) -> list[Encoded]:
-        return [Encoded([len(t)], False) for t in texts]
+    def encode(self, texts: list[str]) -> EncodedTexts:
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        return EncodedTexts((), lengths.copy(), np.ones_like(lengths), np.zeros(len(texts), dtype=bool))
 
     def score_encoded(self, encoded, *, adapter=True, batch_size=None, progress=None) -> torch.Tensor:
-        lengths = np.array([e.ids[0] for e in encoded], dtype=np.float32)
+        lengths = encoded.ids.astype(np.float32)  # each "prompt" is one id: its text's length
         logits = np.sin(lengths[:, None] * np.arange(1, len(LABELS) + 1, dtype=np.float32))
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         if progress:

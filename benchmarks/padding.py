@@ -46,8 +46,8 @@ def main() -> None:
     print(f"{'split':<11}{'mode':<9}" + "".join(f"{h:>{w}}" for h, w in right))
     for split in args.splits.split(","):
         encoded = clf._encode_many(list(load_split(args.data, split)["text"]))
-        for mode, shared in (("score", len(clf._prefix_ids)), ("generate", 0)):
-            lengths = [len(e.ids) - shared for e in encoded]
+        for mode, shared in (("score", 0), ("generate", len(encoded.prefix))):
+            lengths = (encoded.lengths + shared).tolist()
             real = sum(lengths)
             for batch in (int(b) for b in args.batches.split(",")):
                 fixed = plan_batches(lengths, batch)

@@ -82,13 +82,14 @@ class Graphs:
             self.graphs[width] = (graph, ids, mask, out)
         return self.graphs[width]
 
-    def probs(self, encoded: list[C.Encoded]) -> torch.Tensor:
-        n = len(self.clf._prefix_ids)
+    def probs(self, encoded: C.EncodedTexts) -> torch.Tensor:
         order = self.clf._plan(encoded, "score", self.rows)
         pending = []
         for idx in order:
-            seqs = [encoded[i].ids[n:] for i in idx]
-            ids, mask = C._left_pad(seqs, self.clf.lm.tokenizer.pad_token_id, self.clf.lm.device)
+            batch = encoded.take(idx)
+            ids, mask = C._left_pad(
+                batch.ids, batch.lengths, self.clf.lm.tokenizer.pad_token_id, self.clf.lm.device
+            )
             width = ids.shape[1]
             graph, s_ids, s_mask, out = self._graph(width)
             s_ids.fill_(self.clf.lm.tokenizer.pad_token_id)
@@ -124,21 +125,22 @@ def main() -> None:
     res["encode_texts_per_s"] = round(len(texts) / s)
     n = len(clf._prefix_ids)
     res["prefix_tokens"] = n
-    res["mean_suffix_tokens"] = round(sum(len(e.ids) - n for e in encoded) / len(encoded), 1)
+    res["mean_suffix_tokens"] = round(float(encoded.lengths.mean()), 1)
     plan, s = timed(clf._plan, encoded, "score", 512)
     res["plan_s"] = round(s, 4)
     pad = lm.tokenizer.pad_token_id
 
     def pads() -> None:
         for idx in plan:
-            C._left_pad([encoded[i].ids[n:] for i in idx], pad, lm.device)
+            batch = encoded.take(idx)
+            C._left_pad(batch.ids, batch.lengths, pad, lm.device)
 
     _, s = timed(pads)
     res["left_pad_texts_per_s"] = round(len(texts) / s)
     print(json.dumps(res), flush=True)
     eager = None
     for b in [int(x) for x in args.batches.split(",")]:
-        clf.score_encoded(encoded[:8192], batch_size=b)  # shapes met once
+        clf.score_encoded(encoded.take(slice(8192)), batch_size=b)  # shapes met once
         probs, s = timed(clf.score_encoded, encoded, batch_size=b)
         eager = probs if eager is None else eager
         res[f"score_encoded_b{b}_texts_per_s"] = round(len(texts) / s)
@@ -148,7 +150,7 @@ def main() -> None:
         with torch.profiler.profile(
             activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
         ) as prof:
-            _, wall = timed(clf.score_encoded, encoded[:k], batch_size=512)
+            _, wall = timed(clf.score_encoded, encoded.take(slice(k)), batch_size=512)
         events = prof.key_averages()
         gpu_us = sum(e.self_device_time_total for e in events)
         res["profiled_wall_s"] = round(wall, 4)
@@ -166,7 +168,7 @@ def main() -> None:
             try:
                 with torch.inference_mode(), lm.use(True), attention_kernels(lm.device):
                     g = Graphs(clf, b)
-                    g.probs(encoded[:8192])  # capture every width
+                    g.probs(encoded.take(slice(8192)))  # capture every width
                     probs, s = timed(g.probs, encoded)
                 res[f"graphs_b{b}_texts_per_s"] = round(len(texts) / s)
                 res[f"graphs_b{b}_same_label"] = int((probs.argmax(-1) == eager.argmax(-1)).sum())

@@ -79,9 +79,85 @@ class Prediction:
 
 
 @dataclass
-class Encoded:
-    ids: list[int]  # the whole prompt, prefix included
-    truncated: bool
+class EncodedTexts:
+    """The prompts of many texts as token ids in flat arrays: the ids every prompt starts with (the chat
+    template's head, the system prompt in it) stored once, then each prompt's own ids back to back.
+
+    No Python object per text: `predict` tokenises the next chunk in a worker thread while the model thread
+    launches kernels, and every bytecode the worker runs holds the GIL that thread needs. Per-text `list`
+    prompts (prefix + text + tail) and their slicing per batch cost 4.1 µs a text on 2 CPU cores against
+    1.2 µs for these arrays (16,384 test texts, 2026-12-03, /benchmarks/README.md).
+    """
+
+    prefix: tuple[int, ...]
+    ids: np.ndarray  # int64, each prompt's ids after `prefix`, back to back
+    lengths: np.ndarray  # int64 (n,): each prompt's count of ids after `prefix`
+    truncated: np.ndarray  # bool (n,): the text was cut to MAX_TEXT_TOKENS
+
+    def __post_init__(self) -> None:
+        self.starts = np.cumsum(self.lengths) - self.lengths
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @classmethod
+    def from_lists(cls, prompts: Sequence[Sequence[int]], prefix: Sequence[int], truncated: Sequence[bool]):
+        """From whole prompts: `prefix` is stored once when every prompt starts with it, else not at all."""
+        n = len(prefix)
+        if not all(list(p[:n]) == list(prefix) for p in prompts):
+            prefix, n = (), 0
+        lengths = np.fromiter((len(p) - n for p in prompts), dtype=np.int64, count=len(prompts))
+        ids = np.fromiter(
+            itertools.chain.from_iterable(p[n:] for p in prompts), dtype=np.int64, count=int(lengths.sum())
+        )
+        return cls(tuple(prefix), ids, lengths, np.asarray(truncated, dtype=bool).reshape(len(prompts)))
+
+    def take(self, rows: slice | Sequence[int] | np.ndarray) -> EncodedTexts:
+        """The prompts `rows` (a slice, or indices in any order) as a new EncodedTexts."""
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(len(self))
+            if step == 1:
+                lo = int(self.starts[start]) if start < len(self) else len(self.ids)
+                hi = int(self.starts[stop - 1] + self.lengths[stop - 1]) if stop > start else lo
+                return EncodedTexts(
+                    self.prefix, self.ids[lo:hi], self.lengths[start:stop], self.truncated[start:stop]
+                )
+            rows = np.arange(start, stop, step)
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.lengths[rows]
+        before = np.cumsum(lengths) - lengths
+        source = np.repeat(self.starts[rows] - before, lengths) + np.arange(int(lengths.sum()))
+        return EncodedTexts(self.prefix, self.ids[source], lengths, self.truncated[rows])
+
+    def row(self, i: int) -> list[int]:
+        """The whole prompt of text `i`, prefix included."""
+        start = int(self.starts[i])
+        return [*self.prefix, *self.ids[start : start + int(self.lengths[i])].tolist()]
+
+    def rows(self) -> list[list[int]]:
+        return [self.row(i) for i in range(len(self))]
+
+    def whole(self) -> tuple[np.ndarray, np.ndarray]:
+        """The prompts with the prefix put back in front of each: (ids back to back, lengths)."""
+        return _insert_each(self.ids, self.lengths, np.asarray(self.prefix, dtype=np.int64), before=True)
+
+
+def _insert_each(
+    ids: np.ndarray, lengths: np.ndarray, fixed: np.ndarray, *, before: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """`fixed` put before (or after) each of the sequences stored back to back in `ids`."""
+    k = len(fixed)
+    if k == 0:
+        return ids, lengths
+    out_lengths = lengths + k
+    out = np.empty(int(out_lengths.sum()), dtype=np.int64)
+    firsts = np.cumsum(out_lengths) - out_lengths + (0 if before else lengths)
+    slots = (firsts[:, None] + np.arange(k)).ravel()
+    is_fixed = np.zeros(len(out), dtype=bool)
+    is_fixed[slots] = True
+    out[slots] = np.tile(fixed, len(lengths))
+    out[~is_fixed] = ids
+    return out, out_lengths
 
 
 @dataclass
@@ -137,7 +213,7 @@ class Classifier:
         )
         self._backend = encode if same else None
         self._fast_encode = all(
-            self._encode_many([p], fast=True)[0].ids == self._encode_slow(p) for p in _PROBES
+            self._encode_many([p], fast=True).row(0) == self._encode_slow(p) for p in _PROBES
         )
         self._plan_label_tokens()
 
@@ -150,7 +226,7 @@ class Classifier:
         adapter: bool = True,
         batch_size: int | None = None,
         progress: BatchProgress | None = None,
-        encoded: Sequence[Encoded] | None = None,
+        encoded: EncodedTexts | None = None,
     ) -> list[Prediction]:
         """Predictions in input order. `adapter=False` gives the base model's answers. `encoded` (from
         `encode(texts)`) skips tokenising here, so a caller can tokenise the next texts while these run."""
@@ -163,7 +239,7 @@ class Classifier:
             return []
         texts = list(texts)  # a datasets column indexes slowly, one Arrow lookup per row
         batch_size = batch_size or default_batch_size(self.lm, mode)
-        encoded = list(encoded) if encoded is not None else self.encode(texts)
+        encoded = encoded if encoded is not None else self.encode(texts)
         if len(encoded) != len(texts):
             raise ValueError(f"{len(encoded)} encoded prompts for {len(texts)} texts")
         results: list[Prediction | None] = [None] * len(texts)
@@ -172,29 +248,29 @@ class Classifier:
             probs = self.score_encoded(encoded, adapter=adapter, batch_size=batch_size, progress=progress)
             per_item = (time.perf_counter() - t0) * 1000 / len(texts)
             for i, pred in enumerate(self._score_predictions(probs)):
-                results[i] = self._finish(pred, texts[i], encoded[i], per_item)
+                results[i] = self._finish(pred, texts[i], bool(encoded.truncated[i]), per_item)
             return results  # type: ignore[return-value]
         done = 0
         with torch.inference_mode(), self.lm.use(adapter), attention_kernels(self.lm.device):
             for idx in self._plan(encoded, mode, batch_size):
                 t0 = time.perf_counter()
-                outs = self._generate_batch([encoded[i] for i in idx])
+                outs = self._generate_batch(encoded.take(idx))
                 per_item = (time.perf_counter() - t0) * 1000 / len(idx)
                 for i, pred in zip(idx, outs):
-                    results[i] = self._finish(pred, texts[i], encoded[i], per_item)
+                    results[i] = self._finish(pred, texts[i], bool(encoded.truncated[i]), per_item)
                 done += len(idx)
                 if progress:
                     progress(done, len(texts))
         return results  # type: ignore[return-value]
 
-    def encode(self, texts: Sequence[str]) -> list[Encoded]:
+    def encode(self, texts: Sequence[str]) -> EncodedTexts:
         """The prompts of `texts` as token ids (cut to MAX_TEXT_TOKENS); safe to call from another thread
         while this classifier runs the model."""
         return self._encode_many(texts)
 
     def score_encoded(
         self,
-        encoded: Sequence[Encoded],
+        encoded: EncodedTexts,
         *,
         adapter: bool = True,
         batch_size: int | None = None,
@@ -210,7 +286,7 @@ class Classifier:
             # the probabilities of all batches come back in one transfer at the end.
             pending = []
             for idx in batches:
-                pending.append(self._label_probs([encoded[i] for i in idx]))
+                pending.append(self._label_probs(encoded.take(idx)))
                 done += len(idx)
                 if progress:
                     progress(done, len(encoded))
@@ -219,22 +295,26 @@ class Classifier:
         probs[torch.tensor([i for idx in batches for i in idx])] = planned
         return probs
 
-    def _plan(self, encoded: Sequence[Encoded], mode: str, batch_size: int) -> list[list[int]]:
+    def _plan(self, encoded: EncodedTexts, mode: str, batch_size: int) -> list[list[int]]:
         # Score mode runs only what follows the cached prefix, so that is the width that gets padded.
-        shared = len(self._prefix_ids) if mode == "score" else 0
+        shared = mode == "score" and self._shares_prefix(encoded)
         cuda = self.lm.device.type == "cuda"
         return plan_batches(
-            [len(e.ids) - shared for e in encoded],
+            encoded.lengths if shared else encoded.lengths + len(encoded.prefix),
             batch_size,
             multiple=PAD_MULTIPLE if cuda else 1,
             min_tokens=MIN_BATCH_TOKENS if cuda else None,
         )
 
+    def _shares_prefix(self, encoded: EncodedTexts) -> bool:
+        """Whether the prompts start with the prefix whose cache score mode reuses."""
+        return bool(self._prefix_ids) and encoded.prefix == tuple(self._prefix_ids)
+
     @staticmethod
-    def _finish(pred: Prediction, text: str, encoded: Encoded, latency_ms: float) -> Prediction:
+    def _finish(pred: Prediction, text: str, truncated: bool, latency_ms: float) -> Prediction:
         pred.text = text
         pred.latency_ms = latency_ms
-        pred.truncated = encoded.truncated
+        pred.truncated = truncated
         return pred
 
     def classify(self, text: str, mode: str = "score", *, adapter: bool = True) -> Prediction:
@@ -242,7 +322,7 @@ class Classifier:
 
     def prompt_ids(self, text: str) -> list[int]:
         """The token ids the model sees for one text (the same the trainer tokenises)."""
-        return self._encode_many([text])[0].ids
+        return self._encode_many([text]).row(0)
 
     # -- prompt ---------------------------------------------------------------------------------
     def _render(self, text: str) -> str:
@@ -257,31 +337,31 @@ class Classifier:
         with self._tok_lock:
             return self.lm.tokenizer(self._render(text.strip()), add_special_tokens=False)["input_ids"]
 
-    def _encode_many(self, texts: Sequence[str], fast: bool | None = None) -> list[Encoded]:
+    def _encode_many(self, texts: Sequence[str], fast: bool | None = None) -> EncodedTexts:
         with self._tok_lock:
             return self._encode_locked(texts, fast)
 
-    def _encode_locked(self, texts: Sequence[str], fast: bool | None) -> list[Encoded]:
-        tok = self.lm.tokenizer
+    def _encode_locked(self, texts: Sequence[str], fast: bool | None) -> EncodedTexts:
         fast = self._fast_encode if fast is None else fast
         # A megabyte of text is cut before tokenising: only MAX_TEXT_TOKENS tokens are kept anyway.
         max_chars = MAX_TEXT_TOKENS * 16
         stripped = [t.strip() for t in texts]
-        cut = [len(t) > max_chars for t in stripped]
-        stripped = [t[:max_chars] for t in stripped]
+        truncated = np.fromiter((len(t) > max_chars for t in stripped), dtype=bool, count=len(stripped))
+        for i in np.flatnonzero(truncated).tolist():
+            stripped[i] = stripped[i][:max_chars]
         text_ids = self._token_ids(stripped) if stripped else []
-        out = []
-        for text, ids, was_cut in zip(stripped, text_ids, cut):
-            truncated = was_cut or len(ids) > MAX_TEXT_TOKENS
-            if len(ids) > MAX_TEXT_TOKENS:
-                ids = ids[:MAX_TEXT_TOKENS]
-                text = tok.decode(ids)
-            if fast:
-                full = self._prefix_ids + ids + self._tail_ids
-            else:
-                full = self._encode_slow(text)
-            out.append(Encoded(full, truncated))
-        return out
+        long = [i for i, ids in enumerate(text_ids) if len(ids) > MAX_TEXT_TOKENS]
+        for i in long:  # rare: only these rows pay for a cut and (slow path) a decode
+            text_ids[i] = text_ids[i][:MAX_TEXT_TOKENS]
+            stripped[i] = self.lm.tokenizer.decode(text_ids[i])
+            truncated[i] = True
+        if not fast:
+            prompts = [self._encode_slow(t) for t in stripped]
+            return EncodedTexts.from_lists(prompts, self._prefix_ids, truncated)
+        lengths = np.fromiter(map(len, text_ids), dtype=np.int64, count=len(text_ids))
+        flat = np.fromiter(itertools.chain.from_iterable(text_ids), dtype=np.int64, count=int(lengths.sum()))
+        ids, lengths = _insert_each(flat, lengths, np.asarray(self._tail_ids, dtype=np.int64), before=False)
+        return EncodedTexts(tuple(self._prefix_ids), ids, lengths, truncated)
 
     def _token_ids(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text, no special tokens. Through the fast tokenizer's backend when it gives the
@@ -329,7 +409,7 @@ class Classifier:
             )
         return preds
 
-    def _label_probs(self, batch: list[Encoded]) -> torch.Tensor:
+    def _label_probs(self, batch: EncodedTexts) -> torch.Tensor:
         """The label probabilities of each prompt (one column per label of the set), on the model's device."""
         probs = torch.softmax(self._label_scores(batch).float(), dim=-1)
         if self.calibrate:
@@ -345,31 +425,29 @@ class Classifier:
             store[key] = torch.softmax(scores.float(), dim=-1).mean(0)
         return store[key]
 
-    def _label_scores(self, batch: list[Encoded]) -> torch.Tensor:
+    def _label_scores(self, batch: EncodedTexts) -> torch.Tensor:
         """Per prompt and label, a score whose softmax over the labels is the label distribution."""
         if self._one_token:
             return self._last_logits(batch)
         return self._sequence_scores(batch)
 
-    def _last_logits(self, batch: list[Encoded]) -> torch.Tensor:
+    def _last_logits(self, batch: EncodedTexts) -> torch.Tensor:
         """The first label tokens' logits after each prompt, reusing the shared prefix's key/value cache."""
         return self._prompt_pass(batch)[0]
 
     def _prompt_pass(
-        self, batch: list[Encoded], keep_cache: bool = False
+        self, batch: EncodedTexts, keep_cache: bool = False
     ) -> tuple[torch.Tensor, _Continuation | None]:
         """The logits of `_label_ids` after each prompt; with `keep_cache`, also what a continuation of the
         prompts needs: the cache holding them, their attention mask and their last positions."""
-        prefix = self._prefix_ids
-        n = len(prefix)
         model = self.lm.inference_model()
-        if all(e.ids[:n] == prefix for e in batch) and n > 0:
-            suffixes = [e.ids[n:] for e in batch]
+        if self._shares_prefix(batch):
+            n, suffixes = len(batch.prefix), (batch.ids, batch.lengths)
             cache = self._prefix_cache(model, len(batch))
         else:  # a template that does not keep the prefix intact: no sharing, still correct
-            suffixes, n = [e.ids for e in batch], 0
+            n, suffixes = 0, batch.whole()
             cache = DynamicCache(config=model.config) if keep_cache else None
-        input_ids, mask = _left_pad(suffixes, self.lm.tokenizer.pad_token_id, self.lm.device)
+        input_ids, mask = _left_pad(*suffixes, self.lm.tokenizer.pad_token_id, self.lm.device)
         full_mask = torch.cat([torch.ones(len(batch), n, dtype=mask.dtype, device=mask.device), mask], dim=1)
         positions = (full_mask.cumsum(-1) - 1).clamp(min=0)[:, n:]
         inputs = dict(
@@ -388,7 +466,7 @@ class Classifier:
             return logits, None
         return logits, _Continuation(cache, full_mask, positions[:, -1])
 
-    def _sequence_scores(self, batch: list[Encoded]) -> torch.Tensor:
+    def _sequence_scores(self, batch: EncodedTexts) -> torch.Tensor:
         """log P(answer | prompt) of each label's whole answer (its tokens and end of turn), per prompt.
 
         The prompt runs once per text (on the shared prefix cache); each label's answer then continues
@@ -452,7 +530,7 @@ class Classifier:
             head = _LabelHead.find(model, self._label_ids)
             if head is not None:
                 ids = torch.tensor(
-                    [self._prefix_ids or self._encode_many(["x"])[0].ids], device=self.lm.device
+                    [self._prefix_ids or self._encode_many(["x"]).row(0)], device=self.lm.device
                 )
                 full = model(input_ids=ids, logits_to_keep=1).logits[:, -1, self._label_ids].float()
                 mine = head({"input_ids": ids}).float()
@@ -472,9 +550,9 @@ class Classifier:
         return expand_cache(store[key][1], batch_size)
 
     # -- generate mode --------------------------------------------------------------------------
-    def _generate_batch(self, batch: list[Encoded]) -> list[Prediction]:
+    def _generate_batch(self, batch: EncodedTexts) -> list[Prediction]:
         tok = self.lm.tokenizer
-        input_ids, mask = _left_pad([e.ids for e in batch], tok.pad_token_id, self.lm.device)
+        input_ids, mask = _left_pad(*batch.whole(), tok.pad_token_id, self.lm.device)
         out = self.lm.model.generate(
             input_ids=input_ids,
             attention_mask=mask,
@@ -614,7 +692,9 @@ def plan_batches(
     """
     if max_rows < 1:
         raise ValueError(f"batch size must be at least 1, got {max_rows}")
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(lengths, kind="stable").tolist()  # ties keep input order, as sorted() does
+    lengths = lengths.tolist()
     batches: list[list[int]] = []
     current: list[int] = []
     width = 0
@@ -631,8 +711,12 @@ def plan_batches(
     return batches
 
 
-def _left_pad(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
+def _left_pad(
+    flat: np.ndarray, lengths: np.ndarray, pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequences stored back to back in `flat` as one left-padded batch of ids and its attention mask."""
+    n = len(lengths)
+    width = int(lengths.max())
     cuda = device.type == "cuda"
     pinned = cuda and PINNED_COPIES
     if cuda:
@@ -640,13 +724,11 @@ def _left_pad(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple
         width = -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
     # On CUDA the batch is built in pinned memory and copied without blocking: a copy from ordinary memory
     # waits for the GPU to finish every queued batch first, which would undo the no-read-back pipelining.
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long, pin_memory=pinned)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long, pin_memory=pinned)
+    ids = torch.full((n, width), pad_id, dtype=torch.long, pin_memory=pinned)
+    mask = torch.zeros((n, width), dtype=torch.long, pin_memory=pinned)
     # Filled through numpy in one scatter: a tensor copy per row ran at 64,000 rows/s on 2 CPU cores (a
     # third of the CPU time 20,000 texts/s allows), this at 1,170,000 (512-row batches, 2026-12-02).
-    lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
-    flat = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(lengths.sum()))
-    rows = np.repeat(np.arange(len(seqs)), lengths)
+    rows = np.repeat(np.arange(n), lengths)
     cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths) + width - lengths[rows]
     ids.numpy()[rows, cols] = flat
     mask.numpy()[rows, cols] = 1

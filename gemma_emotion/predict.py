@@ -47,7 +47,7 @@ from gemma_emotion.files import atomic_write_json, spreadsheet_safe_table
 from gemma_emotion.labels import INVALID
 
 if TYPE_CHECKING:
-    from gemma_emotion.classify import Classifier, Encoded
+    from gemma_emotion.classify import Classifier, EncodedTexts
 
 INPUT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 OUTPUT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
@@ -111,7 +111,7 @@ class Prepared:
 
     texts: list[str | None]
     keep: list[int]  # indices of the non-empty texts
-    encoded: list[Encoded] | None
+    encoded: EncodedTexts | None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -120,7 +120,7 @@ class Prepared:
         """The texts of `rows` (a slice without a step), as a Prepared of their own."""
         start, stop, _ = rows.indices(len(self.texts))
         lo, hi = bisect.bisect_left(self.keep, start), bisect.bisect_left(self.keep, stop)
-        encoded = None if self.encoded is None else self.encoded[lo:hi]
+        encoded = None if self.encoded is None else self.encoded.take(slice(lo, hi))
         return Prepared(self.texts[start:stop], [i - start for i in self.keep[lo:hi]], encoded)
 
 
@@ -283,7 +283,7 @@ def label_texts(
     empty = np.ones(n, dtype=bool)
     empty[keep] = False
     truncated = np.zeros(n, dtype=bool)
-    truncated[keep] = [e.truncated for e in encoded]
+    truncated[keep] = encoded.truncated
     index = np.full(n, NO_LABEL, dtype=np.int8)
     if mode == "score":
         probs = np.full((n, len(names)), np.nan, dtype=np.float32)

@@ -94,7 +94,7 @@ def tokenised_records(texts: list[str], labels: list[int], classifier: Classifie
     import datasets
 
     answers = answer_ids(classifier)
-    prompts = [e.ids for e in classifier._encode_many(texts)]
+    prompts = classifier._encode_many(texts).rows()
     return datasets.Dataset.from_dict(
         {
             "input_ids": [p + answers[y] for p, y in zip(prompts, labels)],

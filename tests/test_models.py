@@ -126,6 +126,29 @@ def test_batches_follow_lengths_so_long_texts_do_not_pad_short_ones():
         plan_batches(lengths, 0)
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["spliced", "rendered"])
+def test_prompts_kept_as_flat_arrays_give_each_texts_own_prompt(tiny_gemma3, fast):
+    """`encode` keeps many prompts in flat arrays (the prefix once); every way of reading a prompt back
+    (row, a slice, indices in any order, with the prefix put back) gives the ids of that text's own chat
+    prompt, rendered through the template one text at a time; a text over the limit is cut and flagged."""
+    from gemma_emotion.classify import MAX_TEXT_TOKENS
+
+    clf = Classifier(load_model(str(tiny_gemma3)))
+    texts = [*TEXTS, "  padded with spaces  ", "word " * (MAX_TEXT_TOKENS + 50)]
+    enc = clf._encode_many(texts, fast=fast)
+    rendered = [clf._encode_slow(t) for t in texts[:-1]]
+    assert enc.rows()[:-1] == rendered and len(enc) == len(texts)
+    assert enc.prefix == tuple(clf._prefix_ids) and len(enc.prefix) > 10  # stored once, not per text
+    assert enc.truncated.tolist() == [False] * (len(texts) - 1) + [True]
+    assert len(enc.row(len(texts) - 1)) == len(enc.prefix) + MAX_TEXT_TOKENS + len(clf._tail_ids)
+    assert enc.take(slice(1, 4)).rows() == enc.rows()[1:4]
+    assert enc.take([5, 0, 2]).rows() == [enc.row(5), enc.row(0), enc.row(2)]
+    assert enc.take(slice(3, 3)).rows() == [] and enc.take(slice(0, 6, 2)).rows() == enc.rows()[0:6:2]
+    ids, lengths = enc.take([2, 1]).whole()
+    assert lengths.tolist() == [len(enc.row(2)), len(enc.row(1))]
+    assert ids.tolist() == enc.row(2) + enc.row(1)
+
+
 @pytest.mark.parametrize("mode", ["score", "generate"])
 def test_length_planned_batches_give_the_same_predictions(tiny_gemma3, mode, monkeypatch):
     """What a GPU runs (batches cut where the width grows, padded to 8), here on a CPU: same answers."""
