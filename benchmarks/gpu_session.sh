@@ -54,6 +54,9 @@
 #                                          # rows at 4,096 a batch
 #   bash benchmarks/gpu_session.sh s9-real     # the real embedded model (every GGUF piece uploaded): Gemma 3's
 #                                          # norms on bf16 against fp32 copies, the shipped setting at batch 256
+#   bash benchmarks/gpu_session.sh s11-predict # predict on 1,000,000 rows after EncodedTexts (TAG=-b: second machine)
+#   bash benchmarks/gpu_session.sh s11-e4b     # the E4B shape's predict, 200,000 rows, first pass, batch 2,048 / 1,024
+# .gpu/ is made by ../shared/gpu/prepare.sh and then benchmarks/gpu_kit.sh (kit, data, a smaller bitsandbytes).
 # The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel) and the
 # embedded model's tokenizer files in .gpu/kit (for the random-weight models). Each run has its own runs
 # folder /root/runs-g<GPU>-<NAME>, since the project allows one training at a time per runs folder.
@@ -441,5 +444,22 @@ s10-train)  # QLoRA of the E4B shape after the attention-order fix: whole rows a
         --adapter gemma_emotion/assets/adapter --rows 1000000 --passes 2 --check 0 --data "$data" \
         --workdir /root/predict-work --out "$out/predict-1m-pyspy-h200.json" 2>&1 | quiet > "$out/predict.log"
     grep '"texts_per_s"\|Error' "$out/predict.log" | tee -a "$log"
+    ;;
+s11-predict)  # eleventh session (prompts as flat id arrays, EncodedTexts): predict on 1,000,000 rows with the
+    # defaults, cold and warm; run on two machines (one call each)
+    python3 benchmarks/random_model.py "${KIT:-.gpu/kit}" /root/rand270m 2>&1 | tail -1 | tee -a "$log"
+    CUDA_VISIBLE_DEVICES=0 timeout 240 python3 benchmarks/bench_predict.py --model /root/rand270m \
+        --adapter gemma_emotion/assets/adapter --rows 1000000 --passes 2 --check 64 --data "$data" \
+        --workdir /root/predict-work --out "$out/predict-1m-h200-s11${TAG:-}.json" 2>&1 | quiet > "$out/predict.log"
+    grep '"texts_per_s"\|Error\|identical' "$out/predict.log" | tee -a "$log"
+    ;;
+s11-e4b)  # the Gemma 4 E4B shape's predict, first pass over 200,000 rows, at 2,048 rows a batch then 1,024
+    for b in 2048 1024; do
+        CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout "${E4B_TIMEOUT:-250}" \
+            python3 benchmarks/bench_predict.py --shape e4b --kit "${KIT:-.gpu/kit}" --passes 1 --rows 200000 \
+            --batch-size $b --data "$data" --workdir /root/e4b-work --out "$out/predict-e4b-200k-b$b-s11.json" \
+            2>&1 | quiet > "$out/predict-e4b-b$b.log"
+        grep '"texts_per_s"\|Error\|gpu_peak' "$out/predict-e4b-b$b.log" | tee -a "$log"
+    done
     ;;
 esac
