@@ -185,6 +185,7 @@ def train_steps(
     checkpointing: bool,
     profile_to: Path | None = None,
     shared_prefix: bool = True,
+    compile_layers: bool = False,
 ) -> dict:
     """Timed LoRA steps on `lm`; the adapter is taken off afterwards, so one load serves every batch."""
     from gemma_emotion.config import TrainConfig
@@ -213,6 +214,9 @@ def train_steps(
         trainer.current_gradient_accumulation_steps = 1
         model = trainer.model
         model.train()
+        if compile_layers:  # issue 20's idea: torch.compile of each decoder layer (inductor, default mode)
+            for layer in model.get_base_model().model.layers:
+                layer.compile()
         if plan.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()
@@ -249,7 +253,7 @@ def train_steps(
             "tokens_per_s": tokens / secs, "examples_per_s": (len(batches) - warm) * batch / secs,
             "mfu": 4 * params * tokens / secs / rate, "decoder_params": params,
             "shared_prefix_tokens": n_prefix, "mfu_tokens_run": 4 * params * tokens_run / secs / rate,
-            "peak_gib": peak_gib(), "before_gib": after_load,
+            "peak_gib": peak_gib(), "before_gib": after_load, "compiled_layers": compile_layers,
         }  # fmt: skip
         print(json.dumps(r), flush=True)
         if profile_to is not None:
@@ -272,12 +276,21 @@ def training(ckpt: Path, data: str, four_bit: bool, specs: list[str], args, rate
     results = []
     for spec in specs:
         batch, ckpt_on = int(spec.rstrip("c")), spec.endswith("c")
-        for shared in {"on": [True], "off": [False], "both": [True, False]}[args.shared_prefix]:
-            name = f"train_{'nf4' if four_bit else 'bf16'}_b{spec}{'' if shared else '_whole'}.txt"
+        variants = [
+            (shared, compiled)
+            for shared in {"on": [True], "off": [False], "both": [True, False]}[args.shared_prefix]
+            # eager first: compiled layers stay compiled after the adapter is unloaded
+            for compiled in {"on": [True], "off": [False], "both": [False, True]}[args.compile]
+        ]
+        for shared, compiled in variants:
+            name = f"train_{'nf4' if four_bit else 'bf16'}_b{spec}{'' if shared else '_whole'}"
+            name += "_compiled.txt" if compiled else ".txt"
             prof = out / name if args.profile else None
             try:
                 results.append(
-                    train_steps(lm, data, four_bit, batch, args.seq, args.steps, rate, ckpt_on, prof, shared)
+                    train_steps(
+                        lm, data, four_bit, batch, args.seq, args.steps, rate, ckpt_on, prof, shared, compiled
+                    )
                 )
             except Exception as exc:  # noqa: BLE001 - an out-of-memory batch is a result too
                 msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
@@ -319,6 +332,10 @@ def main() -> None:
         "both, one after the other on the same load",
     )  # fmt: skip
     ap.add_argument("--tiny", action="store_true", help="a scaled-down shape, to check the script on a CPU")
+    ap.add_argument(
+        "--compile", choices=("on", "off", "both"), default="off",
+        help="training with each decoder layer torch.compiled (on), eager (off), or both, eager first",
+    )  # fmt: skip
     ap.add_argument(
         "--checkpoint-debug", action="store_true",
         help="torch.utils.checkpoint's debug mode: a CheckpointError names the recomputed ops that differ",

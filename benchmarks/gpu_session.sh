@@ -55,6 +55,7 @@
 #   bash benchmarks/gpu_session.sh s9-real     # the real embedded model (every GGUF piece uploaded): Gemma 3's
 #                                          # norms on bf16 against fp32 copies, the shipped setting at batch 256
 #   bash benchmarks/gpu_session.sh s11-predict # predict on 1,000,000 rows after EncodedTexts (TAG=-b: second machine)
+#   bash benchmarks/gpu_session.sh s11-compile # issue 20: torch.compile'd decoder layers in training, eager first
 #   bash benchmarks/gpu_session.sh s11-e4b     # the E4B shape's predict, 200,000 rows, first pass, batch 2,048 / 1,024
 # .gpu/ is made by ../shared/gpu/prepare.sh and then benchmarks/gpu_kit.sh (kit, data, a smaller bitsandbytes).
 # The data travels in .gpu/data (a copy of ../shared/data/emotion; ../shared does not travel) and the
@@ -461,5 +462,18 @@ s11-e4b)  # the Gemma 4 E4B shape's predict, first pass over 200,000 rows, at 2,
             2>&1 | quiet > "$out/predict-e4b-b$b.log"
         grep '"texts_per_s"\|Error\|gpu_peak' "$out/predict-e4b-b$b.log" | tee -a "$log"
     done
+    ;;
+s11-compile)  # issue 20: torch.compile of each decoder layer in training, eager first on the same machine: the
+    # E4B shape's bf16 LoRA at batch 64 (one load), then the embedded shape's `train` at batch 128 (8,192 rows)
+    CUDA_VISIBLE_DEVICES=0 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout "${LORA_TIMEOUT:-300}" \
+        python3 benchmarks/bench_e4b.py --tokenizer "${KIT:-.gpu/kit}" --data "$data" --out "$out/lora-compile" \
+        --workdir /root/e4b-work --stages lora --lora-batches 64 --shared-prefix off --compile both --steps 12 \
+        2>&1 | quiet > "$out/lora-compile.log"
+    grep '"mode"\|Error' "$out/lora-compile.log" | cut -c1-700 | tee -a "$log"
+    [ -d /root/rand270m ] || python3 benchmarks/random_model.py "${KIT:-.gpu/kit}" /root/rand270m 2>&1 | tail -1
+    CUDA_VISIBLE_DEVICES=0 timeout "${TRAIN_TIMEOUT:-200}" python3 benchmarks/profile_gpu.py --shape-from \
+        "${KIT:-.gpu/kit}" --data "$data" --out "$out/train-compile" --stages train --train-rows 8192 \
+        --train-variants 128:lean:whole,128:lean:whole:compile 2>&1 | quiet > "$out/train-compile.log"
+    grep '"examples_per_s"\|Error' "$out/train-compile.log" | cut -c1-600 | tee -a "$log"
     ;;
 esac

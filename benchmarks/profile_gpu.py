@@ -172,8 +172,10 @@ def train_speed(
     lean: bool,
     cudnn_first: bool = False,
     shared_prefix: bool = True,
+    compile_layers: bool = False,
 ) -> dict:
     import gemma_emotion.models as models_mod
+    import gemma_emotion.train as train_mod
     import gemma_emotion.trainer as trainer_mod
     from gemma_emotion.config import TrainConfig
     from gemma_emotion.train import train
@@ -182,15 +184,28 @@ def train_speed(
     if cudnn_first:
         models_mod.SDPA_BACKENDS = cudnn_first_backends()
     runs = Path(tempfile.mkdtemp())
+    build = train_mod.build_trainer
+    if compile_layers:  # issue 20's idea: torch.compile of each decoder layer (inductor, default mode)
+
+        def build_compiled(*a, **k):
+            trainer = build(*a, **k)
+            for layer in trainer.model.get_base_model().model.layers:
+                layer.compile()
+            return trainer
+
+        train_mod.build_trainer = build_compiled
     config = TrainConfig(
         model=str(model_dir), data=data, train_size=rows, batch_size=batch, grad_accum=1, test_size=0,
         name=f"b{batch}-{'lean' if lean else 'trl'}{'-cudnn' if cudnn_first else ''}"
-        f"{'' if shared_prefix else '-whole'}",
+        f"{'' if shared_prefix else '-whole'}{'-compiled' if compile_layers else ''}",
         shared_prefix=shared_prefix,
     )  # fmt: skip
     torch.cuda.is_available() and torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    info = train(config, runs)
+    try:
+        info = train(config, runs)
+    finally:
+        train_mod.build_trainer = build
     wall = time.perf_counter() - t0
     m = info.metrics or {}
     r = {
@@ -199,6 +214,7 @@ def train_speed(
         "cudnn_first": cudnn_first,
         # The lean step alone runs the prefix once per batch; TRL's own loss step runs whole rows.
         "shared_prefix": shared_prefix and lean,
+        "compiled_layers": compile_layers,
         "status": info.status,
         "error": info.error,
         "examples_per_s": m.get("train_examples_per_s"),
@@ -264,13 +280,16 @@ def profile_train_steps(model_dir: Path, data: str, out: Path, batch: int) -> No
     print(table(prof, "self_cuda_time_total", 20))
 
 
-def _train_variants(spec: str) -> list[tuple[int, bool, bool, bool]]:
+def _train_variants(spec: str) -> list[tuple[int, bool, bool, bool, bool]]:
     """ "128:lean,128:lean:cudnn,128:lean:whole,32:trl" -> (batch, lean loss, cuDNN attention first,
-    shared prompt prefix) tuples; "whole" runs every row's whole prompt (`--no-shared-prefix`)."""
+    shared prompt prefix, compiled layers) tuples; "whole" runs every row's whole prompt
+    (`--no-shared-prefix`), "compile" torch.compiles each decoder layer."""
     out = []
     for item in spec.split(","):
         batch, *flags = item.split(":")
-        out.append((int(batch), "trl" not in flags, "cudnn" in flags, "whole" not in flags))
+        out.append(
+            (int(batch), "trl" not in flags, "cudnn" in flags, "whole" not in flags, "compile" in flags)
+        )
     return out
 
 
@@ -299,8 +318,8 @@ def main() -> None:
             profile_train_steps(model_dir, args.data, out, b)
     if "train" in stages:
         result["train"] = [
-            train_speed(model_dir, args.data, args.train_rows, b, lean, cudnn, shared)
-            for b, lean, cudnn, shared in _train_variants(args.train_variants)
+            train_speed(model_dir, args.data, args.train_rows, b, lean, cudnn, shared, compiled)
+            for b, lean, cudnn, shared, compiled in _train_variants(args.train_variants)
         ]
     (out / "profile.json").write_text(json.dumps(result, indent=2) + "\n")
 
