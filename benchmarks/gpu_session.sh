@@ -472,7 +472,7 @@ s11-compile)  # issue 20: torch.compile of each decoder layer in training, eager
     grep '"mode"\|Error' "$out/lora-compile.log" | cut -c1-700 | tee -a "$log"
     [ -d /root/rand270m ] || python3 benchmarks/random_model.py "${KIT:-.gpu/kit}" /root/rand270m 2>&1 | tail -1
     CUDA_VISIBLE_DEVICES=0 timeout "${TRAIN_TIMEOUT:-200}" python3 benchmarks/profile_gpu.py --shape-from \
-        "${KIT:-.gpu/kit}" --data "$data" --out "$out/train-compile" --stages train --train-rows 8192 \
+        /root/rand270m --data "$data" --out "$out/train-compile" --stages train --train-rows 8192 \
         --train-variants 128:lean:whole,128:lean:whole:compile 2>&1 | quiet > "$out/train-compile.log"
     grep '"examples_per_s"\|Error' "$out/train-compile.log" | cut -c1-600 | tee -a "$log"
     ;;

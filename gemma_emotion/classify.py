@@ -43,6 +43,7 @@ MIN_BATCH_TOKENS = 4096
 # logits (rows x positions x vocabulary), e.g. 256 rows of two positions over Gemma's 262k vocabulary.
 MAX_CONTINUATION_LOGITS = 2**27
 LARGE_CARD_BYTES = 48 * 2**30  # cards with this much memory score large models 1,024 rows at a time
+HUGE_CARD_BYTES = 64 * 2**30  # and these (80 GB and up) 2,048 rows
 PINNED_COPIES = True  # CUDA batches built in pinned memory and copied without blocking; benchmarks switch it
 _MARK = "\u2063TEXT\u2063"  # a placeholder that no tokenizer merges with its neighbours
 _CONTENT_FREE = ("N/A", "[MASK]", "...")
@@ -747,10 +748,14 @@ def default_batch_size(lm: LoadedModel, mode: str) -> int:
         # 19,973 at 2,048 (bench_predict.py, ninth session), at 6.9 GiB of GPU memory against 5.0.
         # Larger models fill the card sooner, but still gain from 1,024 rows where memory allows: the Gemma 4
         # E4B shape ran 2,264 texts/s at 512 and 2,397 at 1,024 on a first pass over 50,000 rows, at 18.7 and
-        # 22.3 GiB peak (H200, bench_predict.py, ninth session); cards under 48 GiB keep 512.
+        # 22.3 GiB peak (H200, bench_predict.py, ninth session); cards under 48 GiB keep 512. On 200,000
+        # rows, first pass, one H200: 2,980 texts/s at 1,024 rows (22.3 GiB) and 3,126 at 2,048 (30.6 GiB)
+        # (eleventh session), so cards of 80 GB and more take 2,048.
         hidden = getattr(lm.model.config.get_text_config(), "hidden_size", 0) or 0
         if 0 < hidden <= 1024:
             return 4096
         total = torch.cuda.get_device_properties(lm.device).total_memory
+        if total >= HUGE_CARD_BYTES:
+            return 2048
         return 1024 if total >= LARGE_CARD_BYTES else 512
     return 16

@@ -456,11 +456,20 @@ def test_a_norm_with_an_unknown_formula_keeps_its_own_forward():
 
 @pytest.mark.parametrize(
     ("hidden", "card_gib", "expected"),
-    [(640, 16, 4096), (640, 141, 4096), (2560, 141, 1024), (2560, 24, 512), (0, 80, 1024)],
+    [
+        (640, 16, 4096),
+        (640, 141, 4096),
+        (2560, 141, 2048),
+        (2560, 79.2, 2048),
+        (2560, 48, 1024),
+        (2560, 24, 512),
+        (0, 80, 2048),
+    ],  # fmt: skip
 )
 def test_score_batches_on_a_gpu_follow_the_model_and_the_cards_memory(hidden, card_gib, expected):
-    """The rows a CUDA score batch holds: small models 4,096 whatever the card; larger ones 1,024 on a card
-    of 48 GiB or more (measured faster on an H200), 512 below it. Generate mode and the CPU keep theirs."""
+    """The rows a CUDA score batch holds: small models 4,096 whatever the card; larger ones 2,048 on an
+    80 GB card (79.2 GiB: an H100) or more, 1,024 from 48 GiB (each measured faster on an H200), 512 below.
+    Generate mode and the CPU keep theirs."""
     from types import SimpleNamespace
 
     from gemma_emotion.classify import default_batch_size
