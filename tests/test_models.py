@@ -149,13 +149,15 @@ def test_prompts_kept_as_flat_arrays_give_each_texts_own_prompt(tiny_gemma3, fas
     assert ids.tolist() == enc.row(2) + enc.row(1)
 
 
+@pytest.mark.parametrize("fixture", ["tiny_gemma3", "tiny_gemma4"])
 @pytest.mark.parametrize("mode", ["score", "generate"])
-def test_length_planned_batches_give_the_same_predictions(tiny_gemma3, mode, monkeypatch):
-    """What a GPU runs (batches cut where the width grows, padded to 8), here on a CPU: same answers."""
+def test_length_planned_batches_give_the_same_predictions(fixture, mode, monkeypatch, request):
+    """What a GPU runs (batches cut where the width grows, padded to 8), here on a CPU: same answers as one
+    text at a time, Gemma 4's KV-shared layers over the shared prefix's cache included."""
     from gemma_emotion import classify
 
     texts = [*TEXTS, "a much longer text that goes on and on about how the day went and what happened"]
-    clf = Classifier(load_model(str(tiny_gemma3)))
+    clf = Classifier(load_model(str(request.getfixturevalue(fixture))))
     ref = clf.predict(texts, mode, batch_size=1)
     seen = []
     plan = classify.plan_batches
