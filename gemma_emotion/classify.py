@@ -86,8 +86,9 @@ class EncodedTexts:
 
     No Python object per text: `predict` tokenises the next chunk in a worker thread while the model thread
     launches kernels, and every bytecode the worker runs holds the GIL that thread needs. Per-text `list`
-    prompts (prefix + text + tail) and their slicing per batch cost 4.1 µs a text on 2 CPU cores against
-    1.2 µs for these arrays (16,384 test texts, 2026-12-03, /benchmarks/README.md).
+    prompts (prefix + text + tail) and their slicing per batch held the GIL 3.4-3.7 µs a text on 2 CPU
+    cores, these arrays 1.8-2.0 (`benchmarks/bench_host_prep.py`); `predict` on 1,000,000 rows on an H200
+    went from 20,912 to 26,300-27,075 texts/s warm (benchmarks/README.md, eleventh session).
     """
 
     prefix: tuple[int, ...]
