@@ -103,7 +103,9 @@ class EncodedTexts:
         return len(self.lengths)
 
     @classmethod
-    def from_lists(cls, prompts: Sequence[Sequence[int]], prefix: Sequence[int], truncated: Sequence[bool]):
+    def from_lists(
+        cls, prompts: Sequence[Sequence[int]], prefix: Sequence[int], truncated: Sequence[bool] | np.ndarray
+    ) -> EncodedTexts:
         """From whole prompts: `prefix` is stored once when every prompt starts with it, else not at all."""
         n = len(prefix)
         if not all(list(p[:n]) == list(prefix) for p in prompts):
