@@ -119,14 +119,7 @@ class EncodedTexts:
     def take(self, rows: slice | Sequence[int] | np.ndarray) -> EncodedTexts:
         """The prompts `rows` (a slice, or indices in any order) as a new EncodedTexts."""
         if isinstance(rows, slice):
-            start, stop, step = rows.indices(len(self))
-            if step == 1:
-                lo = int(self.starts[start]) if start < len(self) else len(self.ids)
-                hi = int(self.starts[stop - 1] + self.lengths[stop - 1]) if stop > start else lo
-                return EncodedTexts(
-                    self.prefix, self.ids[lo:hi], self.lengths[start:stop], self.truncated[start:stop]
-                )
-            rows = np.arange(start, stop, step)
+            rows = np.arange(*rows.indices(len(self)))
         rows = np.asarray(rows, dtype=np.int64)
         lengths = self.lengths[rows]
         before = np.cumsum(lengths) - lengths
@@ -355,11 +348,12 @@ class Classifier:
             stripped[i] = stripped[i][:max_chars]
         text_ids = self._token_ids(stripped) if stripped else []
         long = [i for i, ids in enumerate(text_ids) if len(ids) > MAX_TEXT_TOKENS]
-        for i in long:  # rare: only these rows pay for a cut and (slow path) a decode
+        for i in long:  # rare: only these rows pay for a cut
             text_ids[i] = text_ids[i][:MAX_TEXT_TOKENS]
-            stripped[i] = self.lm.tokenizer.decode(text_ids[i])
             truncated[i] = True
-        if not fast:
+        if not fast:  # the template renders text, so a cut text goes back to text first
+            for i in long:
+                stripped[i] = self.lm.tokenizer.decode(text_ids[i])
             prompts = [self._encode_slow(t) for t in stripped]
             return EncodedTexts.from_lists(prompts, self._prefix_ids, truncated)
         lengths = np.fromiter(map(len, text_ids), dtype=np.int64, count=len(text_ids))
