@@ -15,10 +15,13 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gemma_emotion.errors import UserError
 from gemma_emotion.files import atomic_write_text
+
+if TYPE_CHECKING:  # imported where used: huggingface_hub is slow to import for the CLI's other commands
+    from huggingface_hub import ModelCard
 
 CARD_FILE = "README.md"
 EMBEDDED_HUB_ID = "google/gemma-3-270m"  # the checkpoint the embedded model's GGUF was quantised from
@@ -115,7 +118,7 @@ def build_card(
     datasets: Sequence[str] | None = None,
     merged: bool = False,
     peft_version: str | None = None,
-):
+) -> ModelCard:
     """The ModelCard of an adapter (or, with `merged`, of the base model with it merged in).
 
     `model` is the base model spec the run used; `label_names` the label set in id order; `run` and

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gemma_emotion import paths
 from gemma_emotion.labels import EMOTIONS, LabelSet
+
+if TYPE_CHECKING:  # torch and transformers load only when a command needs a model
+    from gemma_emotion.models import LoadedModel
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -96,7 +101,8 @@ def add_runs_dir_arg(p: argparse.ArgumentParser, what: str = "runs directory") -
     )
 
 
-def runs_dir_of(args: argparse.Namespace):
+def runs_dir_of(args: argparse.Namespace) -> Path:
+    """The runs folder the flags name (`--runs-dir`), else the default one."""
     return paths.runs_dir(getattr(args, "runs_dir", None))
 
 
@@ -124,7 +130,7 @@ def cli_labels(args: argparse.Namespace, data: str | None = None) -> LabelSet:
     return EMOTIONS
 
 
-def load_for_cli(args: argparse.Namespace):
+def load_for_cli(args: argparse.Namespace) -> LoadedModel:
     """Load the model the flags name (with the shipped adapter where that applies)."""
     from gemma_emotion.models import LoadOptions, load_model
 

@@ -133,7 +133,9 @@ def _has_pair(reports: Path) -> bool:
     return all((reports / variant / METRICS_FILE).is_file() for variant in ("base", "finetuned"))
 
 
-def pairs_frame(result: dict, labels: list[int] | None = None, label_set: LabelSet = EMOTIONS):
+def pairs_frame(
+    result: dict, labels: list[int] | None = None, label_set: LabelSet = EMOTIONS
+) -> tuple[pd.DataFrame, Any]:
     """The comparison as a table; `labels` are gold label ids of `label_set` (-1: none)."""
     rows = []
     for i, r in enumerate(result["rows"]):
