@@ -20,14 +20,8 @@ import pytest
 from conftest import write_csv
 
 from gemma_emotion.labels import LABELS
-from gemma_emotion.predict import (
-    PROB_PREFIX,
-    PredictError,
-    PredictOptions,
-    Source,
-    predict_file,
-    state_path,
-)
+from gemma_emotion.predict import PROB_PREFIX, PredictError, PredictOptions, predict_file, state_path
+from gemma_emotion.tables import Source
 
 REPO = Path(__file__).resolve().parents[1]
 SCORE_COLUMNS = ["label", "confidence", *[PROB_PREFIX + n for n in LABELS]]
@@ -427,7 +421,8 @@ def test_csv_cells_that_look_like_formulas_are_disarmed_but_numbers_are_not():
 def test_labels_given_as_the_apps_dicts_are_written_as_predict_writes_its_own(clf, test_rows, tmp_path, mode):
     """The app holds labels as `to_dicts()` answers; `Labels.from_dicts` turns them back into the same output
     columns, and `encode_table` writes them as predict's own writer does (the Label tab's download)."""
-    from gemma_emotion.predict import Labels, encode_table, label_texts, output_table
+    from gemma_emotion.predict import Labels, label_texts, output_table
+    from gemma_emotion.tables import encode_table
 
     texts = [r["text"] for r in test_rows[:5]] + ["   ", FORMULA_TEXT]
     labels = label_texts(clf, texts, mode, adapter=False)
@@ -442,7 +437,7 @@ def test_labels_given_as_the_apps_dicts_are_written_as_predict_writes_its_own(cl
 
 
 def test_a_file_without_a_text_column_names_the_way_out_of_its_caller(tmp_path):
-    from gemma_emotion.predict import TextColumnError, guess_text_column
+    from gemma_emotion.tables import TextColumnError, guess_text_column
 
     src = write_csv(tmp_path / "forum.csv", [{"id": "1", "post": "i am sad"}])
     assert Source.probe(src).columns == ["id", "post"] and guess_text_column(["id", "post"]) is None

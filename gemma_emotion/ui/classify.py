@@ -32,16 +32,8 @@ from gemma_emotion.classify import MODES, Prediction
 from gemma_emotion.data import LABEL_COLUMNS, pick_column
 from gemma_emotion.labels import LabelSet, LabelSetError
 from gemma_emotion.paths import ASSETS
-from gemma_emotion.predict import (
-    OUTPUT_SUFFIXES,
-    Labels,
-    PredictOptions,
-    PredictSummary,
-    Source,
-    TextColumnError,
-    guess_text_column,
-    output_names,
-)
+from gemma_emotion.predict import Labels, PredictOptions, PredictSummary, output_names
+from gemma_emotion.tables import OUTPUT_SUFFIXES, Source, TextColumnError, guess_text_column
 from gemma_emotion.ui import plots
 from gemma_emotion.ui.common import BATCHED, api_endpoint, check_upload, in_thread, md, warn
 from gemma_emotion.ui.state import AppState, TextInput, UserError

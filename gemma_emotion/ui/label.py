@@ -31,8 +31,9 @@ from gemma_emotion import corrections as core
 from gemma_emotion.batching import CancelToken
 from gemma_emotion.evaluate import load_report
 from gemma_emotion.labels import INVALID
-from gemma_emotion.predict import Labels, encode_table, output_table
+from gemma_emotion.predict import Labels, output_table
 from gemma_emotion.review import ALL, SOURCES, QueueFilter, ReviewQueue
+from gemma_emotion.tables import encode_table
 from gemma_emotion.ui import plots
 from gemma_emotion.ui.classify import (
     chosen_columns,
@@ -221,7 +222,7 @@ def queue_from_texts(
 
 def scored_download(state: AppState, scored: list[dict[str, Any]], upload: str | None = None) -> str:
     """`score_texts`' results as a file to download, in input order, written as `predict` writes its output
-    (`predict.output_table`, `predict.encode_table`): text, gold (when any text has a label), then label,
+    (`predict.output_table`, `tables.encode_table`): text, gold (when any text has a label), then label,
     confidence and p_<label> for each label of the set. In the upload's format (a JSON array as JSON Lines,
     typed texts alone as CSV), named like the Classify tab's labelled file."""
     inputs = {"text": [res["text"] for res in scored]}
