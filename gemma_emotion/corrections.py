@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gemma_emotion.errors import UserError
 from gemma_emotion.files import atomic_write_bytes, csv_text
@@ -153,6 +153,20 @@ class HistoryEvent:
     reverts: int | None
     undone: bool
     labels: list[str] | None = None
+
+
+_Record = TypeVar("_Record", Correction, HistoryEvent)
+
+
+def _from_row(cls: type[_Record], row: sqlite3.Row, **given: Any) -> _Record:
+    """A Correction or HistoryEvent from its table's row: each field from the column of its name, the
+    probabilities parsed from their JSON, `labels` from `label_set`; `given` fills the rest."""
+    columns = set(row.keys())
+    values = {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in columns}
+    probs = row["probabilities"]
+    values["probabilities"] = None if probs is None else json.loads(probs)
+    values["labels"] = _set_names(row["label_set"])
+    return cls(**values, **given)
 
 
 @dataclass(frozen=True)
@@ -354,45 +368,11 @@ class CorrectionStore:
 
     @staticmethod
     def _to_correction(row: sqlite3.Row) -> Correction:
-        probs = row["probabilities"]
-        return Correction(
-            text=row["text"],
-            label=row["label"],
-            predicted=row["predicted"],
-            gold=row["gold"],
-            source=row["source"],
-            source_ref=row["source_ref"],
-            model=row["model"],
-            adapter=row["adapter"],
-            annotator=row["annotator"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            n_edits=row["n_edits"],
-            probabilities=None if probs is None else json.loads(probs),
-            labels=_set_names(row["label_set"]),
-        )
+        return _from_row(Correction, row)
 
     @staticmethod
     def _to_event(row: sqlite3.Row, undone: bool) -> HistoryEvent:
-        probs = row["probabilities"]
-        return HistoryEvent(
-            id=row["id"],
-            at=row["at"],
-            action=row["action"],
-            text=row["text"],
-            label=row["label"],
-            predicted=row["predicted"],
-            gold=row["gold"],
-            source=row["source"],
-            source_ref=row["source_ref"],
-            model=row["model"],
-            adapter=row["adapter"],
-            annotator=row["annotator"],
-            probabilities=None if probs is None else json.loads(probs),
-            reverts=row["reverts"],
-            undone=undone,
-            labels=_set_names(row["label_set"]),
-        )
+        return _from_row(HistoryEvent, row, undone=undone)
 
     def _get(self, conn: sqlite3.Connection, key: str) -> Correction | None:
         row = conn.execute("SELECT * FROM corrections WHERE key = ?", (key,)).fetchone()
