@@ -348,12 +348,35 @@ def _settle_default_sdpa_order(device: torch.device) -> None:
 
 
 def pick_device(device: str | None = None) -> torch.device:
+    """The device named, once it is known to exist here (ModelLoadError if not), else the GPU of this
+    process when CUDA is present, else the CPU."""
     if device:
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except RuntimeError as exc:
+            raise ModelLoadError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from exc
+        _check_present(chosen)
+        return chosen
     if torch.cuda.is_available():
         # Under accelerate launch / torchrun each process owns the GPU of its local rank.
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device("cpu")
+
+
+def _check_present(device: torch.device) -> None:
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelLoadError(
+                f"device {str(device)!r}: this machine has no CUDA GPU that torch {torch.__version__} can "
+                "use; use cpu (or leave the device unset to pick what is present)"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ModelLoadError(
+                f"device {str(device)!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"device {str(device)!r}: Apple's MPS is not available here; use cpu")
 
 
 def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
@@ -372,8 +395,8 @@ def load_model(
 ) -> LoadedModel:
     """Load a model spec for classification or training; see LoadOptions for the knobs."""
     options = options or LoadOptions()
+    device = pick_device(options.device)  # before the spec: a device that is not here fails at once
     resolved = resolve_spec(spec)
-    device = pick_device(options.device)
     dtype = pick_dtype(device, options.dtype)
     if options.load_in_4bit and device.type != "cuda":
         raise ModelLoadError("--load-in-4bit needs a CUDA GPU (bitsandbytes NF4); none was found")

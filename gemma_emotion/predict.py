@@ -443,8 +443,14 @@ class PredictJob:
             raise PredictError(f"{out}: this is a folder; --out names a file")
         if out.exists() and out.resolve() == source.path.resolve():
             raise PredictError(f"{out}: the output would overwrite the input")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self._lock()
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self._lock()
+        except PredictError:
+            raise
+        except OSError as exc:  # a file where a folder should be, a read-only or special file system
+            reason = exc.strerror or type(exc).__name__
+            raise PredictError(f"{out}: cannot write the output there ({reason})") from exc
         record = state_path(out)
         if self.options.overwrite:
             return None

@@ -323,13 +323,17 @@ def test_cli_eval_writes_a_report(tiny_gemma3, shared_data, tmp_path, mode):
         ),
         (["eval", "--data", "/nonexistent/folder/x.jsonl"], "no such file or folder"),
         (["classify", "   "], "empty text"),
+        # cuda:99 exists nowhere: on a CPU machine there is no CUDA at all, on a GPU host not that index.
+        (["classify", "i am sad", "--device", "cuda:99"], "error: device 'cuda:99': this machine has "),
+        (["classify", "i am sad", "--device", "warp9"], "error: unknown device 'warp9': use cpu, cuda or cuda:N"),
     ],
 )
 def test_cli_errors_are_one_clear_line(args, message):
     out = _cli(*args)
-    assert out.returncode != 0
+    assert out.returncode == 2, out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) <= 2, out.stderr  # the error, and at most the data line
 
 
 def test_cli_malformed_file(tmp_path, tiny_gemma3):

@@ -271,6 +271,10 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, capsys):
         capsys, str(tmp_path / "fake.parquet"), "--out", out
     )
     write_csv(tmp_path / "ok.csv", [{"text": "i am sad"}])
+    # An output "inside" a file: its folder cannot be made.
+    assert "cannot write the output there (" in cli_error(
+        capsys, str(tmp_path / "ok.csv"), "--out", str(tmp_path / "ok.csv" / "out.csv")
+    )
     assert "the output must end in .csv, .tsv, .jsonl or .parquet" in cli_error(
         capsys, str(tmp_path / "ok.csv"), "--out", str(tmp_path / "out.txt")
     )
