@@ -140,7 +140,7 @@ class Settings:
     def clamp_eval_rows(self, n: int | None) -> int | None:
         """The rows an evaluation may use: n (None = all) capped at max_eval_rows in demo mode only."""
         if n is not None and n < 0:
-            raise ValueError(f"the number of rows must be positive, got {n}")
+            raise SettingsError(f"the number of rows must be 0 (all of them) or more, got {n}")
         if not self.demo_mode:
             return n
         return self.max_eval_rows if n is None else min(n, self.max_eval_rows)

@@ -455,6 +455,9 @@ def test_evaluate_writes_a_report_that_matches_direct_predictions(client, app, d
 def test_evaluate_bad_input_is_a_clear_error(client):
     assert "no such file" in app_error(client, "/no/such/data.jsonl", "test", 20, api_name="/evaluate")
     assert "split must be one of" in app_error(client, "", "dev", 20, api_name="/evaluate")
+    negative = app_error(client, "", "test", -5, api_name="/evaluate")
+    assert "the number of rows must be 0 (all of them) or more, got -5" in negative
+    assert "unexpected" not in negative
     # Without an adapter there is no fine-tuned model to evaluate.
     assert "no adapter" in app_error(client, "", "test", 20, "score", "finetuned", api_name="/evaluate")
 
