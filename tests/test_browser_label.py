@@ -59,7 +59,7 @@ def test_label_mistakes_with_keys_and_buttons_then_wrong_from_classify(browser, 
     page = loaded_page(browser, app)
     open_tab(page, "Label")
     progress = page.locator("#label-progress")
-    expect(progress).to_contain_text("No queue yet")
+    expect(progress).to_contain_text("No queue yet. 0 corrections saved so far.")
 
     # The page load picked the newest report; load its mistakes.
     page.locator("#label-load-report").click()
@@ -109,6 +109,13 @@ def test_label_mistakes_with_keys_and_buttons_then_wrong_from_classify(browser, 
     stored = client.predict(api_name="/corrections_list")["corrections"]
     assert stored[-1]["text"] == "my grandmother's letters still make me smile"
     assert stored[-1]["label"] == "love" and stored[-1]["source"] == "live"
+    # A new page load counts the corrections saved so far (read at load, not when the page was built).
+    client.predict("one more correction from elsewhere", "joy", api_name="/label_submit")
+    page.reload()
+    expect(page.locator("#model-status")).to_contain_text("✅", timeout=120_000)
+    open_tab(page, "Label")
+    count = len(client.predict(api_name="/corrections_list")["corrections"])
+    expect(page.locator("#label-progress")).to_contain_text(f"No queue yet. {count} corrections saved so far.")
     page.close()
 
 

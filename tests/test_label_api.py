@@ -227,6 +227,11 @@ def test_review_queue_cursor_skip_and_filters():
     assert q.add_live(_items(("live one", None, "joy", 0.6, None))[0]) == 4
     assert q.current["text"] == "live one"
 
+    from gemma_emotion.ui.label import progress_line
+
+    assert progress_line(ReviewQueue(), every, 1) == "**No queue yet.** 1 correction saved so far."
+    assert progress_line(q, every, 2).endswith("· 2 corrections saved")
+
 
 def test_push_to_hub_needs_a_token_and_is_off_in_demo_mode(tmp_path, monkeypatch):
     from gemma_emotion.settings import load_settings

@@ -369,8 +369,9 @@ def _filter(
 
 
 def progress_line(queue: ReviewQueue, flt: QueueFilter, total_corrections: int) -> str:
+    saved = f"{total_corrections} correction{'' if total_corrections == 1 else 's'} saved"
     if not queue.items:
-        return f"**No queue yet.** {total_corrections} corrections saved so far."
+        return f"**No queue yet.** {saved} so far."
     reviewed, shown = queue.progress(flt)
     hidden = len(queue.items) - shown
     line = f"**{reviewed} of {shown} reviewed**"
@@ -378,7 +379,7 @@ def progress_line(queue: ReviewQueue, flt: QueueFilter, total_corrections: int) 
         line += f" ({hidden} more hidden by the filters)"
     if shown and reviewed == shown:
         line += " · all done ✔"
-    return line + f" · {total_corrections} corrections saved"
+    return line + f" · {saved}"
 
 
 def item_markdown(item: dict[str, Any] | None, queue: ReviewQueue) -> str:
@@ -451,7 +452,11 @@ def build(state: AppState) -> dict[str, Any]:
                 visible=not oauth,
             )
         with gr.Column(scale=2):
-            progress = gr.Markdown(progress_line(ReviewQueue(), QueueFilter(), 0), elem_id="label-progress")
+            # A callable: the count is read on every page load, not once when the page was built.
+            progress = gr.Markdown(
+                lambda: progress_line(ReviewQueue(), QueueFilter(), state.corrections.count()),
+                elem_id="label-progress",
+            )
             text = gr.Textbox(label="Text", lines=3, max_lines=12, interactive=False, elem_id="label-text")
             info = gr.Markdown(elem_id="label-info")
             with gr.Row(elem_id="label-buttons"):
