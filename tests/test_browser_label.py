@@ -115,7 +115,8 @@ def test_label_mistakes_with_keys_and_buttons_then_wrong_from_classify(browser, 
     expect(page.locator("#model-status")).to_contain_text("✅", timeout=120_000)
     open_tab(page, "Label")
     count = len(client.predict(api_name="/corrections_list")["corrections"])
-    expect(page.locator("#label-progress")).to_contain_text(f"No queue yet. {count} corrections saved so far.")
+    saved = f"No queue yet. {count} corrections saved so far."
+    expect(page.locator("#label-progress")).to_contain_text(saved)
     page.close()
 
 
