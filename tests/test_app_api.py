@@ -370,6 +370,7 @@ def test_the_label_tab_scores_the_upload_column_chosen_in_its_text_column_field(
     posts = ["i lost my keys again", "what a lovely surprise party", "i am furious with the landlord"]
     golds = ["sadness", "surprise", "anger"]
     rows = [{"id": str(i), "post": p, "emotion": g} for i, (p, g) in enumerate(zip(posts, golds))]
+    rows.append({"id": "3", "post": "  ", "emotion": "joy"})  # no text: left out and counted, as predict does
     upload = write_csv(tmp_path / "forum.csv", rows)
 
     *_, message, out = client.predict(handle_file(str(upload)), "", api_name="/label_load_texts")
@@ -384,6 +385,7 @@ def test_the_label_tab_scores_the_upload_column_chosen_in_its_text_column_field(
         path=handle_file(str(upload)), lines="", column="post", api_name="/label_load_texts"
     )
     assert message.startswith("loaded 3 texts") and Path(out).name == "forum-labelled.csv"
+    assert message.endswith("(1 of 4 rows dropped: 1 empty text)"), message
     got = read_csv_rows(out)
     assert [r["text"] for r in got] == posts and [r["gold"] for r in got] == golds
     for row in got:
@@ -576,7 +578,11 @@ def test_malformed_upload_gives_a_message_naming_the_file(tmp_path):
     good = tmp_path / "texts.csv"
     with open(good, "w", newline="") as fh:
         csv.writer(fh).writerows([["text", "label"], ["i am glad", "joy"], ["so sad", ""]])
-    assert read_upload(str(good), settings) == (["i am glad", "so sad"], [1, -1])
+    assert read_upload(str(good), settings) == (["i am glad", "so sad"], [1, -1], "")
+    with open(good, "a", newline="") as fh:
+        csv.writer(fh).writerows([["", "joy"], ["   ", ""]])
+    dropped = "2 of 4 rows dropped: 2 empty text"
+    assert read_upload(str(good), settings) == (["i am glad", "so sad"], [1, -1], dropped)
 
 
 # -- demo mode -------------------------------------------------------------------------------------------

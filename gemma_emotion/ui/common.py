@@ -38,7 +38,7 @@ import gradio as gr
 import pandas as pd
 
 from gemma_emotion.batching import CancelToken
-from gemma_emotion.data import DataError, Preview, Table, load_split, preview, read_split
+from gemma_emotion.data import EMPTY, DataError, Preview, Table, preview, read_split
 from gemma_emotion.errors import UserError
 from gemma_emotion.files import atomic_write_bytes, csv_text  # noqa: F401 - the tabs' downloads
 from gemma_emotion.labels import LabelSet, LabelSetError
@@ -201,21 +201,24 @@ def read_upload(
     labels: LabelSet | None = None,
     text_column: str | None = None,
     label_column: str | None = None,
-) -> tuple[list[str], list[int]]:
+) -> tuple[list[str], list[int], str]:
     """Texts (and label ids of `labels`, -1 where none) of an uploaded CSV/JSONL/Parquet file, from the
-    columns named (None: the usual names); UserError when unusable, labels outside the set included."""
+    columns named (None: the usual names), and a note of the rows left out ('' when none): rows without
+    text, as `predict` leaves them unlabelled, and rows past the demo's limit. UserError when the file is
+    unusable, labels outside the set included."""
     file = check_upload(path, settings)
     try:
-        ds = load_split(
-            file, require_labels=False, labels=labels, text_column=text_column, label_column=label_column
-        )
-    except DataError as exc:
-        # The message names gradio's temporary path; the user knows the file by its name.
-        raise UserError(str(exc).replace(str(file), file.name)) from exc
-    texts, labels = list(ds["text"]), list(ds["label"])
+        table = read_split(file, require_labels=False, labels=labels, text_column=text_column,
+                           label_column=label_column, drop={EMPTY})  # fmt: skip
+    except (DataError, LabelSetError) as exc:
+        raise UserError(_by_name(exc, file)) from exc
+    texts, ids = list(table.ds["text"]), list(table.ds["label"])
+    notes = [table.dropped_text()] if table.dropped else []
     limit = settings.clamp_eval_rows(len(texts))
-    note_rows = limit if limit is not None else len(texts)
-    return texts[:note_rows], labels[:note_rows]
+    if limit is not None and limit < len(texts):
+        notes.append(f"only the first {limit} of {len(texts)} texts: this app's limit")
+        texts, ids = texts[:limit], ids[:limit]
+    return texts, ids, "; ".join(notes)
 
 
 # -- labelled uploads (Train and Evaluate) ----------------------------------------------------------------

@@ -228,7 +228,7 @@ def build(state: AppState) -> dict[str, Any]:
     async def on_batch(path: str | None, mode_value: str, progress=gr.Progress()):
         try:
             label_set = state.labels
-            texts, labels = read_upload(path, state.settings, label_set)
+            texts, labels, left_out = read_upload(path, state.settings, label_set)
             res = await in_thread(
                 compare_pairs,
                 state,
@@ -240,6 +240,8 @@ def build(state: AppState) -> dict[str, Any]:
             return warn(exc), None, None
         frame, styled = pairs_frame(res, labels, label_set)
         note = f"{len(frame)} texts: {res['agree']} agree, {res['disagree']} disagree"
+        if left_out:
+            note += f" ({left_out})"
         return note, styled, download("comparison.csv", csv_text(frame.to_dict("records"), PAIR_COLUMNS))
 
     batch_event = batch_button.click(

@@ -556,11 +556,11 @@ def build(state: AppState) -> dict[str, Any]:
             bar((done, total), desc="scoring", unit="texts")
 
         try:
-            texts, golds, ref = [], [], "texts"
+            texts, golds, ref, note = [], [], "texts", ""
             if path:
                 # Gold labels read as the loaded model's labels: the queue names them by that set.
                 text_column, gold_column = chosen_columns(state, path, column)
-                texts, golds = read_upload(path, state.settings, state.labels, text_column, gold_column)
+                texts, golds, note = read_upload(path, state.settings, state.labels, text_column, gold_column)
                 ref = Path(path).name
             typed = [t for t in (lines or "").splitlines() if t.strip()]
             texts, golds = texts + typed, golds + [-1] * len(typed)
@@ -571,7 +571,8 @@ def build(state: AppState) -> dict[str, Any]:
         q.load(items, flt)
         return (
             *view(q, flt),
-            f"loaded {len(items)} texts, least confident first; the download holds them all",
+            f"loaded {len(items)} texts, least confident first; the download holds them all"
+            + (f" ({note})" if note else ""),
             out,
         )
 
