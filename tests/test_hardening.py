@@ -172,10 +172,13 @@ def queue_call(url: str, fn_index: int, data: list, trigger_id: int | None) -> d
         ("/classify", "   \n\t  ", "empty text"),
         ("/compare", "  ", "empty text"),
         ("/classify_batch", [], "no texts"),
-        ("/classify_batch", ["i am fine", " \n "], "empty text"),
+        ("/classify_batch", ["i am fine", " \n "], "text 2 is empty (of 2): give every text some words"),
+        ("/classify_batch", ["", "i am fine", None, "ok"], "texts 1, 3 are empty (of 4)"),
         ("/compare_batch", [], "no texts"),
+        ("/compare_batch", ["i am fine", "", "ok"], "text 2 is empty (of 3)"),
     ],
-    ids=["classify-empty", "classify-blank", "compare-blank", "batch-none", "batch-blank", "compare-none"],
+    ids=["classify-empty", "classify-blank", "compare-blank", "batch-none", "batch-blank", "batch-two-blank",
+         "compare-none", "compare-blank-one"],
 )
 def test_empty_and_blank_texts_are_refused(client, direct, api, arg, expected):
     assert expected in app_error(client, arg, api_name=api)

@@ -131,7 +131,7 @@ def classify_texts(
     if not texts:
         raise UserError("no texts to classify")
     check_batch_size(state, len(texts))
-    cleaned = [state.clean_text(t) for t in texts]
+    cleaned = state.clean_texts(texts)
     results = state.label_many(
         [c.text for c in cleaned], mode, adapter=finetuned, progress=progress, cancel=cancel
     )

@@ -40,7 +40,7 @@ def compare_pairs(
     if not texts:
         raise UserError("no texts to compare")
     check_batch_size(state, len(texts))
-    cleaned = [state.clean_text(t) for t in texts]
+    cleaned = state.clean_texts(texts)
     pairs = state.compare_many([c.text for c in cleaned], mode, progress=progress, cancel=cancel)
     return pairs_result(state, cleaned, pairs, mode)
 

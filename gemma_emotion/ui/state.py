@@ -596,6 +596,17 @@ class AppState:
             return TextInput(text[:limit], f"the text was cut to its first {limit} of {len(text)} characters")
         return TextInput(text)
 
+    def clean_texts(self, texts: list[str | None]) -> list[TextInput]:
+        """A batch's texts, each as `clean_text` makes it; UserError naming the empty ones by position (a
+        file's empty rows are left out before this, and counted)."""
+        empty = [i + 1 for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+        if empty:
+            more = f" and {len(empty) - 10} more" if len(empty) > 10 else ""
+            shown = ", ".join(map(str, empty[:10])) + more
+            which = f"text {shown} is" if len(empty) == 1 else f"texts {shown} are"
+            raise UserError(f"{which} empty (of {len(texts)}): give every text some words")
+        return [self.clean_text(t) for t in texts]
+
     # -- choices ----------------------------------------------------------------------------------------
     def model_choices(self) -> list[str]:
         """Preset model specs for the picker (the settings' model first)."""
