@@ -483,7 +483,7 @@ def test_push_failure_never_shows_the_token(
     with FakeHub(fail=leaky).patched():
         code = args.func(args)
     out = capsys.readouterr()
-    assert code == 1
+    assert code == 2
     assert SECRET not in out.out + out.err
     assert out.err.count("\n") == 1 and "push to me/corr failed" in out.err and "***" in out.err
     assert "Traceback" not in out.err
@@ -657,20 +657,25 @@ def test_cli_runs_dir_from_main_parser_and_environment(
     ]  # fmt: skip
 
 
-def test_cli_errors_are_one_line_and_nonzero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = str(tmp_path / "no-runs")
-    for argv in (["corrections", "--runs-dir", missing], ["export", "--runs-dir", missing]):
-        args = _parser().parse_args(argv)
-        assert args.func(args) == 1
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and err.count("\n") == 1 and "corrections.db" in err
+    args = _parser().parse_args(["export", "--runs-dir", missing])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "corrections.db" in err
+    # Counting before anything was saved: zero of each label, and a line on stderr saying why.
+    args = _parser().parse_args(["corrections", "--runs-dir", missing])
+    assert args.func(args) == 0
+    printed = capsys.readouterr()
+    assert printed.out.splitlines()[0] == "sadness   0" and printed.out.splitlines()[-1] == "total     0"
+    assert printed.err.startswith("no corrections yet (") and "corrections.db" in printed.err
     assert not Path(missing).exists()
 
     s = CorrectionStore(tmp_path)
     s.add("x", "joy")
     (tmp_path / "folder").mkdir()
     args = _parser().parse_args(["export", "--runs-dir", str(tmp_path), "--out", str(tmp_path / "folder")])
-    assert args.func(args) == 1
+    assert args.func(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is a folder" in err and "Traceback" not in err
 

@@ -158,7 +158,7 @@ def test_cli_exports_one_label_set(tmp_path: Path, capsys) -> None:
     args = argparse.Namespace(
         runs_dir=str(tmp_path), format="emotion-jsonl", out=None, push_to_hub=None, labels=None
     )
-    assert cli_corrections.cmd_export(args) == 1
+    assert cli_corrections.cmd_export(args) == 2
     assert "label sets" in capsys.readouterr().err
     assert (
         cli_corrections.cmd_corrections(

@@ -8,10 +8,10 @@ import os
 import sys
 
 from gemma_emotion.cli.common import add_runs_dir_arg, runs_dir_of
-from gemma_emotion.corrections import FORMATS, CorrectionStore, export, render
+from gemma_emotion.corrections import FORMATS, CorrectionStore, NoCorrections, export, render
 from gemma_emotion.errors import UserError
 from gemma_emotion.hub import push_corrections, save_corrections
-from gemma_emotion.labels import LabelSet
+from gemma_emotion.labels import EMOTIONS, LabelSet
 
 DATASET_FORMAT = "hf-dataset"  # a folder: parquet + dataset card (gemma_emotion.hub)
 
@@ -51,9 +51,10 @@ def _store(args: argparse.Namespace) -> CorrectionStore:
 
 
 def _fail(message: str) -> int:
-    # Exit 1 (not the CLI's 2 for user errors): these commands have always said "nothing to export" so.
+    # One line and exit 2, as every command says a user's mistake (`cli.main`). Said here rather than left
+    # to main, so the command functions return their code to whoever calls them.
     print(f"error: {message}", file=sys.stderr)
-    return 1
+    return 2
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -92,7 +93,11 @@ def cmd_corrections(args: argparse.Namespace) -> int:
     """`corrections`: the number of current corrections per label."""
     try:
         labels = LabelSet.parse(args.labels) if getattr(args, "labels", None) else None
-        counts = _store(args).counts_by_label(labels)
+        try:
+            counts = _store(args).counts_by_label(labels)
+        except NoCorrections as e:  # nothing saved yet is a count of zero, not a failure
+            print(f"no corrections yet ({e})", file=sys.stderr)
+            counts = dict.fromkeys((labels or EMOTIONS).names, 0)
     except UserError as e:
         return _fail(str(e))
     width = max(len(name) for name in (*counts, "total"))
