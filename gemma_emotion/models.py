@@ -65,6 +65,10 @@ def resolve_spec(spec: str | None) -> ModelSpec:
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{spec}: this folder has no config.json, so it is not a model checkpoint")
         return ModelSpec("folder", str(path))
+    if path.is_file():
+        raise ModelLoadError(
+            f"{spec}: this is a file; give a model folder (with config.json), a .gguf file or a Hub model id"
+        )
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ModelLoadError(f"model folder not found: {spec}")
     return ModelSpec("hub", spec)

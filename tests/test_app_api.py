@@ -466,6 +466,7 @@ def test_evaluate_bad_input_is_a_clear_error(client):
 
 def test_compare_without_an_adapter_says_so(client):
     assert "no adapter is loaded" in app_error(client, "i am happy", api_name="/compare")
+    assert "no run named 'nope': pick one from the list" in app_error(client, "nope", api_name="/compare_run")
 
 
 # -- training, then compare with the new adapter -------------------------------------------------------

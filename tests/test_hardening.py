@@ -867,6 +867,9 @@ def test_markup_in_a_model_name_is_escaped_in_the_status_line(client, app, direc
     assert status["state"] == "error" and MARKUP in status["error"]
     line = status_markdown(status)
     assert "<img" not in line and "&lt;img src=x onerror=alert(1)&gt;" in line
+    # An adapter that fails is named in the line: the model itself was not at fault.
+    line = status_markdown({**status, "requested_model": "embedded", "requested_adapter": "/srv/x/not-one"})
+    assert line.startswith("❌ Could not load **embedded** with adapter `x/not-one`: ")
     assert_serving(client, direct)
 
 

@@ -326,6 +326,7 @@ def test_cli_eval_writes_a_report(tiny_gemma3, shared_data, tmp_path, mode):
         # cuda:99 exists nowhere: on a CPU machine there is no CUDA at all, on a GPU host not that index.
         (["classify", "i am sad", "--device", "cuda:99"], "error: device 'cuda:99': this machine has "),
         (["classify", "i am sad", "--device", "warp9"], "error: unknown device 'warp9': use cpu, cuda"),
+        (["classify", "i am sad", "--model", __file__], "this is a file; give a model folder"),
     ],
 )
 def test_cli_errors_are_one_clear_line(args, message):

@@ -20,6 +20,7 @@ import pandas as pd
 from gemma_emotion.batching import CancelToken
 from gemma_emotion.evaluate import METRICS_FILE, compare_reports
 from gemma_emotion.labels import EMOTIONS, LabelSet
+from gemma_emotion.runs import RunNotFound
 from gemma_emotion.ui import plots
 from gemma_emotion.ui.classify import MODES, check_batch_size, check_mode, prediction_dict
 from gemma_emotion.ui.common import BATCHED, api_endpoint, csv_text, download, in_thread, read_upload, warn
@@ -83,6 +84,10 @@ def run_comparison(state: AppState, run: str) -> dict[str, Any]:
     """
     if not run:
         raise UserError("pick a run first")
+    try:
+        state.find_run(run)  # a name that is no run is said so, not as "no reports (yet)"
+    except RunNotFound:
+        raise UserError(f"no run named {run!r}: pick one from the list") from None
     reports = state.run_reports(run)
     if "base" not in reports or "finetuned" not in reports:
         raise UserError(f"run {run} has no base and fine-tuned reports (yet)")

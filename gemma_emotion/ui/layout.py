@@ -51,7 +51,11 @@ def status_markdown(status: dict[str, Any]) -> str:
             line += f" Serving {serving} until then."
         return line
     if state == "error":
-        line = f"❌ Could not load **{md(status.get('requested_model'))}**: {md(status.get('error'))}."
+        # Name the adapter too: when only the adapter failed, the model itself was not at fault.
+        asked = status.get("requested_adapter")
+        what = f"**{md(status.get('requested_model'))}**"
+        what += f" with adapter `{md(_short(asked))}`" if asked else ""
+        line = f"❌ Could not load {what}: {md(status.get('error'))}."
         return line + (f" Still serving {serving}." if serving else " No model is loaded.")
     if state == "ready":
         took = status.get("seconds")
