@@ -22,9 +22,14 @@ from gemma_emotion.settings import on_space
 
 ENV_OAUTH_CLIENT_ID = "OAUTH_CLIENT_ID"  # set by the Hub in a Space whose front matter has hf_oauth: true
 UNNAMED = "(unnamed)"
+MAX_NAME_CHARS = 100  # a typed name is a label in the counts and the agreement table, not free text
 
 
-class SignInRequired(UserError, ValueError):
+class AnnotatorError(UserError, ValueError):
+    """An annotator that cannot be recorded; the message says why."""
+
+
+class SignInRequired(AnnotatorError):
     """Labelling on a Space with sign-in needs a signed-in user; the message says so."""
 
 
@@ -55,6 +60,8 @@ def annotator_for(profile: Any, typed: str | None, *, oauth: bool) -> str | None
             )
         return user
     typed = (typed or "").strip()
+    if not user and len(typed) > MAX_NAME_CHARS:
+        raise AnnotatorError(f"the annotator's name has {len(typed)} characters; at most {MAX_NAME_CHARS}")
     return user or typed or None
 
 

@@ -217,7 +217,13 @@ def _clean_probabilities(
         return None
     out: dict[str, float] = {}
     for name, p in probabilities.items():
-        out[_label_name(name, "probability label", labels)] = float(p)
+        try:
+            value = float(p)
+        except (TypeError, ValueError):
+            raise ValueError(f"the probability of {name!r} must be a number, got {p!r}") from None
+        if not 0 <= value <= 1:  # NaN fails this too
+            raise ValueError(f"the probability of {name!r} must be between 0 and 1, got {p!r}")
+        out[_label_name(name, "probability label", labels)] = value
     return out
 
 

@@ -125,11 +125,11 @@ def assert_same_prediction(api: dict, pred) -> None:
         assert api["probabilities"] == pytest.approx(pred.probabilities, abs=1e-5)
 
 
-def app_error(client, *args, api_name: str) -> str:
+def app_error(client, *args, api_name: str, **kwargs) -> str:
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError) as info:
-        client.predict(*args, api_name=api_name)
+        client.predict(*args, api_name=api_name, **kwargs)
     return str(info.value)
 
 

@@ -144,6 +144,20 @@ def test_bad_labels_and_requests_are_clear_errors_and_the_app_stays_up(client, a
     assert "not a stored report" in app_error(client, "/etc", api_name="/label_queue")
     assert "not in the list of choices" in app_error(client, "xml", api_name="/corrections_export")
     assert "no texts" in app_error(client, api_name="/label_queue")
+    bad_prob = app_error(client, "i feel odd", "joy", probabilities={"joy": "abc"}, api_name="/label_submit")
+    assert "the probability of 'joy' must be a number, got 'abc'" in bad_prob
+    assert "between 0 and 1, got 3" in app_error(
+        client, "i feel odd", "joy", probabilities={"joy": 3}, api_name="/label_submit"
+    )
+    assert "the annotator's name has 1000 characters; at most 100" in app_error(
+        client, "i feel odd", "joy", annotator="x" * 1000, api_name="/label_submit"
+    )
+    # A misspelt filter is said, not answered with an empty queue.
+    assert "unknown gold label 'bogus': use all or one of sadness" in app_error(
+        client, texts=["i feel odd"], gold="bogus", api_name="/label_queue"
+    )
+    bad_source = app_error(client, texts=["i feel odd"], source="web", api_name="/label_queue")
+    assert "unknown source 'web'" in bad_source
     assert app["proc"].poll() is None
     assert listed(client) == before
     assert client.predict("still up", api_name="/classify")["label"] in LABELS

@@ -326,7 +326,7 @@ def resolve_annotator(typed: str | None, profile: Any = None) -> str | None:
     name is ignored there; UserError when nobody is signed in), else the typed name (see annotators)."""
     try:
         return annotators.annotator_for(profile, typed, oauth=annotators.oauth_enabled())
-    except annotators.SignInRequired as exc:
+    except annotators.AnnotatorError as exc:
         raise UserError(str(exc)) from exc
 
 
@@ -366,6 +366,20 @@ def _filter(
     gold: str | None, predicted: str | None, max_conf: float | None, source: str | None
 ) -> QueueFilter:
     return QueueFilter(gold, predicted, 1.0 if max_conf is None else float(max_conf), source)
+
+
+def _check_filter(flt: QueueFilter, names: list[str], items: list[dict[str, Any]]) -> None:
+    """UserError for a filter value that no item could match (a misspelt label would show an empty queue
+    as if nothing were left to review). A report's items may carry labels of another set: theirs count."""
+    known = {None, "", ALL, INVALID, *names}
+    known |= {it.get("gold") for it in items} | {it.get("predicted") for it in items}
+    for what, value in (("gold", flt.gold), ("predicted", flt.predicted)):
+        if value not in known:
+            raise UserError(f"unknown {what} label {value!r}: use {ALL} or one of {', '.join(names)}")
+    if flt.source not in (None, "", ALL, *SOURCES):
+        raise UserError(f"unknown source {flt.source!r}: use {ALL} or one of {', '.join(SOURCES)}")
+    if flt.max_confidence is not None and not 0 <= flt.max_confidence <= 1:
+        raise UserError(f"max_confidence must be between 0 and 1, got {flt.max_confidence}")
 
 
 def progress_line(queue: ReviewQueue, flt: QueueFilter, total_corrections: int) -> str:
@@ -713,6 +727,7 @@ def build(state: AppState) -> dict[str, Any]:
         else:  # model work in chunks: a cancelled request stops at the next one
             items = await in_thread(queue_from_texts, state, texts)
         flt = QueueFilter(gold, predicted, max_confidence, source)
+        _check_filter(flt, state.labels.names, items)
         kept = [items[i] for i in flt.indices(items)]
         return {"items": kept, "total": len(items), "shown": len(kept)}
 
