@@ -231,13 +231,36 @@ class Source:
         # dtype=False keeps every value as JSON gave it (no guessing of dates or numbers from strings).
         with pd.read_json(self.path, lines=True, chunksize=8192, dtype=False, convert_dates=False,
                           encoding="utf-8-sig") as reader:  # fmt: skip
-            for frame in reader:
+            frames = iter(reader)
+            while True:
+                try:
+                    frame = next(frames)
+                except StopIteration:
+                    return
+                except ValueError as exc:  # pandas names no line: find it (only on this error path)
+                    raise self._json_line_error() or _arrow_error(self.path, exc) from exc
                 try:
                     yield pa.Table.from_pandas(frame, preserve_index=False)
                 except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
                     raise TableError(
                         f"{self.path.name}: a column mixes kinds of values (numbers and text, say) ({exc})"
                     ) from exc
+
+    def _json_line_error(self) -> TableError | None:
+        """The first line of the JSON Lines file that is not a JSON object, as an error naming it."""
+        with open(self.path, "rb") as fh:
+            for number, line in enumerate(fh, start=1):
+                if number == 1:
+                    line = line.removeprefix(b"\xef\xbb\xbf")
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    return TableError(f"{self.path.name}, line {number}: not valid JSON ({exc})")
+                if not isinstance(item, dict):
+                    return TableError(f"{self.path.name}, line {number}: expected an object, one a line")
+        return None
 
     def rows_over(self, limit: int) -> int | None:
         """The rows when there are more than `limit`, else None. The file is read only when the quick count

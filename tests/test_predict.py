@@ -284,6 +284,16 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == []  # nothing written
 
 
+def test_a_broken_json_line_past_the_first_is_named_by_its_line(tiny_gemma3, tmp_path, capsys):
+    bad = tmp_path / "posts.jsonl"
+    bad.write_text('{"text": "fine"}\n\n{"text": "ok"}\n{"text": broken\n{"text": "x"}\n', encoding="utf-8")
+    from gemma_emotion.cli import main
+
+    assert main(["predict", str(bad), "--out", str(tmp_path / "out.csv"), "--model", str(tiny_gemma3)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the model's loading lines and the bar
+    assert last.startswith("error: posts.jsonl, line 4: not valid JSON (")
+
+
 def run_cli(*argv: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen([sys.executable, "-m", "gemma_emotion", "predict", *argv], cwd=REPO, env=env,
