@@ -466,13 +466,10 @@ def build(state: AppState) -> dict[str, Any]:
                 visible=not oauth,
             )
         with gr.Column(scale=2):
-            # A callable: the count is read on every page load, not once when the page was built.
-            progress = gr.Markdown(
-                lambda: progress_line(ReviewQueue(), QueueFilter(), state.corrections.count()),
-                elem_id="label-progress",
-            )
+            # Filled on every page load (`page_load`), not once when the page was built: the count changes.
+            progress = gr.Markdown(label="Progress", elem_id="label-progress")
             text = gr.Textbox(label="Text", lines=3, max_lines=12, interactive=False, elem_id="label-text")
-            info = gr.Markdown(elem_id="label-info")
+            info = gr.Markdown(label="Item", elem_id="label-info")
             with gr.Row(elem_id="label-buttons"):
 
                 @gr.render(inputs=[names])
@@ -487,7 +484,9 @@ def build(state: AppState) -> dict[str, Any]:
                 skip = gr.Button("Skip (S)", size="sm", elem_id="label-skip")
                 undo = gr.Button("Undo (U)", size="sm", elem_id="label-undo")
             message = gr.Textbox(label="Message", interactive=False, elem_id="label-message")
-            chart = gr.Plot(show_label=False, value=plots.empty("Model probabilities"))
+            chart = gr.Plot(
+                label="Model probabilities", show_label=False, value=plots.empty("Model probabilities")
+            )
 
     with gr.Accordion("Export and share the corrections", open=False):
         with gr.Row():
@@ -513,15 +512,9 @@ def build(state: AppState) -> dict[str, Any]:
     with gr.Accordion("Annotators and agreement", open=False):
         gr.Markdown("Texts each annotator labelled, and Cohen's kappa where two labelled the same texts.")
         with gr.Row():
-            # Callables: read again on every page load.
-            who_table = gr.Dataframe(
-                lambda: annotator_tables(state)[0], label="Annotators", interactive=False,
-                elem_id="label-annotators",
-            )  # fmt: skip
-            pair_table = gr.Dataframe(
-                lambda: annotator_tables(state)[1], label="Agreement", interactive=False,
-                elem_id="label-agreement",
-            )  # fmt: skip
+            # Filled on every page load (`page_load`) and by Refresh.
+            who_table = gr.Dataframe(label="Annotators", interactive=False, elem_id="label-annotators")
+            pair_table = gr.Dataframe(label="Agreement", interactive=False, elem_id="label-agreement")
         who_refresh = gr.Button("Refresh", size="sm")
     who_refresh.click(
         lambda: annotator_tables(state), None, [who_table, pair_table], api_visibility="private",
@@ -794,6 +787,11 @@ def build(state: AppState) -> dict[str, Any]:
         return annotators.summary(state.corrections)
 
     gr.api(annotators_api, api_name="annotators", concurrency_limit=None)
+    def page_load() -> tuple:
+        # In the layout's one private load event: a callable value would be a public API endpoint each.
+        who, pairs = annotator_tables(state)
+        return progress_line(ReviewQueue(), QueueFilter(), state.corrections.count()), who, pairs
+
     return {
         "queue": queue,
         "names": names,
@@ -803,6 +801,8 @@ def build(state: AppState) -> dict[str, Any]:
         "view": view,
         "report": report,
         "refresh_reports": refresh_reports,
+        "page_load": page_load,
+        "page_load_outputs": [progress, who_table, pair_table],
     }
 
 

@@ -186,12 +186,13 @@ def build_app(state: AppState) -> gr.Blocks:
             out.append(eval_parts["on_load"]())
             out.append(label_parts["refresh_reports"]())
             out.append(list(state.labels.names))
+            out.extend(label_parts["page_load"]())
             if train_parts:
                 out.extend(train_parts["on_load"]())
             return tuple(out)
 
         load_outputs = [status, status_timer, adapter, compare_parts["run"], eval_parts["earlier"]]
-        load_outputs += [label_parts["report"], label_parts["names"]]
+        load_outputs += [label_parts["report"], label_parts["names"], *label_parts["page_load_outputs"]]
         if train_parts:
             load_outputs += train_parts["outputs"]
         app.load(on_page_load, None, load_outputs, api_visibility="private", concurrency_limit=None)
