@@ -142,6 +142,17 @@ def test_status_reports_the_loaded_model(client, app):
     assert status["allows_training"] is True
 
 
+def test_every_public_endpoint_and_output_has_a_name(client):
+    """An API user reads the endpoint list: no auto-named endpoint (a component's callable value makes one,
+    `/lambda_N`) and no auto-named output (`value_N`)."""
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert "/classify" in endpoints and "/label_load_texts" in endpoints
+    assert not [name for name in endpoints if name.startswith("/lambda")]
+    unnamed = {name: [r["label"] for r in ep["returns"] if r["label"].startswith("value_")]
+               for name, ep in endpoints.items()}  # fmt: skip
+    assert not {name: labels for name, labels in unnamed.items() if labels}
+
+
 @pytest.mark.timeout(120)
 def test_unknown_model_shows_error_and_keeps_previous(client, app, direct):
     for bad in ("google/this-model-does-not-exist-anywhere", "/no/such/checkpoint/folder"):
