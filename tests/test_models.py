@@ -298,6 +298,14 @@ def test_cli_classify_json(tiny_gemma4):
     assert gen["probabilities"] is None and isinstance(gen["raw"], str)
 
 
+def test_cli_classify_says_when_the_text_was_cut(tiny_gemma3):
+    out = _cli("classify", "i feel fine " * 400, "--model", str(tiny_gemma3))
+    assert out.returncode == 0, out.stderr
+    assert "note: the text was cut to the model's limit" in out.stderr
+    short = _cli("classify", "i feel fine", "--model", str(tiny_gemma3))
+    assert short.returncode == 0 and "was cut" not in short.stderr
+
+
 @pytest.mark.parametrize("mode", ["score", "generate"])
 def test_cli_eval_writes_a_report(tiny_gemma3, shared_data, tmp_path, mode):
     out = _cli("eval", "--model", str(tiny_gemma3), "--data", str(shared_data), "--limit", "24",
@@ -351,7 +359,18 @@ def test_every_command_has_help():
     sub = next(a for a in parser._actions if a.dest == "command")
     assert {"classify", "eval"} <= set(sub.choices)
     for name, p in sub.choices.items():
-        assert p.format_help().startswith("usage:"), name
+        text = p.format_help()
+        assert text.startswith("usage:"), name
+        assert p.description and " ".join(p.description.split()).startswith(
+            " ".join(text.split("\n\n")[1].split())[:60]
+        ), name  # the help opens with what the command does
+        for action in p._actions:  # every option says what it does
+            assert action.help or action.dest == "help", (name, action.dest)
+        assert any("-v" in action.option_strings for action in p._actions), name  # -v after the command too
+    # -v before or after the command, and neither.
+    assert parser.parse_args(["corrections", "-v"]).verbose is True
+    assert parser.parse_args(["-v", "corrections"]).verbose is True
+    assert parser.parse_args(["corrections"]).verbose is False
 
 
 @pytest.mark.parametrize("fixture", ["tiny_gemma3", "tiny_gemma4"])

@@ -23,7 +23,7 @@ MODES = ("score", "generate")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="label one text", description="Label one text (use - to read stdin).")
-    p.add_argument("text")
+    p.add_argument("text", help="the text to label; - reads it from stdin")
     p.add_argument(
         "--mode",
         choices=MODES,
@@ -46,7 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Evaluate and write metrics.json and predictions.csv.")  # fmt: skip
     add_model_args(p)
     add_data_args(p)
-    p.add_argument("--mode", choices=MODES, default="score")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="score",
+        help="score: a probability per label; generate: the model writes the label",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="default: 512 on a GPU, 16 on a CPU")
     p.add_argument("--out", default="out/eval", help="report folder (default: out/eval)")
     add_labels_arg(p)
@@ -70,6 +75,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
         return 0
     print(f"{pred.label}{'' if pred.valid else ' (not one of the labels)'}   raw: {pred.raw!r}   "
           f"{pred.latency_ms:.0f} ms")  # fmt: skip
+    if pred.truncated:
+        print("note: the text was cut to the model's limit; only its start was classified", file=sys.stderr)
     if pred.probabilities:
         width = max(9, *(len(n) for n in clf.labels.names))
         for name in clf.labels.names:

@@ -31,12 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Run it again with the same OUTPUT after a crash or Ctrl-C to continue after the last complete "
         "chunk. Under torchrun / accelerate launch every process labels a share of each chunk.",
     )
-    p.add_argument("input", help="a .csv, .tsv, .jsonl or .parquet file")
+    p.add_argument("input", help="a .csv, .tsv, .jsonl, .json (an array of objects) or .parquet file")
     p.add_argument(
         "--out", required=True, help="output file; .csv, .tsv, .jsonl or .parquet picks the format"
     )
     p.add_argument(
-        "--text-column", default=None, help="the column to label (default: text, sentence or content)"
+        "--text-column",
+        default=None,
+        help="the column to label (default: the first present of text, sentence, tweet, content, ...)",
     )
     p.add_argument(
         "--mode",

@@ -439,7 +439,7 @@ def build(state: AppState) -> dict[str, Any]:
             with gr.Group():
                 gr.Markdown("**Texts without labels** (scored by the loaded model)")
                 upload = gr.File(
-                    label="Texts file (CSV, JSONL, Parquet)",
+                    label="Texts file (CSV, TSV, JSONL, JSON, Parquet)",
                     file_types=[".csv", ".tsv", ".jsonl", ".json", ".parquet"],
                     height=120,
                     elem_id="label-upload",
