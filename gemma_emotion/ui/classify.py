@@ -344,6 +344,9 @@ def build(state: AppState) -> dict[str, Any]:
                 lines=4,
                 max_lines=12,
                 placeholder="Type or paste a short English text…",
+                # Measured (README, "Texts phrased otherwise"): 24/24 phrased so, 6/24 otherwise.
+                info="The shipped adapter learned from tweets that say how someone feels (\"i feel …\"): "
+                "it reads texts phrased so best",
                 elem_id="classify-text",
             )
             with gr.Row():
