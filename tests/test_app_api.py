@@ -265,6 +265,7 @@ def test_a_file_is_labelled_from_the_text_column_chosen_in_the_app(client, app, 
     assert "forum.csv: no text column" in message and "found id, author, post, subject" in message
     assert "'Text column' field" in message and "--text-column" not in message
     assert table["data"] == [] and out is None
+    assert table["headers"] == ["text", "label", "confidence"]  # not gradio's placeholder "1 2 3"
     message, _, out = client.predict(handle_file(str(upload)), "score", "body", api_name="/classify_file")
     assert "forum.csv: no column 'body'" in message and "'Text column' field" in message and out is None
 

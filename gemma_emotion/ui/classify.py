@@ -48,6 +48,11 @@ MODE_INFO = (
 )
 
 
+def empty_predictions() -> pd.DataFrame:
+    """The predictions table before (or instead of) a result: its first columns, no rows."""
+    return pd.DataFrame(columns=["text", "label", "confidence"])
+
+
 def example_texts() -> list[str]:
     try:
         return [item["text"] for item in json.loads(EXAMPLES_FILE.read_text(encoding="utf-8"))]
@@ -345,7 +350,7 @@ def build(state: AppState) -> dict[str, Any]:
                 max_lines=12,
                 placeholder="Type or paste a short English text…",
                 # Measured (README, "Texts phrased otherwise"): 24/24 phrased so, 6/24 otherwise.
-                info="The shipped adapter learned from tweets that say how someone feels (\"i feel …\"): "
+                info='The shipped adapter learned from tweets that say how someone feels ("i feel …"): '
                 "it reads texts phrased so best",
                 elem_id="classify-text",
             )
@@ -392,7 +397,10 @@ def build(state: AppState) -> dict[str, Any]:
             batch_button = gr.Button("Classify file", elem_id="classify-file-button", scale=3)
             batch_stop = gr.Button("Stop", variant="stop", elem_id="classify-file-stop", scale=1)
         batch_message = gr.Textbox(label="Message", interactive=False, elem_id="classify-file-message")
-        table = gr.Dataframe(label="Predictions", interactive=False, wrap=True, max_height=420)
+        # An empty table with the output's first columns, not gradio's placeholder headers "1 2 3".
+        table = gr.Dataframe(
+            value=empty_predictions(), label="Predictions", interactive=False, wrap=True, max_height=420
+        )
         batch_file = gr.File(label="Download predictions", interactive=False)
 
     async def on_classify(text_value: str, mode_value: str, thinking_value: bool):
@@ -445,7 +453,7 @@ def build(state: AppState) -> dict[str, Any]:
                 classify_file, state, path, mode_value, text_column=column, progress=shown
             )
         except Exception as exc:
-            return warn(exc), None, None
+            return warn(exc), empty_predictions(), None
         if view.off:
             gr.Warning(md(f"the file's labels are not compared: {view.off}"))
         return file_message(summary, view), view.frame(), out

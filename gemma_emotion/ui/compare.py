@@ -194,6 +194,7 @@ def build(state: AppState) -> dict[str, Any]:
             batch_stop = gr.Button("Stop", variant="stop", elem_id="compare-file-stop", scale=1)
         batch_message = gr.Textbox(label="Message", interactive=False)
         table = gr.Dataframe(
+            value=pd.DataFrame(columns=PAIR_COLUMNS),
             label="Base vs fine-tuned (disagreements highlighted)",
             interactive=False,
             wrap=True,
@@ -242,7 +243,7 @@ def build(state: AppState) -> dict[str, Any]:
                 progress=lambda done, total: progress((done, total), desc="comparing", unit="texts"),
             )
         except Exception as exc:
-            return warn(exc), None, None
+            return warn(exc), pd.DataFrame(columns=PAIR_COLUMNS), None
         frame, styled = pairs_frame(res, labels, label_set)
         note = f"{len(frame)} texts: {res['agree']} agree, {res['disagree']} disagree"
         if left_out:

@@ -46,6 +46,7 @@ from gemma_emotion.ui.common import api_endpoint, download, in_thread, md, read_
 from gemma_emotion.ui.evaluate import list_reports
 from gemma_emotion.ui.state import AppState, UserError
 
+WHO_COLUMNS = ["annotator", "texts"]
 PAIR_COLUMNS = ["annotators", "texts in common", "same label", "Cohen's kappa"]
 # Label, skip, undo and filter run at the speed of keys: no progress overlay, and never queued behind the
 # model work that holds the app's one concurrency slot (they touch only the queue and the database).
@@ -333,7 +334,7 @@ def resolve_annotator(typed: str | None, profile: Any = None) -> str | None:
 def annotator_tables(state: AppState) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(texts per annotator, agreement of each pair who labelled the same texts) for the tab."""
     found = annotators.summary(state.corrections)
-    counts = pd.DataFrame(list(found["counts"].items()), columns=["annotator", "texts"])
+    counts = pd.DataFrame(list(found["counts"].items()), columns=WHO_COLUMNS)
     pairs = pd.DataFrame(
         [[f"{p['a']} / {p['b']}", p["n"], p["agreed"], p["kappa"]] for p in found["pairs"]],
         columns=PAIR_COLUMNS,
@@ -513,8 +514,14 @@ def build(state: AppState) -> dict[str, Any]:
         gr.Markdown("Texts each annotator labelled, and Cohen's kappa where two labelled the same texts.")
         with gr.Row():
             # Filled on every page load (`page_load`) and by Refresh.
-            who_table = gr.Dataframe(label="Annotators", interactive=False, elem_id="label-annotators")
-            pair_table = gr.Dataframe(label="Agreement", interactive=False, elem_id="label-agreement")
+            who_table = gr.Dataframe(
+                value=pd.DataFrame(columns=WHO_COLUMNS), label="Annotators", interactive=False,
+                elem_id="label-annotators",
+            )  # fmt: skip
+            pair_table = gr.Dataframe(
+                value=pd.DataFrame(columns=PAIR_COLUMNS), label="Agreement", interactive=False,
+                elem_id="label-agreement",
+            )  # fmt: skip
         who_refresh = gr.Button("Refresh", size="sm")
     who_refresh.click(
         lambda: annotator_tables(state), None, [who_table, pair_table], api_visibility="private",
@@ -787,6 +794,7 @@ def build(state: AppState) -> dict[str, Any]:
         return annotators.summary(state.corrections)
 
     gr.api(annotators_api, api_name="annotators", concurrency_limit=None)
+
     def page_load() -> tuple:
         # In the layout's one private load event: a callable value would be a public API endpoint each.
         who, pairs = annotator_tables(state)

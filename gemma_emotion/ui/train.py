@@ -58,6 +58,7 @@ DEMO_HINT = (
 TRI_STATE = {"auto": None, "on": True, "off": False}
 FormKind = Literal["text", "number", "checkbox", "choice"]
 ROW_WIDTH = 2  # fields side by side in a row of the form
+COMPARE_COLUMNS = ["", "run", "another run"]  # the empty comparison: a blank, then the runs' names
 MIN_UPLOAD_ROWS = 10  # fewer usable rows cannot give both training rows and a held-out slice
 
 
@@ -487,6 +488,7 @@ def build(state: AppState) -> dict[str, Any]:
             show_label=False, value=plots.empty("Training loss by run"), elem_id="train-compare-plot"
         )
         compare_table = gr.Dataframe(
+            value=pd.DataFrame(columns=COMPARE_COLUMNS),
             label="Settings that differ, and each run's figures",
             interactive=False,
             wrap=True,
@@ -656,15 +658,16 @@ def build(state: AppState) -> dict[str, Any]:
 
     def on_compare(names_: list[str] | None, weight: float):
         names_ = list(names_ or [])
+        none = pd.DataFrame(columns=COMPARE_COLUMNS)
         if not names_:
-            return plots.empty("Training loss by run", "pick two or more runs"), None
+            return plots.empty("Training loss by run", "pick two or more runs"), none
         try:
             figure, table = compare_view(state, names_, float(weight or 0.0))
         except Exception as exc:
             warn(exc)
-            return plots.empty("Training loss by run", "could not compare these runs"), None
+            return plots.empty("Training loss by run", "could not compare these runs"), none
         if not table:
-            return figure, None
+            return figure, none
         return figure, gr.Dataframe(value=table[1:], headers=table[0])
 
     compare_pick.change(
