@@ -29,6 +29,7 @@ import numpy as np
 
 from gemma_emotion import paths
 from gemma_emotion.errors import UserError
+from gemma_emotion.files import UNCLOSED_QUOTE, unclosed_quote_line
 from gemma_emotion.labels import EMOTIONS, LabelSet, LabelSetError
 from gemma_emotion.sources import (
     HUB_DATASET,
@@ -325,6 +326,8 @@ def _csv_rows(path: Path, content: str, delimiter: str | None) -> list[tuple[int
             delimiter = csv.Sniffer().sniff(content[:4096], delimiters=",;\t|").delimiter
         except csv.Error:
             delimiter = ","
+    if content.count('"') % 2 and (line := unclosed_quote_line(io.StringIO(content, newline=""), delimiter)):
+        raise DataError(f"{path}, line {line}: {UNCLOSED_QUOTE}")
     reader = csv.DictReader(io.StringIO(content, newline=""), delimiter=delimiter)
     rows = []
     try:

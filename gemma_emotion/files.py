@@ -1,4 +1,5 @@
-"""Safe file writing shared by reports, runs and exports: atomic replace, spreadsheet-safe CSV.
+"""Safe file writing shared by reports, runs and exports: atomic replace, spreadsheet-safe CSV; and the one
+check both CSV readers (data's and tables') need that their parsers do not make: a quote never closed.
 
 Every CSV the project writes goes through `csv_text`, so every one is safe the same way.
 """
@@ -119,3 +120,30 @@ def read_csv_rows(path: str | os.PathLike) -> list[dict[str, str]]:
     """The rows of a CSV written by `csv_text`, every cell as the text it stands for."""
     with open(path, newline="", encoding="utf-8") as fh:
         return [{k: spreadsheet_text(v or "") for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+UNCLOSED_QUOTE = (
+    'a quoted text is never closed, so every row after it would be read as part of it; close the quote (") '
+    "or remove it"
+)
+
+
+def unclosed_quote_line(lines: Iterable[str], delimiter: str) -> int | None:
+    """The line of a CSV text where a quoted field opens and is never closed, else None. pyarrow's reader and
+    Python's lenient one both read such a field to the end of the file without a word; Python's strict one
+    stops there. A stray quote inside an unquoted field (`5'11" tall`) is no error. Callers run it only on a
+    text with an odd number of quote characters, since quoting adds them in pairs."""
+    last = 0
+    limit = csv.field_size_limit()
+    csv.field_size_limit(1 << 30)  # the open field runs to the end of the file: read it, to see it ends
+    try:
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
+        for _ in reader:
+            last = reader.line_num
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            return last + 1
+    finally:
+        csv.field_size_limit(limit)
+    return None
+

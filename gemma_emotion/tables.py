@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from gemma_emotion.data import TEXT_COLUMNS
 from gemma_emotion.errors import UserError
-from gemma_emotion.files import spreadsheet_safe_table
+from gemma_emotion.files import UNCLOSED_QUOTE, spreadsheet_safe_table, unclosed_quote_line
 
 INPUT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 OUTPUT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
@@ -180,13 +180,22 @@ class Source:
             return pq.ParquetFile(self.path).metadata.num_rows
         if self.fmt == "json-array":
             return len(_json_array(self.path))
-        lines, last = 0, b"\n"
+        lines, quotes, last = 0, 0, b"\n"
         with open(self.path, "rb") as fh:
             while block := fh.read(1 << 24):
                 lines += block.count(b"\n")
+                quotes += block.count(b'"')
                 last = block[-1:]
         lines += last != b"\n"
+        # Quoting adds quote characters in pairs; an odd count is a quote left open, or a stray one.
+        if self.fmt in ("csv", "tsv") and quotes % 2 and (error := self._unclosed_quote()):
+            raise error
         return max(0, lines - (1 if self.fmt in ("csv", "tsv") else 0))
+
+    def _unclosed_quote(self) -> TableError | None:
+        with open(self.path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+            line = unclosed_quote_line(fh, self.delimiter)
+        return None if line is None else TableError(f"{self.path.name}, line {line}: {UNCLOSED_QUOTE}")
 
     def fingerprint(self) -> dict[str, Any]:
         """Size, modification time and a hash of the first MiB: a changed input is not resumed into."""

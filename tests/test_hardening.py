@@ -294,6 +294,9 @@ TABLES = [
     # The tabs' reader leaves empty texts out, as predict does (here: all of them); Evaluate refuses them.
     ("empty-text.csv", "text,label\n ,joy\n", "no usable rows (1 empty text", "line 2: empty text"),
     ("empty.csv", "", "the file is empty", "the file is empty"),
+    ("unclosed-quote.csv", 'text,label\n"fine",joy\n"open,joy\nnext,sadness\n',
+     "line 3: a quoted text is never closed", "line 3: a quoted text is never closed"),
+    ("stray-quote.csv", "text,label\ni am 5'11\" tall,joy\n", (["i am 5'11\" tall"], [1]), None),
     ("header-only.csv", "text,label\n", "no rows", "no rows"),
     ("text-number.jsonl", '{"text": 5, "label": 1}\n', "'text' is missing or not a string", "not a string"),
     ("label-bool.jsonl", '{"text": "hi", "label": true}\n', "unknown label True", "unknown label True"),

@@ -271,6 +271,10 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, capsys):
         capsys, str(tmp_path / "fake.parquet"), "--out", out
     )
     write_csv(tmp_path / "ok.csv", [{"text": "i am sad"}])
+    (tmp_path / "open.csv").write_text('id,text\n1,"fine"\n2,"never closed\n3,ok\n', encoding="utf-8")
+    assert "open.csv, line 3: a quoted text is never closed" in cli_error(
+        capsys, str(tmp_path / "open.csv"), "--out", out
+    )
     # An output "inside" a file: its folder cannot be made.
     assert "cannot write the output there (" in cli_error(
         capsys, str(tmp_path / "ok.csv"), "--out", str(tmp_path / "ok.csv" / "out.csv")

@@ -222,7 +222,7 @@ def test_a_newer_corrections_database_says_so_through_the_cli(tmp_path, capsys):
     with sqlite3.connect(tmp_path / "corrections.db") as conn:
         conn.execute("PRAGMA user_version=99")
     for command in (["corrections"], ["export"]):
-        assert main([*command, "--runs-dir", str(tmp_path)]) == 1
+        assert main([*command, "--runs-dir", str(tmp_path)]) == 2  # a user error
         err = capsys.readouterr().err
         assert "written by a newer gemma-emotion (schema 99)" in err and err.count("\n") == 1, err
         assert "unexpected" not in err and "Traceback" not in err
