@@ -450,3 +450,11 @@ def test_repeating_a_run_by_name_gives_its_config_with_a_fresh_name(runs, early)
     again = config_from_args(_parse_train("--config", "early", "--runs-dir", str(runs["dir"])))
     assert again == dataclasses.replace(TrainConfig.from_dict(early.config), name=None)
     assert again.early_stopping_patience == 2 and math.isclose(again.learning_rate, 0.5)
+
+
+def test_runs_of_a_folder_that_does_not_exist_says_where_it_looked(tmp_path):
+    code, out, err = _main("runs", "--runs-dir", str(tmp_path / "typo"))
+    assert code == 0 and out.strip() == "no runs"
+    assert err.strip() == f"(looked in {tmp_path / 'typo'}, which does not exist)"
+    code, out, err = _main("runs", "--runs-dir", str(tmp_path))
+    assert code == 0 and out.strip() == "no runs" and err.strip() == f"(looked in {tmp_path})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from gemma_emotion.cli.common import add_runs_dir_arg, runs_dir_of
@@ -91,11 +92,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     if args.compare:
         return cmd_compare(args)
-    runs = RunRegistry(runs_dir_of(args)).list()
+    folder = runs_dir_of(args)
+    runs = RunRegistry(folder).list()
     if args.json:
         print(json.dumps([_info_json(r) for r in runs], indent=2, ensure_ascii=False))
     else:
         print(format_runs(runs))
+        if not runs:  # where it looked, so a mistyped --runs-dir is seen at once
+            missing = "" if folder.is_dir() else ", which does not exist"
+            print(f"(looked in {folder}{missing})", file=sys.stderr)
     return 0
 
 
