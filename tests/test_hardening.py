@@ -243,7 +243,7 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_read(tmp_path, monkeyp
     def no_reading(*args, **kwargs):
         raise AssertionError("the file was read")
 
-    monkeypatch.setattr(common, "load_split", no_reading)
+    monkeypatch.setattr(common, "read_split", no_reading)
     for limit_mb, size_mb in ((50, 51), (1, 2)):
         settings = load_settings(None, env={"GEMMA_EMOTION_MAX_UPLOAD_MB": str(limit_mb)})
         big = tmp_path / f"big-{size_mb}.csv"

@@ -232,5 +232,5 @@ def test_corrections_export_to_a_folder_that_load_dataset_reads_with_label_names
     other.mkdir()
     (other / "keep.txt").write_text("mine")
     args[-1] = str(other)
-    assert main(args) == 1
+    assert main(args) == 2
     assert "not an earlier corrections export" in capsys.readouterr().err and (other / "keep.txt").exists()

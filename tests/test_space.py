@@ -181,7 +181,7 @@ def test_demo_policy_clamps_eval_rows_only_in_demo_mode(tmp_path):
     assert demo.clamp_eval_rows(None) == 200
     full = load_settings(path, env={})
     assert full.clamp_eval_rows(5000) == 5000 and full.clamp_eval_rows(None) is None
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match=r"must be 0 \(all of them\) or more, got -1"):
         demo.clamp_eval_rows(-1)
 
 
