@@ -15,6 +15,7 @@ import errno
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -993,6 +994,7 @@ def test_the_app_refuses_a_checkpoint_that_needs_its_own_code(client, app, direc
 def test_markup_in_a_table_row_is_shown_as_text_in_the_page(app, tmp_path, browser):
     """A real Chromium: rows that are HTML/script land in the Classify file table as text, and a message
     quoting one shows as text in the toast (a toast renders HTML: unescaped, an <img> appeared there)."""
+    from playwright.sync_api import expect
 
     rows = [MARKUP.replace("alert(1)", "window.__xss=1"), "<script>window.__xss=2</script>i am sad",
             "<b>bold</b> and **stars** i am happy"]  # fmt: skip
@@ -1005,6 +1007,9 @@ def test_markup_in_a_table_row_is_shown_as_text_in_the_page(app, tmp_path, brows
     def classify_file(page, path: Path) -> None:
         page.goto(app["url"])
         page.locator("#classify-button").wait_for(timeout=60_000)  # the app has rendered
+        # The page load's own events done (the status line is filled, whatever it says: an earlier test
+        # here asked for a model that does not exist): a click before may be lost.
+        expect(page.locator("#model-status")).to_contain_text(re.compile("✅|❌"), timeout=120_000)
         button = page.get_by_role("button", name="Classify file")
 
         def open_accordion() -> None:
@@ -1014,8 +1019,8 @@ def test_markup_in_a_table_row_is_shown_as_text_in_the_page(app, tmp_path, brows
                 if button.is_visible():
                     return
                 page.get_by_text("Classify a file of texts").click()
-                with contextlib.suppress(Exception):
-                    button.wait_for(state="visible", timeout=10_000)
+                with contextlib.suppress(Exception):  # long enough that a slow open is not clicked shut
+                    button.wait_for(state="visible", timeout=30_000)
             button.wait_for(state="visible", timeout=10_000)
 
         open_accordion()
