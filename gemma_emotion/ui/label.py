@@ -419,9 +419,11 @@ def build(state: AppState) -> dict[str, Any]:
     """The Label tab (call inside a gr.Tab); returns the parts the layout wires to other tabs."""
     demo = state.settings.demo_mode
     queue = gr.State(ReviewQueue())
-    # The loaded model's label names: the buttons and filters follow them (the layout refreshes this
-    # on page load and whenever a model or adapter finishes loading).
-    names = gr.State(list(state.labels.names))
+    # The loaded model's label names: the buttons and filters follow them (the layout sets this on page load
+    # and whenever a model or adapter finishes loading). Empty until the page load sets it, so that change
+    # renders the buttons once: rendered on load as well, two renders raced, and a click on a button of the
+    # one that lost reached no handler (a hotkey press lost in CI, twice).
+    names = gr.State([])
     gr.Markdown(HELP)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
@@ -473,7 +475,7 @@ def build(state: AppState) -> dict[str, Any]:
             info = gr.Markdown(label="Item", elem_id="label-info")
             with gr.Row(elem_id="label-buttons"):
 
-                @gr.render(inputs=[names])
+                @gr.render(inputs=[names], triggers=[names.change], trigger_mode="always_last")
                 def label_buttons(current: list[str]) -> None:
                     # Rendered again when the label set changes; `on_label` and the other components
                     # exist by the time this runs (after the tab is built).
