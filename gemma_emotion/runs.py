@@ -217,10 +217,14 @@ class RunRegistry:
         return sorted(runs, key=lambda r: (r.created_at, r.name), reverse=True)
 
     def get(self, name: str) -> RunInfo:
+        return self._read(self._existing(name))
+
+    def _existing(self, name: str) -> Path:
+        """The run's folder; RunNotFound when no run of that name is here."""
         path = self.path(name)
         if not (path / RUN_FILE).is_file():
             raise RunNotFound(f"no run named {name!r} in {self.root}")
-        return self._read(path)
+        return path
 
     def _read(self, run_dir: Path) -> RunInfo:
         try:
@@ -242,10 +246,11 @@ class RunRegistry:
         return read_log(self.path(name) / LOG_FILE, since)
 
     def reports(self, name: str) -> dict[str, Report]:
-        """{"base": Report, "finetuned": Report} (and any other report folder of the run) once written."""
+        """{"base": Report, "finetuned": Report} (and any other report folder of the run) once written;
+        RunNotFound when there is no such run (an empty answer would read as "no reports yet")."""
         from gemma_emotion.evaluate import METRICS_FILE, load_report
 
-        folder = self.path(name) / REPORTS_DIR
+        folder = self._existing(name) / REPORTS_DIR
         if not folder.is_dir():
             return {}
         found = {p.name: load_report(p) for p in sorted(folder.iterdir()) if (p / METRICS_FILE).is_file()}

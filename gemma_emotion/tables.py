@@ -15,6 +15,7 @@ bounded by the chunk (2.5 GiB peak RSS for 1,000,000 rows on a GPU host, benchma
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -36,6 +37,7 @@ OUTPUT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
 PARTS_SUFFIX = ".parts"
 HEAD_BYTES = 1 << 20  # the input's first MiB is hashed into its fingerprint
 _CSV_BLOCK = 1 << 22  # bytes pyarrow's CSV reader parses at a time
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, as editors on Windows start files with
 CLI_COLUMN_HINT = "name it with --text-column"
 
 
@@ -136,26 +138,34 @@ class Source:
         return list(first)
 
     def _first_json_record(self) -> dict:
+        """The first object of a JSON Lines file, or of a JSON array (the format becomes "json-array")."""
+        with open(self.path, "rb") as fh:
+            head = fh.readline().removeprefix(BOM)
+        if head.lstrip().startswith(b"["):
+            self.fmt = "json-array"
+            first = next(iter(_json_array(self.path)), None)
+        else:
+            with contextlib.closing(self._json_objects()) as objects:
+                first = next(objects, None)
+        if first is None:
+            raise TableError(f"{self.path.name}: no rows")
+        return first
+
+    def _json_objects(self) -> Iterator[dict]:
+        """The objects of a JSON Lines file in order; TableError naming the first line that is not one."""
         with open(self.path, "rb") as fh:
             for number, line in enumerate(fh, start=1):
+                if number == 1:
+                    line = line.removeprefix(BOM)
                 if not line.strip():
                     continue
-                if number == 1:
-                    line = line.removeprefix(b"\xef\xbb\xbf")
-                    if line.lstrip().startswith(b"["):
-                        self.fmt = "json-array"
-                        items = _json_array(self.path)
-                        if not items:
-                            raise TableError(f"{self.path.name}: no rows")
-                        return items[0]
                 try:
                     item = json.loads(line)
                 except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                     raise TableError(f"{self.path.name}, line {number}: not valid JSON ({exc})") from exc
                 if not isinstance(item, dict):
                     raise TableError(f"{self.path.name}, line {number}: expected an object with a text field")
-                return item
-        raise TableError(f"{self.path.name}: no rows")
+                yield item
 
     def _csv_options(self, names: Sequence[str] = ()) -> tuple:
         import pyarrow.csv as pa_csv
@@ -247,29 +257,15 @@ class Source:
                 except StopIteration:
                     return
                 except ValueError as exc:  # pandas names no line: find it (only on this error path)
-                    raise self._json_line_error() or _arrow_error(self.path, exc) from exc
+                    for _ in self._json_objects():  # raises at the first line that is not an object
+                        pass
+                    raise _arrow_error(self.path, exc) from exc
                 try:
                     yield pa.Table.from_pandas(frame, preserve_index=False)
                 except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
                     raise TableError(
                         f"{self.path.name}: a column mixes kinds of values (numbers and text, say) ({exc})"
                     ) from exc
-
-    def _json_line_error(self) -> TableError | None:
-        """The first line of the JSON Lines file that is not a JSON object, as an error naming it."""
-        with open(self.path, "rb") as fh:
-            for number, line in enumerate(fh, start=1):
-                if number == 1:
-                    line = line.removeprefix(b"\xef\xbb\xbf")
-                if not line.strip():
-                    continue
-                try:
-                    item = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    return TableError(f"{self.path.name}, line {number}: not valid JSON ({exc})")
-                if not isinstance(item, dict):
-                    return TableError(f"{self.path.name}, line {number}: expected an object, one a line")
-        return None
 
     def rows_over(self, limit: int) -> int | None:
         """The rows when there are more than `limit`, else None. The file is read only when the quick count

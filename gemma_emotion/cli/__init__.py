@@ -15,12 +15,12 @@ import sys
 import warnings
 
 from gemma_emotion.cli import classify, corrections, predict, runs, settings, train
+from gemma_emotion.cli.common import EXIT_USER_ERROR
 from gemma_emotion.errors import UserError
 from gemma_emotion.labels import EMOTIONS
 
 __all__ = ["EXIT_USER_ERROR", "UserError", "build_parser", "main"]
 
-EXIT_USER_ERROR = 2
 # The commands, in the order `--help` lists them.
 COMMAND_GROUPS = (classify, predict, train, runs, corrections, settings)
 
@@ -36,13 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in COMMAND_GROUPS:
         group.register(sub)
-    helps = {action.dest: action.help for action in sub._choices_actions}
-    for name, command in sub.choices.items():
-        if command.description is None and helps.get(name):  # `COMMAND --help` opens with what it does
-            command.description = helps[name][0].upper() + helps[name][1:] + "."
-        # -v after the command, too (`gemma-emotion eval -v`), as users type it.
-        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                             help="show library warnings and tracebacks")  # fmt: skip
     return parser
 
 

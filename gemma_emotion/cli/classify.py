@@ -9,6 +9,7 @@ import sys
 from gemma_emotion import paths
 from gemma_emotion.cli.common import (
     add_calibrate_arg,
+    add_command,
     add_data_args,
     add_labels_arg,
     add_model_args,
@@ -22,7 +23,7 @@ MODES = ("score", "generate")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("classify", help="label one text", description="Label one text (use - to read stdin).")
+    p = add_command(sub, "classify", help="label one text", description="Label one text (- reads stdin).")
     p.add_argument("text", help="the text to label; - reads it from stdin")
     p.add_argument(
         "--mode",
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.set_defaults(func=cmd_classify)
 
-    p = sub.add_parser("eval", help="evaluate a model on a labelled split",
+    p = add_command(sub, "eval", help="evaluate a model on a labelled split",
                        description="Evaluate and write metrics.json and predictions.csv.")  # fmt: skip
     add_model_args(p)
     add_data_args(p)

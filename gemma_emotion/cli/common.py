@@ -5,13 +5,28 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gemma_emotion import paths
 from gemma_emotion.labels import EMOTIONS, LabelSet
 
 if TYPE_CHECKING:  # torch and transformers load only when a command needs a model
     from gemma_emotion.models import LoadedModel
+
+
+EXIT_USER_ERROR = 2  # a user's mistake: one line on stderr, this exit code
+
+
+def add_command(
+    sub: argparse._SubParsersAction, name: str, *, help: str, description: str | None = None, **kwargs: Any
+) -> argparse.ArgumentParser:
+    """A command's parser: its `--help` opens with `description`, else with `help` as a sentence, and it
+    takes -v as well (`gemma-emotion eval -v`, as users type it, besides `gemma-emotion -v eval`)."""
+    p = sub.add_parser(name, help=help, description=description or help[0].upper() + help[1:] + ".", **kwargs)
+    # SUPPRESS: without -v here, the top-level flag's value stands.
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show library warnings and tracebacks")  # fmt: skip
+    return p
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

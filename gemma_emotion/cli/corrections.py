@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from gemma_emotion.cli.common import add_runs_dir_arg, runs_dir_of
+from gemma_emotion.cli.common import EXIT_USER_ERROR, add_command, add_runs_dir_arg, runs_dir_of
 from gemma_emotion.corrections import FORMATS, CorrectionStore, NoCorrections, export, render
 from gemma_emotion.errors import UserError
 from gemma_emotion.hub import push_corrections, save_corrections
@@ -17,7 +17,7 @@ DATASET_FORMAT = "hf-dataset"  # a folder: parquet + dataset card (gemma_emotion
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = add_command(sub,
         "export", help="export the corrections (JSONL, chat JSONL, CSV, a dataset folder) or push them"
     )
     p.add_argument(
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--labels", default=None, help="export only the corrections made under this label set (a,b,c)"
     )
     p.set_defaults(func=cmd_export)
-    c = sub.add_parser("corrections", help="count the corrections by label")
+    c = add_command(sub, "corrections", help="count the corrections by label")
     add_runs_dir_arg(c, "runs directory holding corrections.db")
     c.add_argument("--labels", default=None, help="list these labels first (a,b,c; default: the six)")
     c.set_defaults(func=cmd_corrections)
@@ -51,10 +51,9 @@ def _store(args: argparse.Namespace) -> CorrectionStore:
 
 
 def _fail(message: str) -> int:
-    # One line and exit 2, as every command says a user's mistake (`cli.main`). Said here rather than left
-    # to main, so the command functions return their code to whoever calls them.
+    # As `cli.main` says a user's mistake; here, so the command functions return their code to any caller.
     print(f"error: {message}", file=sys.stderr)
-    return 2
+    return EXIT_USER_ERROR
 
 
 def cmd_export(args: argparse.Namespace) -> int:

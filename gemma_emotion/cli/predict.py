@@ -11,6 +11,7 @@ import sys
 
 from gemma_emotion.cli.common import (
     add_calibrate_arg,
+    add_command,
     add_labels_arg,
     add_model_args,
     cli_adapter,
@@ -22,7 +23,7 @@ MODES = ("score", "generate")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = add_command(sub,
         "predict",
         help="label every row of a CSV/TSV/JSONL/Parquet file",
         description="Label every row of a file, in chunks, into OUTPUT: every input column (one named like "

@@ -8,12 +8,12 @@ import json
 import sys
 from typing import Any
 
-from gemma_emotion.cli.common import add_runs_dir_arg, runs_dir_of
+from gemma_emotion.cli.common import add_command, add_runs_dir_arg, runs_dir_of
 from gemma_emotion.runs import RunInfo, RunRegistry, merge_adapter, push_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("runs", help="list training runs with status and metrics")
+    p = add_command(sub, "runs", help="list training runs with status and metrics")
     add_runs_dir_arg(p)
     p.add_argument("--json", action="store_true", help="print the runs as JSON")
     p.add_argument(
@@ -25,14 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("merge", help="write the base model with a LoRA adapter merged in")
+    p = add_command(sub, "merge", help="write the base model with a LoRA adapter merged in")
     p.add_argument("--adapter", required=True, help="a LoRA adapter folder (a run's adapter/)")
     p.add_argument("--out", required=True, help="folder for the merged checkpoint")
     p.add_argument("--model", default=None, help="base model spec (default: the one the adapter's run used)")
     p.add_argument("--dtype", default="bfloat16", help="dtype of the saved weights (default bfloat16)")
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("push", help="upload an adapter or a merged model to the Hugging Face Hub (HF_TOKEN)")
+    p = add_command(
+        sub, "push", help="upload an adapter or a merged model to the Hugging Face Hub (HF_TOKEN)"
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--adapter", help="a LoRA adapter folder")
     src.add_argument("--merged", help="a merged model folder (from `merge`)")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from gemma_emotion.cli.common import add_command
 from gemma_emotion.settings import check_space
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = add_command(sub,
         "check-space", help="validate space.yaml and the README's Space front matter against each other"
     )
     p.add_argument("--root", default=".", help="repository root holding space.yaml and README.md")

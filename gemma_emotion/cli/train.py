@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gemma_emotion import paths
-from gemma_emotion.cli.common import add_runs_dir_arg, notice, print_data_choice, runs_dir_of
+from gemma_emotion.cli.common import add_command, add_runs_dir_arg, notice, print_data_choice, runs_dir_of
 from gemma_emotion.config import ConfigError, ConfigField, TrainConfig, config_fields
 from gemma_emotion.runfolder import RUN_FILE, read_record
 
@@ -28,7 +28,7 @@ METAVARS = {int: "N", float: "X", str: "TEXT"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = add_command(sub,
         "train", help="fine-tune a LoRA adapter (a run in runs/)",
         description="Fine-tune with LoRA/QLoRA (TRL + PEFT), then evaluate base vs fine-tuned. "
         "Ctrl-C stops after the current step and keeps the adapter trained so far.",

@@ -85,10 +85,9 @@ def run_comparison(state: AppState, run: str) -> dict[str, Any]:
     if not run:
         raise UserError("pick a run first")
     try:
-        state.find_run(run)  # a name that is no run is said so, not as "no reports (yet)"
-    except RunNotFound:
+        reports = state.run_reports(run)
+    except RunNotFound:  # said without the server's runs folder, which its message names
         raise UserError(f"no run named {run!r}: pick one from the list") from None
-    reports = state.run_reports(run)
     if "base" not in reports or "finetuned" not in reports:
         raise UserError(f"run {run} has no base and fine-tuned reports (yet)")
     try:
