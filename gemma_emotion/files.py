@@ -146,4 +146,3 @@ def unclosed_quote_line(lines: Iterable[str], delimiter: str) -> int | None:
     finally:
         csv.field_size_limit(limit)
     return None
-

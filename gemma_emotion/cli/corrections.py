@@ -17,8 +17,8 @@ DATASET_FORMAT = "hf-dataset"  # a folder: parquet + dataset card (gemma_emotion
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub,
-        "export", help="export the corrections (JSONL, chat JSONL, CSV, a dataset folder) or push them"
+    p = add_command(
+        sub, "export", help="export the corrections (JSONL, chat JSONL, CSV, a dataset folder) or push them"
     )
     p.add_argument(
         "--format",

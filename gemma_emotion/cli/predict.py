@@ -23,7 +23,8 @@ MODES = ("score", "generate")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub,
+    p = add_command(
+        sub,
         "predict",
         help="label every row of a CSV/TSV/JSONL/Parquet file",
         description="Label every row of a file, in chunks, into OUTPUT: every input column (one named like "

@@ -9,8 +9,8 @@ from gemma_emotion.settings import check_space
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub,
-        "check-space", help="validate space.yaml and the README's Space front matter against each other"
+    p = add_command(
+        sub, "check-space", help="validate space.yaml and the README's Space front matter against each other"
     )
     p.add_argument("--root", default=".", help="repository root holding space.yaml and README.md")
     p.set_defaults(func=cmd_check_space)

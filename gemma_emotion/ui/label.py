@@ -5,8 +5,9 @@ A queue comes from an evaluation report (its mistakes and invalid answers), from
 order and the upload's format, written by `predict`'s writer), or from the "wrong?" buttons of the Classify
 and Compare tabs. Each visitor has their own queue (`review.ReviewQueue` in a gr.State: the queue, its filters
 and mark/skip/undo live in the core); the corrections they make go to the one shared `CorrectionStore`,
-made under the loaded model's label set: the label buttons are that set's (rendered again when another
-adapter loads), keys 1-9 pick the first nine, S skips, U undoes (see KEYBOARD_JS).
+made under the loaded model's label set: the label buttons are that set's (a fixed row of MAX_LABELS
+buttons, relabelled and shown or hidden when another adapter loads), keys 1-9 pick the first nine, S skips,
+U undoes (see KEYBOARD_JS).
 
 API endpoints: `label_queue`, `label_submit`, `label_undo`, `corrections_list` (gr.api, JSON in and out),
 `corrections_export` (a file, through the tab's own export button) and `label_load_texts` (the tab's "Score
@@ -30,7 +31,7 @@ from gemma_emotion import annotators, review
 from gemma_emotion import corrections as core
 from gemma_emotion.batching import CancelToken
 from gemma_emotion.evaluate import load_report
-from gemma_emotion.labels import INVALID
+from gemma_emotion.labels import INVALID, MAX_LABELS
 from gemma_emotion.predict import Labels, output_table
 from gemma_emotion.review import ALL, SOURCES, QueueFilter, ReviewQueue
 from gemma_emotion.tables import encode_table
@@ -420,9 +421,7 @@ def build(state: AppState) -> dict[str, Any]:
     demo = state.settings.demo_mode
     queue = gr.State(ReviewQueue())
     # The loaded model's label names: the buttons and filters follow them (the layout sets this on page load
-    # and whenever a model or adapter finishes loading). Empty until the page load sets it, so that change
-    # renders the buttons once: rendered on load as well, two renders raced, and a click on a button of the
-    # one that lost reached no handler (a hotkey press lost in CI, twice).
+    # and whenever a model or adapter finishes loading).
     names = gr.State([])
     gr.Markdown(HELP)
     with gr.Row():
@@ -473,15 +472,15 @@ def build(state: AppState) -> dict[str, Any]:
             progress = gr.Markdown(label="Progress", elem_id="label-progress")
             text = gr.Textbox(label="Text", lines=3, max_lines=12, interactive=False, elem_id="label-text")
             info = gr.Markdown(label="Item", elem_id="label-info")
+            # One button per possible label, wired once; a label set shows its first len(set) of them.
+            # Not a gr.render of the names: each render registers new handlers and drops the last one's, and
+            # a hotkey pressed while the page still showed the older buttons reached no handler (lost in CI
+            # three times, once after the renders were cut to one per page load).
             with gr.Row(elem_id="label-buttons"):
-
-                @gr.render(inputs=[names], triggers=[names.change], trigger_mode="always_last")
-                def label_buttons(current: list[str]) -> None:
-                    # Rendered again when the label set changes; `on_label` and the other components
-                    # exist by the time this runs (after the tab is built).
-                    for i, (name, bid) in enumerate(zip(current, button_ids(current))):
-                        btn = gr.Button(f"{hotkey(i)}{name}", elem_id=bid, min_width=90, key=bid)
-                        btn.click(on_label(name), [queue, annotator, *filters], [*shown, message], **INSTANT)
+                label_btns = [
+                    gr.Button(visible=False, min_width=90, elem_id=f"label-slot-{i + 1}")
+                    for i in range(MAX_LABELS)
+                ]
 
             with gr.Row():
                 skip = gr.Button("Skip (S)", size="sm", elem_id="label-skip")
@@ -604,9 +603,13 @@ def build(state: AppState) -> dict[str, Any]:
         api_visibility="private", concurrency_limit=None,
     )  # fmt: skip
 
-    def on_label(name: str):
-        def handler(q: ReviewQueue, who: str, profile: gr.OAuthProfile | None, *flt_v):
+    def on_label(index: int):
+        # By position in the set of the moment (the buttons are slots), read from `names` with the click.
+        def handler(q: ReviewQueue, current: list[str], who: str, profile: gr.OAuthProfile | None, *flt_v):
             flt = _filter(*flt_v)
+            if index >= len(current):  # a button of a set that was replaced while the click travelled
+                return (*view(q, flt), warn(UserError("that label is no longer in the loaded label set")))
+            name = current[index]
             item = q.current
             if item is None:
                 gr.Warning("nothing to label: load a queue first")
@@ -621,13 +624,24 @@ def build(state: AppState) -> dict[str, Any]:
 
         return handler
 
+    for i, btn in enumerate(label_btns):
+        btn.click(on_label(i), [queue, names, annotator, *filters], [*shown, message], **INSTANT)
+
     def on_names(current: list[str]):
+        ids = button_ids(current)
+        buttons = [
+            gr.Button(f"{hotkey(i)}{current[i]}", visible=True, elem_id=ids[i])
+            if i < len(current)
+            else gr.Button(visible=False, elem_id=f"label-slot-{i + 1}")
+            for i in range(MAX_LABELS)
+        ]
         return (
             gr.Dropdown(choices=[ALL, *current], value=ALL),
             gr.Dropdown(choices=[ALL, *current, INVALID], value=ALL),
+            *buttons,
         )
 
-    names.change(on_names, [names], [gold_f, pred_f], **INSTANT)
+    names.change(on_names, [names], [gold_f, pred_f, *label_btns], **INSTANT)
 
     def on_skip(q: ReviewQueue, *flt_v):
         flt = _filter(*flt_v)
