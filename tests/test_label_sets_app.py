@@ -226,4 +226,26 @@ def test_classify_bars_and_label_buttons_follow_the_adapter(browser, client, app
     mine = {r["text"]: (r["label"], r["label_set"]) for r in rows}
     assert mine[first] == ("surprise", "negative,positive,surprise")
     assert ("negative", "negative,positive,surprise") in mine.values()
-    page.close()
+
+    # Another adapter loaded from the page (none: the bare model's six emotions): the label buttons follow,
+    # and a hotkey saves the new set's label at that position.
+    try:
+        page.get_by_text("Model and adapter").click()
+        page.locator("#adapter-picker input").click()
+        page.get_by_role("option", name="none (base model)").click()
+        page.locator("#model-load").click()
+        six = ["sadness", "joy", "love", "anger", "fear", "surprise"]
+        expect(buttons).to_have_text([f"{i + 1} · {n}" for i, n in enumerate(six)], timeout=120_000)
+        expect(page.locator("#label-btn-joy")).to_be_visible()
+        page.locator("#label-texts textarea").fill("a text for the six labels")
+        page.locator("#label-load-texts").click()
+        expect(progress).to_contain_text(re.compile(r"\b0 of 1 reviewed"))
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        page.keyboard.press("2")
+        expect(page.locator("#label-message textarea")).to_have_value("saved: joy", timeout=30_000)
+        saved = client.predict(api_name="/corrections_list")["corrections"]
+        assert ("a text for the six labels", "joy") in {(c["text"], c["label"]) for c in saved}
+    finally:
+        page.close()
+        client.predict(app["model"], app["adapter"], api_name="/load_model")
+        assert wait_ready(client)["labels"] == VALENCE

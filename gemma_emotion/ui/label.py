@@ -120,6 +120,11 @@ def hotkey(index: int) -> str:
     return f"{index + 1} · " if index < HOTKEYS else ""
 
 
+def button_caption(index: int, name: str) -> str:
+    """What the button of the label at `index` (0-based) says: its hotkey, then its name."""
+    return f"{hotkey(index)}{name}"
+
+
 # -- queue items ---------------------------------------------------------------------------------------
 def resolve_report(state: AppState, folder: str) -> Path:
     """A listed report folder (an evaluation's or a run's). A folder holding base/ and finetuned/ reports
@@ -604,11 +609,20 @@ def build(state: AppState) -> dict[str, Any]:
     )  # fmt: skip
 
     def on_label(index: int):
-        # By position in the set of the moment (the buttons are slots), read from `names` with the click.
-        def handler(q: ReviewQueue, current: list[str], who: str, profile: gr.OAuthProfile | None, *flt_v):
+        # The buttons are slots: the label is the set's name at this position, and the button's own text comes
+        # with the click so that a set replaced while the click travelled never saves another label.
+        def handler(
+            caption: str,
+            q: ReviewQueue,
+            current: list[str],
+            who: str,
+            profile: gr.OAuthProfile | None,
+            *flt_v,
+        ):
             flt = _filter(*flt_v)
-            if index >= len(current):  # a button of a set that was replaced while the click travelled
-                return (*view(q, flt), warn(UserError("that label is no longer in the loaded label set")))
+            if index >= len(current) or caption != button_caption(index, current[index]):
+                changed = UserError("the label set has just changed: look and click again")
+                return (*view(q, flt), warn(changed))
             name = current[index]
             item = q.current
             if item is None:
@@ -625,12 +639,12 @@ def build(state: AppState) -> dict[str, Any]:
         return handler
 
     for i, btn in enumerate(label_btns):
-        btn.click(on_label(i), [queue, names, annotator, *filters], [*shown, message], **INSTANT)
+        btn.click(on_label(i), [btn, queue, names, annotator, *filters], [*shown, message], **INSTANT)
 
     def on_names(current: list[str]):
         ids = button_ids(current)
         buttons = [
-            gr.Button(f"{hotkey(i)}{current[i]}", visible=True, elem_id=ids[i])
+            gr.Button(button_caption(i, current[i]), visible=True, elem_id=ids[i])
             if i < len(current)
             else gr.Button(visible=False, elem_id=f"label-slot-{i + 1}")
             for i in range(MAX_LABELS)
