@@ -163,8 +163,9 @@ def test_a_batch_whose_client_goes_away_stops(app, client, texts):
         i for i, dep in enumerate(client.config["dependencies"]) if dep.get("api_name") == "classify_batch"
     )
     session = uuid.uuid4().hex[:12]
-    body = {"data": [[texts[i % len(texts)] for i in range(LONG_BATCH)], "score", False],
-            "fn_index": api, "session_hash": session}  # fmt: skip
+    # Long texts, as `long_batch`: 5,000 short ones are over in about 7 s on a warm tiny model, sooner than a
+    # closed stream is always noticed (failed twice in three runs under a busy core).
+    body = {"data": [long_texts(texts), "score", False], "fn_index": api, "session_hash": session}
     with httpx.Client(base_url=app["url"], timeout=60) as http:
         http.post("gradio_api/queue/join", json=body).raise_for_status()
         with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as events:
@@ -173,7 +174,10 @@ def test_a_batch_whose_client_goes_away_stops(app, client, texts):
                     break
         wait_for(lambda: serving(client)["chunks"] > before["chunks"], "the batch's first chunk")
     # the stream is closed: the client is gone
-    wait_for(lambda: serving(client)["cancelled"] > before["cancelled"], "the batch to stop")
+    try:
+        wait_for(lambda: serving(client)["cancelled"] > before["cancelled"], "the batch to stop")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: serving was {before}, is {serving(client)}") from None
     assert serving(client)["texts"] - before["texts"] < LONG_BATCH
 
 

@@ -120,7 +120,9 @@ async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
                 token.cancel("given up: the client went away")
     except asyncio.CancelledError:
         token.cancel("cancelled")
-        await asyncio.wait({job})  # the job stops at its next chunk; its RequestCancelled is dropped
+        await asyncio.wait({job})  # the job stops at its next chunk
+        if not job.cancelled():
+            job.exception()  # its RequestCancelled is the expected end: read, so asyncio logs no error for it
         raise
 
 
