@@ -1025,7 +1025,7 @@ def test_markup_in_a_table_row_is_shown_as_text_in_the_page(app, tmp_path, brows
 
         open_accordion()
         page.locator("input[type=file]").first.set_input_files(str(path))
-        page.get_by_text(path.name).wait_for(timeout=30_000)  # uploaded
+        page.get_by_text(path.name).wait_for(timeout=90_000)  # uploaded (30 s was short under a busy core)
         open_accordion()
         button.click(timeout=60_000)
 

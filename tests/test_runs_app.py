@@ -116,7 +116,9 @@ def test_two_runs_picked_in_the_train_tab_share_one_plot(browser, app, two_runs)
     expect(page.locator("#train-status textarea")).to_have_value(re.compile(r": completed"))
 
     # The single run's curve has a log-scaled loss axis.
-    axis = "document.querySelector('#train-loss .js-plotly-plot').layout.yaxis.type"
+    # `?.`: until the plot is drawn there is no element, and a predicate that throws ends the wait at once
+    # (it did under a busy core) instead of being tried again.
+    axis = "document.querySelector('#train-loss .js-plotly-plot')?.layout?.yaxis?.type"
     page.wait_for_function(f"{axis} === 'log'")
 
     picker = page.locator("#train-compare-runs")
