@@ -115,14 +115,14 @@ def keyboard_js() -> str:
     return KEYBOARD_JS.replace("%KEYS%", body).replace("%HOTKEYS%", str(HOTKEYS))
 
 
-def hotkey(index: int) -> str:
-    """The key of the label at `index` (0-based) on its button, or '' past the ninth."""
-    return f"{index + 1} · " if index < HOTKEYS else ""
-
-
 def button_caption(index: int, name: str) -> str:
-    """What the button of the label at `index` (0-based) says: its hotkey, then its name."""
-    return f"{hotkey(index)}{name}"
+    """What the button of the label at `index` (0-based) says: its hotkey (none past the ninth), its name."""
+    return f"{index + 1} · {name}" if index < HOTKEYS else name
+
+
+def slot_id(index: int) -> str:
+    """The element id of the button slot at `index` while no label of the set shows on it."""
+    return f"label-slot-{index + 1}"
 
 
 # -- queue items ---------------------------------------------------------------------------------------
@@ -483,8 +483,7 @@ def build(state: AppState) -> dict[str, Any]:
             # three times, once after the renders were cut to one per page load).
             with gr.Row(elem_id="label-buttons"):
                 label_btns = [
-                    gr.Button(visible=False, min_width=90, elem_id=f"label-slot-{i + 1}")
-                    for i in range(MAX_LABELS)
+                    gr.Button(visible=False, min_width=90, elem_id=slot_id(i)) for i in range(MAX_LABELS)
                 ]
 
             with gr.Row():
@@ -646,7 +645,7 @@ def build(state: AppState) -> dict[str, Any]:
         buttons = [
             gr.Button(button_caption(i, current[i]), visible=True, elem_id=ids[i])
             if i < len(current)
-            else gr.Button(visible=False, elem_id=f"label-slot-{i + 1}")
+            else gr.Button(visible=False, elem_id=slot_id(i))
             for i in range(MAX_LABELS)
         ]
         return (
